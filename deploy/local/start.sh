@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Starts the local stack on 127.0.0.1: Temporal dev server (with Web UI and the
+# project's search attributes), MinIO, fake-gcs-server and Azurite, with all their data
+# under one folder ($STACK_DIR). Parts already running and healthy are left alone.
+# Usage: start.sh [temporal|minio|gcs|azurite ...]   (default: all)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/versions.sh"
+mkdir -p "$STACK_DIR/logs" "$STACK_DIR/run"
+
+running() { [[ -f "$STACK_DIR/run/$1.pid" ]] && kill -0 "$(cat "$STACK_DIR/run/$1.pid")" 2>/dev/null; }
+
+# launch NAME CMD...: starts CMD in its own process group, logging under $STACK_DIR/logs.
+launch() {
+	local name=$1
+	shift
+	if running "$name" && "$here/health.sh" "$name" >/dev/null 2>&1; then
+		echo "start: $name already running"
+		return 0
+	fi
+	for bin in "$1"; do
+		[[ -x "$bin" ]] || { echo "start: $bin is missing: run deploy/local/install.sh first" >&2; exit 1; }
+	done
+	setsid "$@" >"$STACK_DIR/logs/$name.log" 2>&1 </dev/null &
+	echo $! >"$STACK_DIR/run/$name.pid"
+	echo "start: $name (pid $!, log $STACK_DIR/logs/$name.log)"
+}
+
+wanted=${*:-temporal minio gcs azurite}
+for part in $wanted; do
+	case $part in
+	temporal)
+		mkdir -p "$STACK_DIR/temporal"
+		sa=()
+		for a in "${SEARCH_ATTRIBUTES[@]}"; do sa+=(--search-attribute "$a"); done
+		launch temporal "$TOOLS_BIN/temporal" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" \
+			--ui-port "$TEMPORAL_UI_PORT" --db-filename "$STACK_DIR/temporal/temporal.db" --log-level warn "${sa[@]}"
+		;;
+	minio)
+		mkdir -p "$STACK_DIR/minio"
+		MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASSWORD MINIO_BROWSER=off MINIO_UPDATE=off \
+			launch minio "$TOOLS_BIN/minio" server --quiet --address "127.0.0.1:$MINIO_PORT" \
+			--console-address "127.0.0.1:$MINIO_CONSOLE_PORT" "$STACK_DIR/minio"
+		;;
+	gcs)
+		mkdir -p "$STACK_DIR/gcs"
+		launch gcs "$TOOLS_BIN/fake-gcs-server" -scheme http -host 127.0.0.1 -port "$GCS_PORT" \
+			-public-host "127.0.0.1:$GCS_PORT" -backend filesystem -filesystem-root "$STACK_DIR/gcs" -log-level warn
+		;;
+	azurite)
+		mkdir -p "$STACK_DIR/azurite"
+		launch azurite "$TOOLS_DIR/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
+			--location "$STACK_DIR/azurite" --skipApiVersionCheck --disableTelemetry --silent
+		;;
+	*) echo "start: unknown part $part (known: temporal minio gcs azurite)" >&2; exit 2 ;;
+	esac
+done
+"$here/health.sh" --wait $wanted

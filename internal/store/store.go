@@ -1,0 +1,152 @@
+// Package store defines the contract every storage driver (local directory, S3, GCS,
+// Azure Blob) implements. Drivers live in one package per backend; the conformance
+// suite in package storetest checks each of them against a real server.
+//
+// A Store is rooted at a location (a directory, or a bucket/container plus a prefix).
+// Keys are relative to that root, '/'-separated, valid UTF-8 and the same on every
+// store (see ValidateKey). The subtree ".replicator/" under the root belongs to the
+// replicator itself (staging, manifests, temporary files): List skips it unless asked.
+package store
+
+import (
+	"context"
+	"io"
+	"iter"
+	"time"
+)
+
+// InternalPrefix is the part of every store's key space that the replicator keeps for
+// itself. It is never listed as user data.
+const InternalPrefix = ".replicator/"
+
+// Names of the metadata entries that every replica carries (DESIGN section 4). Drivers
+// translate them to what their backend allows (Azure metadata names cannot hold '-').
+const (
+	MetaSHA256        = "replicator-sha256"
+	MetaSourceSize    = "replicator-source-size"
+	MetaSourceVersion = "replicator-source-version"
+)
+
+// Object is one entry of a listing: what every backend returns without an extra
+// request per object.
+type Object struct {
+	// Key is relative to the store's root.
+	Key string
+	// Size in bytes.
+	Size int64
+	// ETag is the store's opaque token for this state of the object: the ETag on S3
+	// and Azure, the generation on GCS, and inode, size and times for a directory.
+	// It is what Precondition.IfMatch expects.
+	ETag string
+	// ModTime is the last modification time the store reports.
+	ModTime time.Time
+}
+
+// Attributes is what Stat returns: the listing fields plus content type and metadata.
+type Attributes struct {
+	Object
+	// ContentType as stored; for a directory, derived from the file's extension.
+	ContentType string
+	// SHA256 is the lower-case hex SHA-256 recorded by the replicator, "" when the
+	// object does not carry one (it was not written by the replicator).
+	SHA256 string
+	// SourceVersion is the source version recorded by the replicator, if any.
+	SourceVersion string
+	// SourceSize is the source size recorded by the replicator, -1 if absent.
+	SourceSize int64
+	// Metadata holds user metadata other than the replicator's own entries.
+	Metadata map[string]string
+}
+
+// Precondition states which destination state a write expects. The zero value means
+// "write unconditionally".
+type Precondition struct {
+	// IfNoneMatch makes the write create-only: it fails with CodePrecondition when
+	// the key exists.
+	IfNoneMatch bool
+	// IfMatch makes the write replace-only: it fails with CodePrecondition unless the
+	// key exists with exactly this ETag (as returned by Stat, List, Put or Copy).
+	IfMatch string
+}
+
+// PutOptions describe the object a Put writes.
+type PutOptions struct {
+	// SHA256 is the lower-case hex SHA-256 the bytes must have. Required: the driver
+	// recomputes it while streaming and, on a difference, fails with CodeMismatch and
+	// leaves no object (and no open multipart upload) behind.
+	SHA256 string
+	// Size is the expected size in bytes, or -1 when unknown. A stream of another
+	// length fails with CodeMismatch.
+	Size int64
+	// ContentType of the object; "" lets the driver derive it from the key.
+	ContentType string
+	// SourceVersion is recorded as metadata (MetaSourceVersion).
+	SourceVersion string
+	// Metadata is user metadata carried from the source.
+	Metadata map[string]string
+	// Precondition guards the write.
+	Precondition Precondition
+	// Progress, when set, is called after each part or chunk is durably stored, with
+	// the number of bytes stored so far. Called from the Put's goroutines, serially.
+	Progress func(bytesDone int64)
+}
+
+// CopyOptions describe a server-side copy within one store.
+type CopyOptions struct {
+	// Attributes, when set, replace the copy's content type and metadata (SHA256,
+	// SourceVersion, SourceSize and Metadata). When nil the source's are kept.
+	Attributes *Attributes
+	// Precondition guards the destination key.
+	Precondition Precondition
+}
+
+// ListOptions select and shape a listing.
+type ListOptions struct {
+	// Prefix restricts the listing to keys starting with it (a key prefix, not
+	// necessarily a directory).
+	Prefix string
+	// PageSize is the number of entries asked per request; 0 means the driver's
+	// default. Listings are paginated internally whatever the size.
+	PageSize int
+	// IncludeInternal lists the replicator's own subtree (InternalPrefix) as well.
+	IncludeInternal bool
+}
+
+// Store is one storage location. Implementations are safe for concurrent use.
+// Every error a Store returns is an *Error with a Code (see CodeOf).
+type Store interface {
+	// Name is the store's name in messages (the destination's or source's name).
+	Name() string
+
+	// Check verifies that the location exists and the credentials can reach it, so
+	// that configuration problems surface before any transfer.
+	Check(ctx context.Context) error
+
+	// Stat returns the object's attributes, or CodeNotFound.
+	Stat(ctx context.Context, key string) (*Attributes, error)
+
+	// Open streams the object's bytes from offset to its end, or CodeNotFound.
+	Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error)
+
+	// Put streams r to key with bounded memory (multipart, resumable chunks or blocks
+	// above the driver's threshold), verifying opts.SHA256 on the way. The object
+	// becomes visible whole or not at all. It returns the new object's listing entry.
+	Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (*Object, error)
+
+	// Copy copies srcKey to dstKey inside the store without moving bytes through
+	// the caller. CodeNotFound when srcKey is missing.
+	Copy(ctx context.Context, dstKey, srcKey string, opts CopyOptions) (*Object, error)
+
+	// Delete removes key. Deleting a missing key succeeds, so that a retried delete
+	// whose first answer was lost does not fail.
+	Delete(ctx context.Context, key string) error
+
+	// List yields objects whose keys start with opts.Prefix in ascending byte order of
+	// their UTF-8 keys, fetching pages lazily. Iteration stops after the first
+	// error, which is yielded with a zero Object. A listing whose keys arrive out of
+	// order yields a CodeInvalid error rather than wrong results.
+	List(ctx context.Context, opts ListOptions) iter.Seq2[Object, error]
+
+	// Close releases the store's clients.
+	Close() error
+}

@@ -1,0 +1,522 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudrepl/replicator/internal/store"
+)
+
+// Harness tells the suite how to make stores of one driver.
+type Harness struct {
+	// NewAt returns a store rooted at prefix (a fresh, empty, relative path chosen by
+	// the suite) inside the driver's test location. Its part size and multipart
+	// threshold must be at most PartSize so that Large exercises multipart.
+	NewAt func(t *testing.T, prefix string) store.Store
+	// PartSize is the part (chunk, block) size the harness configured.
+	PartSize int64
+	// LargeSize is the size of the large-object test; 64 MiB when 0.
+	LargeSize int64
+	// CopyLargeSize, when set, is a size above the harness's server-side copy
+	// threshold, so that the multipart copy path runs.
+	CopyLargeSize int64
+	// MissingLocation returns a store whose bucket, container or directory does not
+	// exist.
+	MissingLocation func(t *testing.T) store.Store
+	// BadCredentials returns a store whose credentials the server refuses; nil when the
+	// server cannot refuse any (fake-gcs-server has no authentication).
+	BadCredentials func(t *testing.T) store.Store
+	// Unreachable returns a store whose endpoint refuses connections; nil for stores
+	// without a network.
+	Unreachable func(t *testing.T) store.Store
+}
+
+// UniquePrefix returns a fresh prefix for one test.
+func UniquePrefix(t *testing.T) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())
+	if len(name) > 60 {
+		name = name[len(name)-60:]
+	}
+	return "ct-" + strings.Trim(name, "-_") + "-" + hex.EncodeToString(b[:])
+}
+
+// Run runs the conformance suite.
+func Run(t *testing.T, h Harness) {
+	if h.LargeSize == 0 {
+		h.LargeSize = 64 << 20
+	}
+	newStore := func(t *testing.T) store.Store {
+		s := h.NewAt(t, UniquePrefix(t))
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	t.Run("Check", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.Check(ctx(t)); err != nil {
+			t.Fatalf("Check on a good location: %v", err)
+		}
+	})
+	t.Run("EmptyObject", func(t *testing.T) { testRoundTrip(t, newStore(t), "empty.bin", nil) })
+	t.Run("SmallObject", func(t *testing.T) { testRoundTrip(t, newStore(t), "small.txt", []byte("hello, replicas\n")) })
+	t.Run("LargeObject", func(t *testing.T) { testLarge(t, newStore(t), h.LargeSize) })
+	t.Run("AwkwardKeys", func(t *testing.T) { testAwkwardKeys(t, newStore(t)) })
+	t.Run("Metadata", func(t *testing.T) { testMetadata(t, newStore(t)) })
+	t.Run("OpenAtOffset", func(t *testing.T) { testOffset(t, newStore(t)) })
+	t.Run("Preconditions", func(t *testing.T) { testPreconditions(t, newStore(t), 100) })
+	t.Run("PreconditionsMultipart", func(t *testing.T) { testPreconditions(t, newStore(t), 2*h.PartSize+17) })
+	t.Run("Copy", func(t *testing.T) { testCopy(t, newStore(t), 1000) })
+	if h.CopyLargeSize > 0 {
+		t.Run("CopyMultipart", func(t *testing.T) { testCopy(t, newStore(t), h.CopyLargeSize) })
+	}
+	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
+	t.Run("ListOrder", func(t *testing.T) { testListOrder(t, newStore(t)) })
+	t.Run("ListPagination", func(t *testing.T) { testPagination(t, newStore(t)) })
+	t.Run("HashMismatch", func(t *testing.T) { testMismatch(t, newStore(t), 1000) })
+	t.Run("HashMismatchMultipart", func(t *testing.T) { testMismatch(t, newStore(t), 2*h.PartSize+5) })
+	t.Run("InvalidKeys", func(t *testing.T) { testInvalidKeys(t, newStore(t)) })
+	t.Run("ErrorClasses", func(t *testing.T) { testErrorClasses(t, h) })
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// Put stores data under key with its correct SHA-256 and fails the test on error.
+func Put(t *testing.T, s store.Store, key string, data []byte, opts store.PutOptions) *store.Object {
+	t.Helper()
+	opts.SHA256 = SHA256Hex(data)
+	opts.Size = int64(len(data))
+	obj, err := s.Put(ctx(t), key, bytes.NewReader(data), opts)
+	if err != nil {
+		t.Fatalf("put %q: %v", key, err)
+	}
+	if obj.Key != key || obj.Size != int64(len(data)) || obj.ETag == "" {
+		t.Fatalf("put %q returned %+v, want key, size %d and an ETag", key, obj, len(data))
+	}
+	return obj
+}
+
+// ReadAll reads key back whole.
+func ReadAll(t *testing.T, s store.Store, key string) []byte {
+	t.Helper()
+	r, err := s.Open(ctx(t), key, 0)
+	if err != nil {
+		t.Fatalf("open %q: %v", key, err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read %q: %v", key, err)
+	}
+	return b
+}
+
+// WantCode fails the test unless err has the code want.
+func WantCode(t *testing.T, what string, err error, want store.Code) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: succeeded, want a %q error", what, want)
+	}
+	var se *store.Error
+	if !errors.As(err, &se) {
+		t.Fatalf("%s: error %T %v is not a *store.Error", what, err, err)
+	}
+	if se.Code != want {
+		t.Fatalf("%s: got class %q (%v), want %q", what, se.Code, err, want)
+	}
+}
+
+func listAll(t *testing.T, s store.Store, opts store.ListOptions) []store.Object {
+	t.Helper()
+	var out []store.Object
+	for obj, err := range s.List(ctx(t), opts) {
+		if err != nil {
+			t.Fatalf("list: %v", err)
+		}
+		out = append(out, obj)
+	}
+	return out
+}
+
+func keysOf(objs []store.Object) []string {
+	keys := make([]string, len(objs))
+	for i, o := range objs {
+		keys[i] = o.Key
+	}
+	return keys
+}
+
+func testRoundTrip(t *testing.T, s store.Store, key string, data []byte) {
+	obj := Put(t, s, key, data, store.PutOptions{})
+	a, err := s.Stat(ctx(t), key)
+	if err != nil {
+		t.Fatalf("stat: %v", err)
+	}
+	if a.Size != int64(len(data)) || a.SHA256 != SHA256Hex(data) || a.ETag != obj.ETag {
+		t.Fatalf("stat = %+v, want size %d, sha %s, etag %s", a, len(data), SHA256Hex(data), obj.ETag)
+	}
+	if got := ReadAll(t, s, key); !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes, want %d", len(got), len(data))
+	}
+}
+
+func testLarge(t *testing.T, s store.Store, size int64) {
+	const seed = 64
+	sum := StreamSHA256(seed, size)
+	var progressed int64
+	obj, err := s.Put(ctx(t), "large/object.bin", Stream(seed, size), store.PutOptions{
+		SHA256: sum, Size: size, Progress: func(n int64) { progressed = n },
+	})
+	if err != nil {
+		t.Fatalf("put %d bytes: %v", size, err)
+	}
+	if obj.Size != size {
+		t.Fatalf("put size %d, want %d", obj.Size, size)
+	}
+	if progressed != size {
+		t.Errorf("progress ended at %d, want %d", progressed, size)
+	}
+	a, err := s.Stat(ctx(t), "large/object.bin")
+	if err != nil || a.Size != size || a.SHA256 != sum || a.SourceSize != size {
+		t.Fatalf("stat = %+v, %v; want size %d and sha %s", a, err, size, sum)
+	}
+	r, err := s.Open(ctx(t), "large/object.bin", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	h := store.NewVerifier(r, sum, size)
+	if _, err := io.Copy(io.Discard, h); err != nil {
+		t.Fatalf("read back: %v", err)
+	}
+	if err := h.Verify(); err != nil {
+		t.Fatalf("read back: %v", err)
+	}
+}
+
+// AwkwardKeys are keys that break naive URL, path or shell handling.
+var AwkwardKeys = []string{
+	"with space.txt",
+	"unicode/日本語/ファイル.txt",
+	"emoji/😀 smile.bin",
+	"percent%20encoded%2F.txt",
+	"hash#fragment.txt",
+	"question?query=1.txt",
+	"plus+sign.txt",
+	"ampersand&equals=.txt",
+	"quote'double\".txt",
+	"d1/d2/d3/d4/d5/d6/d7/d8/d9/d10/d11/d12/d13/d14/d15/d16/deep.txt",
+	"Ünïcödé-NFC-é.txt",
+	"tilde~and!bang*star(paren).txt",
+}
+
+func testAwkwardKeys(t *testing.T, s store.Store) {
+	for i, key := range AwkwardKeys {
+		Put(t, s, key, []byte(fmt.Sprintf("content %d", i)), store.PutOptions{})
+	}
+	for i, key := range AwkwardKeys {
+		if got := string(ReadAll(t, s, key)); got != fmt.Sprintf("content %d", i) {
+			t.Errorf("key %q read %q", key, got)
+		}
+		if _, err := s.Stat(ctx(t), key); err != nil {
+			t.Errorf("stat %q: %v", key, err)
+		}
+	}
+	want := slices.Clone(AwkwardKeys)
+	slices.Sort(want)
+	if got := keysOf(listAll(t, s, store.ListOptions{})); !slices.Equal(got, want) {
+		t.Fatalf("list = %q\nwant  %q", got, want)
+	}
+	cp := AwkwardKeys[5] + ".copy"
+	if _, err := s.Copy(ctx(t), cp, AwkwardKeys[5], store.CopyOptions{}); err != nil {
+		t.Fatalf("copy awkward key: %v", err)
+	}
+	for _, key := range append(AwkwardKeys, cp) {
+		if err := s.Delete(ctx(t), key); err != nil {
+			t.Errorf("delete %q: %v", key, err)
+		}
+	}
+	if got := listAll(t, s, store.ListOptions{}); len(got) != 0 {
+		t.Fatalf("after deletes list = %q", keysOf(got))
+	}
+}
+
+func testMetadata(t *testing.T, s store.Store) {
+	data := []byte("%PDF-1.7 pretend invoice")
+	Put(t, s, "invoices/2026/inv-1.pdf", data, store.PutOptions{
+		ContentType:   "application/pdf",
+		SourceVersion: "etag-123:gen-9",
+		Metadata:      map[string]string{"customer": "acme", "region": "eu-west"},
+	})
+	a, err := s.Stat(ctx(t), "invoices/2026/inv-1.pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ContentType != "application/pdf" || a.SourceVersion != "etag-123:gen-9" || a.SourceSize != int64(len(data)) || a.SHA256 != SHA256Hex(data) {
+		t.Fatalf("replicator fields lost: %+v", a)
+	}
+	if a.Metadata["customer"] != "acme" || a.Metadata["region"] != "eu-west" || len(a.Metadata) != 2 {
+		t.Fatalf("user metadata = %v, want customer and region only", a.Metadata)
+	}
+	// Without a content type, the key's extension decides.
+	Put(t, s, "pics/p.png", []byte("png"), store.PutOptions{})
+	if a, err := s.Stat(ctx(t), "pics/p.png"); err != nil || a.ContentType != "image/png" {
+		t.Fatalf("derived content type = %+v, %v; want image/png", a, err)
+	}
+}
+
+func testOffset(t *testing.T, s store.Store) {
+	data := []byte("0123456789abcdef")
+	Put(t, s, "offset.txt", data, store.PutOptions{})
+	r, err := s.Open(ctx(t), "offset.txt", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, _ := io.ReadAll(r)
+	if string(got) != "abcdef" {
+		t.Fatalf("read from 10 = %q, want abcdef", got)
+	}
+}
+
+func testPreconditions(t *testing.T, s store.Store, size int64) {
+	data := make([]byte, size)
+	copy(data, "v1")
+	first := Put(t, s, "pre/key", data, store.PutOptions{Precondition: store.Precondition{IfNoneMatch: true}})
+
+	data2 := bytes.Clone(data)
+	copy(data2, "v2")
+	_, err := s.Put(ctx(t), "pre/key", bytes.NewReader(data2), store.PutOptions{SHA256: SHA256Hex(data2), Size: size, Precondition: store.Precondition{IfNoneMatch: true}})
+	WantCode(t, "create-only put over an existing key", err, store.CodePrecondition)
+
+	wrong := "\"0123456789abcdef0123456789abcdef\""
+	_, err = s.Put(ctx(t), "pre/key", bytes.NewReader(data2), store.PutOptions{SHA256: SHA256Hex(data2), Size: size, Precondition: store.Precondition{IfMatch: wrong}})
+	WantCode(t, "put if-match a stale ETag", err, store.CodePrecondition)
+
+	if got := ReadAll(t, s, "pre/key"); !bytes.Equal(got, data) {
+		t.Fatalf("a refused write changed the object")
+	}
+	second := Put(t, s, "pre/key", data2, store.PutOptions{Precondition: store.Precondition{IfMatch: first.ETag}})
+	if second.ETag == first.ETag && size > 0 {
+		t.Fatalf("replace kept ETag %s", first.ETag)
+	}
+	_, err = s.Put(ctx(t), "pre/key", bytes.NewReader(data), store.PutOptions{SHA256: SHA256Hex(data), Size: size, Precondition: store.Precondition{IfMatch: first.ETag}})
+	WantCode(t, "put if-match the previous ETag", err, store.CodePrecondition)
+
+	_, err = s.Put(ctx(t), "pre/missing", bytes.NewReader(data), store.PutOptions{SHA256: SHA256Hex(data), Size: size, Precondition: store.Precondition{IfMatch: first.ETag}})
+	WantCode(t, "put if-match on a missing key", err, store.CodePrecondition)
+	if _, err := s.Stat(ctx(t), "pre/missing"); !store.IsNotFound(err) {
+		t.Fatalf("refused if-match put on a missing key created it: %v", err)
+	}
+	if got := ReadAll(t, s, "pre/key"); !bytes.Equal(got, data2) {
+		t.Fatalf("object is not the second version")
+	}
+}
+
+func testCopy(t *testing.T, s store.Store, size int64) {
+	const seed = 7
+	sum := StreamSHA256(seed, size)
+	if _, err := s.Put(ctx(t), "src/obj.bin", Stream(seed, size), store.PutOptions{SHA256: sum, Size: size, SourceVersion: "v1", Metadata: map[string]string{"team": "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := s.Copy(ctx(t), "dst/same.bin", "src/obj.bin", store.CopyOptions{})
+	if err != nil {
+		t.Fatalf("copy: %v", err)
+	}
+	if obj.Size != size || obj.ETag == "" {
+		t.Fatalf("copy returned %+v", obj)
+	}
+	a, err := s.Stat(ctx(t), "dst/same.bin")
+	if err != nil || a.SHA256 != sum || a.SourceVersion != "v1" || a.Metadata["team"] != "a" {
+		t.Fatalf("copy kept no metadata: %+v %v", a, err)
+	}
+	if got := SHA256Hex(ReadAll(t, s, "dst/same.bin")); got != sum {
+		t.Fatalf("copied bytes differ")
+	}
+	newAttrs := &store.Attributes{ContentType: "text/csv", SHA256: sum, SourceVersion: "v2", SourceSize: size, Metadata: map[string]string{"team": "b"}}
+	if _, err := s.Copy(ctx(t), "dst/replaced.csv", "src/obj.bin", store.CopyOptions{Attributes: newAttrs, Precondition: store.Precondition{IfNoneMatch: true}}); err != nil {
+		t.Fatalf("copy with new attributes: %v", err)
+	}
+	a, err = s.Stat(ctx(t), "dst/replaced.csv")
+	if err != nil || a.ContentType != "text/csv" || a.SourceVersion != "v2" || a.Metadata["team"] != "b" || a.SHA256 != sum || a.Size != size {
+		t.Fatalf("copy did not replace attributes: %+v %v", a, err)
+	}
+	_, err = s.Copy(ctx(t), "dst/replaced.csv", "src/obj.bin", store.CopyOptions{Precondition: store.Precondition{IfNoneMatch: true}})
+	WantCode(t, "create-only copy over an existing key", err, store.CodePrecondition)
+	_, err = s.Copy(ctx(t), "dst/replaced.csv", "src/obj.bin", store.CopyOptions{Precondition: store.Precondition{IfMatch: "\"stale-etag\""}})
+	WantCode(t, "copy if-match a stale ETag", err, store.CodePrecondition)
+	if _, err := s.Copy(ctx(t), "dst/replaced.csv", "src/obj.bin", store.CopyOptions{Precondition: store.Precondition{IfMatch: a.ETag}}); err != nil {
+		t.Fatalf("copy if-match the current ETag: %v", err)
+	}
+	_, err = s.Copy(ctx(t), "dst/x", "src/missing", store.CopyOptions{})
+	WantCode(t, "copy of a missing source", err, store.CodeNotFound)
+}
+
+func testDelete(t *testing.T, s store.Store) {
+	Put(t, s, "del/a.txt", []byte("a"), store.PutOptions{})
+	if err := s.Delete(ctx(t), "del/a.txt"); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	_, err := s.Stat(ctx(t), "del/a.txt")
+	WantCode(t, "stat after delete", err, store.CodeNotFound)
+	if err := s.Delete(ctx(t), "del/a.txt"); err != nil {
+		t.Fatalf("delete of a missing key must succeed: %v", err)
+	}
+	if err := s.Delete(ctx(t), "never/existed"); err != nil {
+		t.Fatalf("delete of a never-existing key must succeed: %v", err)
+	}
+}
+
+// OrderKeys expose byte-order bugs: '-' (0x2d) and '.' (0x2e) sort before '/'
+// (0x2f), '0' after it, upper case before lower, and multi-byte UTF-8 last.
+var OrderKeys = []string{"a/b", "a-b", "a0", "a.b", "a b", "a/b-c", "a/b.c", "a/c/d", "A", "z", "é", "a~", "ab/c"}
+
+func testListOrder(t *testing.T, s store.Store) {
+	for _, k := range OrderKeys {
+		Put(t, s, k, []byte(k), store.PutOptions{})
+	}
+	Put(t, s, store.InternalPrefix+"staging/x", []byte("internal"), store.PutOptions{})
+	want := slices.Clone(OrderKeys)
+	slices.Sort(want) // Go compares strings bytewise: UTF-8 byte order.
+	objs := listAll(t, s, store.ListOptions{})
+	if got := keysOf(objs); !slices.Equal(got, want) {
+		t.Fatalf("list order\n got %q\nwant %q", got, want)
+	}
+	for _, o := range objs {
+		if o.Size != int64(len(o.Key)) || o.ETag == "" || o.ModTime.IsZero() {
+			t.Fatalf("listing entry %+v lacks size, ETag or time", o)
+		}
+	}
+	if got := keysOf(listAll(t, s, store.ListOptions{Prefix: "a/b"})); !slices.Equal(got, []string{"a/b", "a/b-c", "a/b.c"}) {
+		t.Fatalf("list prefix a/b = %q", got)
+	}
+	if got := keysOf(listAll(t, s, store.ListOptions{IncludeInternal: true})); !slices.Contains(got, store.InternalPrefix+"staging/x") || !slices.IsSorted(got) {
+		t.Fatalf("list with internal = %q", got)
+	}
+	// Stopping early must not leak or hang.
+	for range s.List(ctx(t), store.ListOptions{PageSize: 2}) {
+		break
+	}
+}
+
+func testPagination(t *testing.T, s store.Store) {
+	const n = 1100 // above every backend's default page size of 1000 (Azure: 5000 max, asked 1000)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("page/%04d/k", i)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 16)
+	for _, k := range keys {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := s.Put(ctx(t), k, strings.NewReader(""), store.PutOptions{SHA256: SHA256Hex(nil), Size: 0}); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := keysOf(listAll(t, s, store.ListOptions{})); !slices.Equal(got, keys) {
+		t.Fatalf("default page size: listed %d keys, want %d in order", len(got), n)
+	}
+	if got := keysOf(listAll(t, s, store.ListOptions{Prefix: "page/00", PageSize: 7})); !slices.Equal(got, keys[:100]) {
+		t.Fatalf("page size 7: listed %q", got)
+	}
+}
+
+func testMismatch(t *testing.T, s store.Store, size int64) {
+	data := bytes.Repeat([]byte("x"), int(size))
+	lie := SHA256Hex([]byte("something else"))
+	_, err := s.Put(ctx(t), "mm/new", bytes.NewReader(data), store.PutOptions{SHA256: lie, Size: size})
+	WantCode(t, "put with a wrong SHA-256", err, store.CodeMismatch)
+	_, err = s.Stat(ctx(t), "mm/new")
+	WantCode(t, "stat after a refused put", err, store.CodeNotFound)
+
+	_, err = s.Put(ctx(t), "mm/new", bytes.NewReader(data[:size-1]), store.PutOptions{SHA256: SHA256Hex(data), Size: size})
+	WantCode(t, "put of a short stream", err, store.CodeMismatch)
+
+	old := []byte("the previous version")
+	Put(t, s, "mm/existing", old, store.PutOptions{})
+	_, err = s.Put(ctx(t), "mm/existing", bytes.NewReader(data), store.PutOptions{SHA256: lie, Size: -1})
+	WantCode(t, "put with a wrong SHA-256 over an existing key", err, store.CodeMismatch)
+	if got := ReadAll(t, s, "mm/existing"); !bytes.Equal(got, old) {
+		t.Fatalf("a refused put changed the previous version")
+	}
+	if got := keysOf(listAll(t, s, store.ListOptions{IncludeInternal: true})); !slices.Equal(got, []string{"mm/existing"}) {
+		t.Fatalf("a refused put left objects behind: %q", got)
+	}
+}
+
+// InvalidKeys are refused by every driver before any request.
+var InvalidKeys = []string{"", "/abs", "../escape", "a/../../b", "a//b", "dir/", "./a", "bad\xffutf8", "nul\x00byte", strings.Repeat("k", store.MaxKeyBytes+1)}
+
+func testInvalidKeys(t *testing.T, s store.Store) {
+	for _, key := range InvalidKeys {
+		_, err := s.Put(ctx(t), key, strings.NewReader("x"), store.PutOptions{SHA256: SHA256Hex([]byte("x")), Size: 1})
+		WantCode(t, fmt.Sprintf("put %q", key), err, store.CodeInvalid)
+		_, err = s.Stat(ctx(t), key)
+		WantCode(t, fmt.Sprintf("stat %q", key), err, store.CodeInvalid)
+	}
+}
+
+func testErrorClasses(t *testing.T, h Harness) {
+	s := h.NewAt(t, UniquePrefix(t))
+	defer s.Close()
+	_, err := s.Stat(ctx(t), "missing")
+	WantCode(t, "stat of a missing key", err, store.CodeNotFound)
+	_, err = s.Open(ctx(t), "missing", 0)
+	WantCode(t, "open of a missing key", err, store.CodeNotFound)
+
+	if h.MissingLocation != nil {
+		m := h.MissingLocation(t)
+		defer m.Close()
+		WantCode(t, "check of a missing location", m.Check(ctx(t)), store.CodePermission)
+		_, err := m.Put(ctx(t), "k", strings.NewReader("x"), store.PutOptions{SHA256: SHA256Hex([]byte("x")), Size: 1})
+		WantCode(t, "put into a missing location", err, store.CodePermission)
+		var se *store.Error
+		if errors.As(err, &se) && se.Hint == "" {
+			t.Errorf("missing-location error has no hint: %v", err)
+		}
+		for _, err := range m.List(ctx(t), store.ListOptions{}) {
+			WantCode(t, "list of a missing location", err, store.CodePermission)
+		}
+	}
+	if h.BadCredentials != nil {
+		b := h.BadCredentials(t)
+		defer b.Close()
+		_, err := b.Put(ctx(t), "k", strings.NewReader("x"), store.PutOptions{SHA256: SHA256Hex([]byte("x")), Size: 1})
+		WantCode(t, "put with refused credentials", err, store.CodePermission)
+		_, err = b.Stat(ctx(t), "k")
+		WantCode(t, "stat with refused credentials", err, store.CodePermission)
+	}
+	if h.Unreachable != nil {
+		u := h.Unreachable(t)
+		defer u.Close()
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := u.Stat(c, "k")
+		WantCode(t, "stat on an unreachable endpoint", err, store.CodeTransient)
+	}
+}

@@ -1,0 +1,119 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Verifier wraps a stream, hashing and counting its bytes, so a driver can refuse to
+// commit an object whose bytes are not the ones the caller declared.
+type Verifier struct {
+	r            io.Reader
+	h            hash.Hash
+	n            int64
+	wantSHA256   string
+	wantSize     int64
+	sawEOF       bool
+}
+
+// NewVerifier returns a Verifier over r expecting the hex SHA-256 want and size (-1
+// when unknown).
+func NewVerifier(r io.Reader, wantSHA256 string, wantSize int64) *Verifier {
+	return &Verifier{r: r, h: sha256.New(), wantSHA256: strings.ToLower(wantSHA256), wantSize: wantSize}
+}
+
+// Read reads from the wrapped stream, hashing what it returns. Reading past the
+// declared size fails at once rather than buffering an unbounded surprise.
+func (v *Verifier) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	if n > 0 {
+		v.h.Write(p[:n])
+		v.n += int64(n)
+		if v.wantSize >= 0 && v.n > v.wantSize {
+			return n, fmt.Errorf("stream is longer than the declared %d bytes", v.wantSize)
+		}
+	}
+	if err == io.EOF {
+		v.sawEOF = true
+	}
+	return n, err
+}
+
+// BytesRead is the number of bytes read so far.
+func (v *Verifier) BytesRead() int64 { return v.n }
+
+// Verify reports, once the stream is exhausted, whether size and SHA-256 match.
+func (v *Verifier) Verify() error {
+	if !v.sawEOF {
+		return fmt.Errorf("stream not read to its end")
+	}
+	if v.wantSize >= 0 && v.n != v.wantSize {
+		return fmt.Errorf("stream had %d bytes, declared %d: the source changed while it was read", v.n, v.wantSize)
+	}
+	got := hex.EncodeToString(v.h.Sum(nil))
+	if got != v.wantSHA256 {
+		return fmt.Errorf("stream SHA-256 %s differs from the declared %s: the source changed while it was read", got, v.wantSHA256)
+	}
+	return nil
+}
+
+// ValidateSHA256 checks that s is a lower- or upper-case hex SHA-256.
+func ValidateSHA256(s string) error {
+	if len(s) != 64 {
+		return fmt.Errorf("SHA-256 %q must be 64 hex digits", s)
+	}
+	if _, err := hex.DecodeString(s); err != nil {
+		return fmt.Errorf("SHA-256 %q is not hex", s)
+	}
+	return nil
+}
+
+// EncodeMetadata merges the replicator's entries into user metadata, as the map a
+// driver stores. User entries named like the replicator's own are overwritten.
+func EncodeMetadata(sha256Hex string, sourceSize int64, sourceVersion string, user map[string]string) map[string]string {
+	m := make(map[string]string, len(user)+3)
+	for k, v := range user {
+		m[strings.ToLower(k)] = v
+	}
+	if sha256Hex != "" {
+		m[MetaSHA256] = strings.ToLower(sha256Hex)
+	}
+	if sourceSize >= 0 {
+		m[MetaSourceSize] = strconv.FormatInt(sourceSize, 10)
+	}
+	if sourceVersion != "" {
+		m[MetaSourceVersion] = sourceVersion
+	}
+	return m
+}
+
+// DecodeMetadata fills a's replicator fields and user metadata from a stored map.
+// Names compare case-insensitively, since backends differ in what case they return.
+func DecodeMetadata(stored map[string]string, a *Attributes) {
+	a.SourceSize = -1
+	a.Metadata = map[string]string{}
+	for k, v := range stored {
+		switch strings.ToLower(k) {
+		case MetaSHA256:
+			a.SHA256 = strings.ToLower(v)
+		case MetaSourceVersion:
+			a.SourceVersion = v
+		case MetaSourceSize:
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				a.SourceSize = n
+			}
+		default:
+			a.Metadata[strings.ToLower(k)] = v
+		}
+	}
+}
+
+// MetadataOf is the inverse of DecodeMetadata: the stored map for a's fields.
+func MetadataOf(a *Attributes) map[string]string {
+	return EncodeMetadata(a.SHA256, a.SourceSize, a.SourceVersion, a.Metadata)
+}
