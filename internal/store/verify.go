@@ -13,12 +13,12 @@ import (
 // Verifier wraps a stream, hashing and counting its bytes, so a driver can refuse to
 // commit an object whose bytes are not the ones the caller declared.
 type Verifier struct {
-	r            io.Reader
-	h            hash.Hash
-	n            int64
-	wantSHA256   string
-	wantSize     int64
-	sawEOF       bool
+	r          io.Reader
+	h          hash.Hash
+	n          int64
+	wantSHA256 string
+	wantSize   int64
+	sawEOF     bool
 }
 
 // NewVerifier returns a Verifier over r expecting the hex SHA-256 want and size (-1
