@@ -1,0 +1,262 @@
+// Package config reads and validates replicator.yaml (DESIGN section 7a): the state
+// location and the policies, each with a source, named destinations, routing rules,
+// filters, mode, consistency, schedule, safety and limits.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cloudrepl/replicator/internal/store"
+)
+
+// EnvConfig is the environment variable naming the config file when --config is not
+// given.
+const EnvConfig = "REPLICATOR_CONFIG"
+
+// DefaultPath is the config file used when neither --config nor $REPLICATOR_CONFIG is.
+const DefaultPath = "replicator.yaml"
+
+// Modes of a policy.
+const (
+	ModeCopy          = "copy"
+	ModeMirror        = "mirror"
+	ModeBidirectional = "bidirectional"
+)
+
+// Consistency modes of a policy.
+const (
+	ConsistencyAtomic   = "atomic"
+	ConsistencyEventual = "eventual"
+)
+
+// File is the whole config file.
+type File struct {
+	// State is the location (directory or bucket URL) of plans, manifests, dead
+	// letters and the hash cache.
+	State string `yaml:"state"`
+	// StateCredentials reference the state location's secret, if it needs one.
+	StateCredentials store.Credentials `yaml:"state_credentials"`
+	// Policies, each with a unique name.
+	Policies []Policy `yaml:"policies"`
+}
+
+// Policy says which files go where, and how.
+type Policy struct {
+	// Name appears in workflow IDs, search attributes and metrics.
+	Name string `yaml:"name"`
+	// Source is the location files come from.
+	Source string `yaml:"source"`
+	// SourceCredentials reference the source's secret.
+	SourceCredentials store.Credentials `yaml:"source_credentials"`
+	// Destinations, each with a unique name.
+	Destinations []Destination `yaml:"destinations"`
+	// Rules route keys to destinations; the first match wins; without rules every
+	// key goes to every destination.
+	Rules []Rule `yaml:"rules"`
+	// Include, when set, keeps only keys matching one of its globs.
+	Include []string `yaml:"include"`
+	// Exclude drops keys matching any of its globs.
+	Exclude []string `yaml:"exclude"`
+	// Mode is copy (never delete), mirror (propagate deletes) or bidirectional.
+	Mode string `yaml:"mode"`
+	// Consistency is atomic (all routed destinations or none) or eventual.
+	Consistency string `yaml:"consistency"`
+	// Schedule of the reconcile.
+	Schedule Schedule `yaml:"schedule"`
+	// Safety limits deletes.
+	Safety Safety `yaml:"safety"`
+	// Limits bound the work per destination.
+	Limits Limits `yaml:"limits"`
+	// Retry says how long transient failures are retried before a replication is a
+	// dead letter.
+	Retry Retry `yaml:"retry"`
+	// PrivateKeys derives workflow IDs from an HMAC of the key and keeps keys out of
+	// search attributes.
+	PrivateKeys bool `yaml:"private_keys"`
+}
+
+// Destination is one named target.
+type Destination struct {
+	// Name is unique within the policy.
+	Name string `yaml:"name"`
+	// URL of the target location.
+	URL string `yaml:"url"`
+	// Credentials reference the target's secret.
+	Credentials store.Credentials `yaml:"credentials"`
+	// StorageClass of new objects (S3/GCS class, Azure access tier).
+	StorageClass string `yaml:"storage_class"`
+	// SSE is server-side encryption (S3: AES256 or aws:kms).
+	SSE string `yaml:"sse"`
+	// SSEKMSKeyID is the KMS key for aws:kms.
+	SSEKMSKeyID string `yaml:"sse_kms_key_id"`
+	// DedicatedQueue routes this destination's activities to the task queue
+	// replication-<name>, so that workers close to its cloud serve it.
+	DedicatedQueue bool `yaml:"dedicated_queue"`
+	// Limits override the policy's limits for this destination.
+	Limits *Limits `yaml:"limits"`
+}
+
+// Rule routes keys matching a glob ("**" crosses directories) to destinations.
+type Rule struct {
+	// Match is the glob.
+	Match string `yaml:"match"`
+	// To names destinations of the policy.
+	To []string `yaml:"to"`
+}
+
+// Schedule of the reconcile: an interval or calendar expressions.
+type Schedule struct {
+	// Every is an interval such as 5m.
+	Every Duration `yaml:"every"`
+	// Calendar holds cron-like calendar expressions.
+	Calendar []string `yaml:"calendar"`
+}
+
+// Safety limits mirror deletes per run.
+type Safety struct {
+	// MaxDelete is the largest number of deletes one run may make.
+	MaxDelete int `yaml:"max_delete"`
+	// MaxDeletePercent is the largest share of a destination's objects one run may
+	// delete.
+	MaxDeletePercent float64 `yaml:"max_delete_percent"`
+	// Trash keeps deleted and overwritten objects under this prefix.
+	Trash string `yaml:"trash"`
+	// TrashRetention is how long trash is kept.
+	TrashRetention Duration `yaml:"trash_retention"`
+}
+
+// Limits bound transfers.
+type Limits struct {
+	// Bandwidth is in bytes per second per destination, written like 200MiB/s.
+	Bandwidth ByteRate `yaml:"bandwidth"`
+	// Concurrency is the number of transfers in flight per destination.
+	Concurrency int `yaml:"concurrency"`
+}
+
+// Retry bounds the retries of transient failures.
+type Retry struct {
+	// MaxAttempts per activity; 0 means the default of 10.
+	MaxAttempts int `yaml:"max_attempts"`
+	// MaxInterval between attempts; default 1m.
+	MaxInterval Duration `yaml:"max_interval"`
+	// Expiration is how long one transfer is retried; default 1h.
+	Expiration Duration `yaml:"expiration"`
+}
+
+// Load reads the config from path, or from $REPLICATOR_CONFIG, or ./replicator.yaml.
+func Load(path string) (*File, string, error) {
+	if path == "" {
+		path = os.Getenv(EnvConfig)
+	}
+	if path == "" {
+		path = DefaultPath
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, path, fmt.Errorf("config file %s not found: pass --config, set $%s, or create ./%s", path, EnvConfig, DefaultPath)
+		}
+		return nil, path, fmt.Errorf("read config %s: %w", path, err)
+	}
+	f, err := Parse(bytes.NewReader(b))
+	if err != nil {
+		return nil, path, fmt.Errorf("config %s: %w", path, err)
+	}
+	return f, path, nil
+}
+
+// Parse decodes and validates a config, reporting every problem at once.
+func Parse(r io.Reader) (*File, error) {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	var f File
+	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &ValidationError{Problems: []Problem{{Path: "", Message: "the file is empty", Hint: "see the example in README.md"}}}
+		}
+		return nil, fmt.Errorf("decode YAML: %w (field names are listed in README.md)", err)
+	}
+	f.applyDefaults()
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+func (f *File) applyDefaults() {
+	for i := range f.Policies {
+		p := &f.Policies[i]
+		if p.Mode == "" {
+			p.Mode = ModeCopy
+		}
+		if p.Consistency == "" {
+			p.Consistency = ConsistencyEventual
+		}
+		if p.Retry.MaxAttempts == 0 {
+			p.Retry.MaxAttempts = 10
+		}
+		if p.Retry.MaxInterval == 0 {
+			p.Retry.MaxInterval = Duration(time.Minute)
+		}
+		if p.Retry.Expiration == 0 {
+			p.Retry.Expiration = Duration(time.Hour)
+		}
+		if p.Limits.Concurrency == 0 {
+			p.Limits.Concurrency = 16
+		}
+	}
+}
+
+// Policy returns the named policy.
+func (f *File) Policy(name string) (*Policy, error) {
+	for i := range f.Policies {
+		if f.Policies[i].Name == name {
+			return &f.Policies[i], nil
+		}
+	}
+	names := make([]string, len(f.Policies))
+	for i, p := range f.Policies {
+		names[i] = p.Name
+	}
+	return nil, fmt.Errorf("no policy named %q in the config (it has %v)", name, names)
+}
+
+// Destination returns the named destination of the policy.
+func (p *Policy) Destination(name string) (*Destination, error) {
+	for i := range p.Destinations {
+		if p.Destinations[i].Name == name {
+			return &p.Destinations[i], nil
+		}
+	}
+	return nil, fmt.Errorf("policy %s has no destination %q", p.Name, name)
+}
+
+// LimitsFor returns the limits that apply to a destination.
+func (p *Policy) LimitsFor(d *Destination) Limits {
+	if d.Limits == nil {
+		return p.Limits
+	}
+	l := *d.Limits
+	if l.Concurrency == 0 {
+		l.Concurrency = p.Limits.Concurrency
+	}
+	if l.Bandwidth == 0 {
+		l.Bandwidth = p.Limits.Bandwidth
+	}
+	return l
+}
+
+// TaskQueue is the task queue of the destination's activities.
+func (d *Destination) TaskQueue(defaultQueue string) string {
+	if d.DedicatedQueue {
+		return defaultQueue + "-" + d.Name
+	}
+	return defaultQueue
+}

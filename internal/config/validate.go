@@ -1,0 +1,224 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/bmatcuk/doublestar/v4"
+)
+
+// Problem is one thing wrong in a config, located by its field path.
+type Problem struct {
+	// Path is the field, like policies[0].rules[1].to[0].
+	Path string
+	// Message says what is wrong.
+	Message string
+	// Hint says how to fix it.
+	Hint string
+}
+
+func (p Problem) String() string {
+	s := p.Path + ": " + p.Message
+	if p.Path == "" {
+		s = p.Message
+	}
+	if p.Hint != "" {
+		s += " (" + p.Hint + ")"
+	}
+	return s
+}
+
+// ValidationError lists every problem of a config.
+type ValidationError struct {
+	// Problems in file order.
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = "  - " + p.String()
+	}
+	return fmt.Sprintf("%d problem(s) in the config:\n%s", len(e.Problems), strings.Join(lines, "\n"))
+}
+
+// nameRE keeps names safe in workflow IDs, task queues and metric labels.
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+
+var schemes = map[string]string{"file": "file:///abs/path", "s3": "s3://bucket/prefix", "gs": "gs://bucket/prefix", "azblob": "azblob://account/container/prefix"}
+
+type checker struct{ problems []Problem }
+
+func (c *checker) add(path, hint, format string, args ...any) {
+	c.problems = append(c.problems, Problem{Path: path, Message: fmt.Sprintf(format, args...), Hint: hint})
+}
+
+func (c *checker) location(path, raw string) {
+	if raw == "" {
+		c.add(path, "a URL such as file:///mnt/share or s3://bucket/prefix", "is required")
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		c.add(path, "write a URL such as s3://bucket/prefix", "%q is not a URL: %v", raw, err)
+		return
+	}
+	form, ok := schemes[u.Scheme]
+	if !ok {
+		c.add(path, "supported: file://, s3://, gs://, azblob://", "unsupported scheme %q in %q", u.Scheme, raw)
+		return
+	}
+	if u.User != nil {
+		c.add(path, "credentials never go in URLs: use a credentials reference (aws_profile, gcp_credentials_file, azure_connection_string_env)", "URL %q carries a user or password", u.Redacted())
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+			c.add(path, "write "+form, "%q is not an absolute file URL", raw)
+		}
+	case "azblob":
+		if u.Host == "" || strings.Trim(u.Path, "/") == "" {
+			c.add(path, "write "+form, "%q lacks the account or the container", raw)
+		}
+	default:
+		if u.Host == "" {
+			c.add(path, "write "+form, "%q lacks the bucket", raw)
+		}
+	}
+}
+
+func (c *checker) glob(path, pattern string) {
+	if pattern == "" {
+		c.add(path, `for example "customers/nl/**" or "**/*.pdf"`, "empty pattern")
+	} else if !doublestar.ValidatePattern(pattern) {
+		c.add(path, `globs use *, ?, [a-z], {a,b} and ** for any depth`, "invalid pattern %q", pattern)
+	}
+}
+
+// Validate checks the whole config and returns a *ValidationError listing every
+// problem, or nil.
+func (f *File) Validate() error {
+	c := &checker{}
+	if f.State == "" {
+		c.add("state", "a directory or bucket for plans, manifests and dead letters, e.g. file:///var/lib/replicator", "is required")
+	} else {
+		c.location("state", f.State)
+	}
+	if len(f.Policies) == 0 {
+		c.add("policies", "add at least one policy", "no policies")
+	}
+	seen := map[string]int{}
+	for i := range f.Policies {
+		p := &f.Policies[i]
+		at := fmt.Sprintf("policies[%d]", i)
+		if !nameRE.MatchString(p.Name) {
+			c.add(at+".name", "lower-case letters, digits, '-', '_' and '.', up to 63 characters", "invalid policy name %q", p.Name)
+		}
+		if j, dup := seen[p.Name]; dup {
+			c.add(at+".name", fmt.Sprintf("policies[%d] has the same name", j), "duplicate policy name %q", p.Name)
+		}
+		seen[p.Name] = i
+		c.policy(at, p)
+	}
+	if len(c.problems) > 0 {
+		return &ValidationError{Problems: c.problems}
+	}
+	return nil
+}
+
+func (c *checker) policy(at string, p *Policy) {
+	c.location(at+".source", p.Source)
+	if len(p.Destinations) == 0 {
+		c.add(at+".destinations", "add at least one destination with a name and a url", "no destinations")
+	}
+	names := map[string]int{}
+	for i, d := range p.Destinations {
+		dat := fmt.Sprintf("%s.destinations[%d]", at, i)
+		if !nameRE.MatchString(d.Name) {
+			c.add(dat+".name", "lower-case letters, digits, '-', '_' and '.', up to 63 characters", "invalid destination name %q", d.Name)
+		}
+		if j, dup := names[d.Name]; dup {
+			c.add(dat+".name", fmt.Sprintf("%s.destinations[%d] has the same name", at, j), "duplicate destination name %q", d.Name)
+		}
+		names[d.Name] = i
+		c.location(dat+".url", d.URL)
+		if d.URL != "" && d.URL == p.Source {
+			c.add(dat+".url", "a destination must differ from the source", "is the policy's source")
+		}
+		if d.SSE != "" && d.SSE != "AES256" && d.SSE != "aws:kms" {
+			c.add(dat+".sse", "AES256 or aws:kms", "unknown server-side encryption %q", d.SSE)
+		}
+		if d.Limits != nil {
+			c.limits(dat+".limits", *d.Limits)
+		}
+	}
+	catchAll := -1
+	for i, r := range p.Rules {
+		rat := fmt.Sprintf("%s.rules[%d]", at, i)
+		c.glob(rat+".match", r.Match)
+		if catchAll >= 0 {
+			c.add(rat, fmt.Sprintf("rules[%d] (%q) matches every key first; move this rule above it", catchAll, p.Rules[catchAll].Match), "rule %q can never match", r.Match)
+		}
+		if r.Match == "**" && catchAll < 0 {
+			catchAll = i
+		}
+		if len(r.To) == 0 {
+			c.add(rat+".to", "name one or more destinations of this policy", "routes to no destination")
+		}
+		for j, to := range r.To {
+			if _, ok := names[to]; !ok {
+				c.add(fmt.Sprintf("%s.to[%d]", rat, j), fmt.Sprintf("destinations of policy %s: %v", p.Name, destinationNames(p)), "unknown destination %q", to)
+			}
+		}
+		if slices.ContainsFunc(p.Exclude, func(x string) bool { return x == r.Match || x == "**" }) {
+			c.add(rat+".match", "every key it matches is excluded", "rule %q matches nothing", r.Match)
+		}
+	}
+	for i, g := range p.Include {
+		c.glob(fmt.Sprintf("%s.include[%d]", at, i), g)
+	}
+	for i, g := range p.Exclude {
+		c.glob(fmt.Sprintf("%s.exclude[%d]", at, i), g)
+	}
+	switch p.Mode {
+	case ModeCopy, ModeMirror:
+	case ModeBidirectional:
+		if len(p.Destinations) != 1 {
+			c.add(at+".destinations", "bidirectional syncs the source (side A) with exactly one destination (side B)", "bidirectional needs exactly one destination, has %d", len(p.Destinations))
+		}
+	default:
+		c.add(at+".mode", "copy, mirror or bidirectional", "unknown mode %q", p.Mode)
+	}
+	switch p.Consistency {
+	case ConsistencyAtomic, ConsistencyEventual:
+	default:
+		c.add(at+".consistency", "atomic or eventual", "unknown consistency %q", p.Consistency)
+	}
+	c.limits(at+".limits", p.Limits)
+	if p.Safety.MaxDelete < 0 || p.Safety.MaxDeletePercent < 0 || p.Safety.MaxDeletePercent > 100 {
+		c.add(at+".safety", "max_delete is a count, max_delete_percent between 0 and 100", "out of range")
+	}
+	if p.Retry.MaxAttempts < 0 {
+		c.add(at+".retry.max_attempts", "a positive count", "negative")
+	}
+	if p.Schedule.Every != 0 && len(p.Schedule.Calendar) > 0 {
+		c.add(at+".schedule", "use either every or calendar", "both every and calendar are set")
+	}
+}
+
+func (c *checker) limits(at string, l Limits) {
+	if l.Concurrency < 0 || l.Concurrency > 1024 {
+		c.add(at+".concurrency", "between 1 and 1024", "concurrency %d out of range", l.Concurrency)
+	}
+}
+
+func destinationNames(p *Policy) []string {
+	names := make([]string, len(p.Destinations))
+	for i, d := range p.Destinations {
+		names[i] = d.Name
+	}
+	return names
+}

@@ -1,0 +1,178 @@
+package gcsstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"time"
+
+	"cloud.google.com/go/storage"
+
+	"github.com/cloudrepl/replicator/internal/store"
+)
+
+// cleanupTimeout bounds the wait for an abandoned upload's goroutine to stop.
+const cleanupTimeout = 30 * time.Second
+
+var crc32cTable = crc32.MakeTable(crc32.Castagnoli)
+
+// Put writes r to key. Up to the threshold the bytes are verified in memory and sent
+// in one request carrying their CRC32C and MD5, which GCS checks. Beyond it they
+// stream through one resumable upload in chunks of the part size; GCS only creates
+// the object on the upload's final request, which Writer.Close sends, so the stream
+// is verified before Close and a failure cancels the upload instead.
+func (s *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (*store.Object, error) {
+	const op = "put"
+	name, err := s.objectName(key)
+	if err != nil {
+		return nil, s.fail(op, key, err)
+	}
+	if err := store.ValidateSHA256(opts.SHA256); err != nil {
+		return nil, s.fail(op, key, local(store.CodeInvalid, err))
+	}
+	obj, err := guarded(s.bucket.Object(name), opts.Precondition)
+	if err != nil {
+		return nil, s.fail(op, key, err)
+	}
+	v := store.NewVerifier(r, opts.SHA256, opts.Size)
+
+	head, err := readHead(v, s.threshold+1, opts.Size)
+	if err != nil {
+		return nil, s.fail(op, key, s.readError(v, opts.Size, err))
+	}
+	var attrs *storage.ObjectAttrs
+	if int64(len(head)) <= s.threshold {
+		attrs, err = s.putSmall(ctx, obj, key, head, v, opts)
+	} else {
+		attrs, err = s.putLarge(ctx, obj, key, head, v, opts)
+	}
+	if err != nil {
+		return nil, s.fail(op, key, err)
+	}
+	return s.objectOf(key, attrs), nil
+}
+
+// readHead reads up to limit bytes, allocating for the declared size when known so
+// that small objects do not cost a threshold-sized buffer.
+func readHead(r io.Reader, limit, size int64) ([]byte, error) {
+	capacity := limit
+	if size >= 0 && size+1 < limit {
+		capacity = size + 1
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, capacity))
+	_, err := buf.ReadFrom(io.LimitReader(r, limit))
+	return buf.Bytes(), err
+}
+
+// readError classifies a failure to read the source: a stream longer than declared
+// is a mismatch, anything else the source's own failure.
+func (s *gcsStore) readError(v *store.Verifier, size int64, err error) error {
+	if size >= 0 && v.BytesRead() > size {
+		return local(store.CodeMismatch, err)
+	}
+	return fmt.Errorf("reading the source: %w", err)
+}
+
+// newWriter prepares a writer with the object's attributes.
+func (s *gcsStore) newWriter(ctx context.Context, obj *storage.ObjectHandle, key string, opts store.PutOptions) *storage.Writer {
+	w := obj.NewWriter(ctx)
+	w.ContentType = opts.ContentType
+	if w.ContentType == "" {
+		w.ContentType = store.ContentTypeOf(key)
+	}
+	w.Metadata = store.EncodeMetadata(opts.SHA256, opts.Size, opts.SourceVersion, opts.Metadata)
+	w.StorageClass = s.storageClass
+	w.KMSKeyName = s.kmsKey
+	return w
+}
+
+// putSmall verifies data, which is the whole stream, and sends it in one request.
+func (s *gcsStore) putSmall(ctx context.Context, obj *storage.ObjectHandle, key string, data []byte, v *store.Verifier, opts store.PutOptions) (*storage.ObjectAttrs, error) {
+	if err := v.Verify(); err != nil {
+		return nil, local(store.CodeMismatch, err)
+	}
+	if opts.Size < 0 {
+		opts.Size = int64(len(data))
+	}
+	w := s.newWriter(ctx, obj, key, opts)
+	// A chunk larger than the data makes the SDK send one request from a buffer it
+	// can resend, rather than a resumable session.
+	w.ChunkSize = len(data) + 1
+	w.CRC32C = crc32.Checksum(data, crc32cTable)
+	w.SendCRC32C = true
+	sum := md5.Sum(data)
+	w.MD5 = sum[:]
+	if _, err := w.Write(data); err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	if opts.Progress != nil {
+		opts.Progress(int64(len(data)))
+	}
+	return w.Attrs(), nil
+}
+
+// putLarge streams head and the rest of v through a resumable upload.
+func (s *gcsStore) putLarge(ctx context.Context, obj *storage.ObjectHandle, key string, head []byte, v *store.Verifier, opts store.PutOptions) (*storage.ObjectAttrs, error) {
+	// Cancelling the writer's context is the SDK's way to abandon an upload: the
+	// session is never finalized, so no object appears.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := s.newWriter(wctx, obj, key, opts)
+	w.ChunkSize = int(s.partSize)
+	if opts.Progress != nil {
+		w.ProgressFunc = opts.Progress
+	}
+	abandon := func(cause error) (*storage.ObjectAttrs, error) {
+		cancel()
+		done := make(chan struct{})
+		go func() { _ = w.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(cleanupTimeout):
+		}
+		return nil, cause
+	}
+
+	if _, err := w.Write(head); err != nil {
+		return abandon(err)
+	}
+	head = nil
+	src := &sourceReader{r: v}
+	if _, err := io.Copy(w, src); err != nil {
+		if src.err != nil {
+			return abandon(s.readError(v, opts.Size, src.err))
+		}
+		return abandon(err)
+	}
+	if err := v.Verify(); err != nil {
+		return abandon(local(store.CodeMismatch, err))
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return w.Attrs(), nil
+}
+
+// sourceReader remembers a read failure, so that a failed copy can be blamed on the
+// source or on the upload.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+// Read reads from the source, recording any error but io.EOF.
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.err = err
+	}
+	return n, err
+}

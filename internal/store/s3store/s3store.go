@@ -1,0 +1,436 @@
+// Package s3store is the store driver for S3 and S3-compatible servers (AWS, MinIO,
+// Ceph RGW), on aws-sdk-go-v2.
+//
+// Location: s3://bucket/prefix?region=…&endpoint=…&path_style=true|false. Credentials
+// come from the SDK's default chain, or from the shared-config profile named in
+// store.Credentials.AWSProfile, never from the URL.
+package s3store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/cloudrepl/replicator/internal/store"
+)
+
+// Production defaults. S3 bounds them: parts are 5 MiB to 5 GiB (the last may be
+// smaller), an upload has at most 10000 parts, and one PutObject or CopyObject moves
+// at most 5 GiB.
+const (
+	// DefaultPartSize is the multipart part size: large enough that per-request
+	// overhead is small, small enough that (Concurrency+1) parts stay far below the
+	// memory budget of a worker running several transfers. See the package tests for
+	// the measurements behind it.
+	DefaultPartSize = 16 << 20
+	// DefaultThreshold is the largest object sent in one PutObject.
+	DefaultThreshold = 16 << 20
+	// DefaultConcurrency is the number of parts in flight for one object.
+	DefaultConcurrency = 4
+	// DefaultCopyThreshold is the largest object copied with one CopyObject: the S3
+	// limit.
+	DefaultCopyThreshold = 5 << 30
+	// DefaultCopyPartSize is the part size of a multipart server-side copy. No bytes
+	// pass through the worker, so parts are large to keep the request count low.
+	DefaultCopyPartSize = 512 << 20
+	// DefaultPageSize is the number of keys per ListObjectsV2 request (the S3 maximum).
+	DefaultPageSize = 1000
+
+	minPartSize = 5 << 20
+	maxPartSize = 5 << 30
+	maxParts    = 10000
+)
+
+// s3Store is a store.Store on one bucket and prefix.
+type s3Store struct {
+	name   string
+	client *s3.Client
+	bucket string
+	// prefix is the store's root inside the bucket, "" or "a/b" without slashes at
+	// either end; keyPrefix is what precedes every key ("a/b/" or "").
+	prefix, keyPrefix string
+	endpoint          string
+	region            string
+	pathStyle         bool
+	profile           string
+
+	storageClass types.StorageClass
+	sse          types.ServerSideEncryption
+	sseKMSKeyID  string
+
+	partSize, threshold          int64
+	copyThreshold, copyPartSize  int64
+	concurrency, pageSize        int
+}
+
+// New returns a store for opts.URL (s3://bucket/prefix?region=…&endpoint=…&path_style=…).
+// It makes no request: Check is how a location is validated.
+func New(ctx context.Context, opts store.Options) (store.Store, error) {
+	return newStore(ctx, opts)
+}
+
+// newStore is New with extra client options, so that the package's tests can count
+// or fake requests.
+func newStore(ctx context.Context, opts store.Options, optFns ...func(*s3.Options)) (*s3Store, error) {
+	s, err := parseOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	loadOpts := []func(*config.LoadOptions) error{
+		// The replicator retries whole operations through Temporal; the SDK's client-side
+		// retry quota would only turn a burst of throttling into extra failures.
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) { o.RateLimiter = ratelimit.None })
+		}),
+	}
+	if s.region != "" {
+		loadOpts = append(loadOpts, config.WithRegion(s.region))
+	}
+	if s.profile != "" {
+		loadOpts = append(loadOpts, config.WithSharedConfigProfile(s.profile))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, store.ConfigError(opts, s.credentialsHint(), "load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		if s.endpoint == "" {
+			return nil, store.ConfigError(opts, "add ?region=<the bucket's region> to the URL or set AWS_REGION",
+				"no region for s3://%s", s.bucket)
+		}
+		// S3-compatible servers rarely care about the region, but SigV4 needs one.
+		cfg.Region = "us-east-1"
+	}
+	s.region = cfg.Region
+	s.client = s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = s.pathStyle
+		if s.endpoint != "" {
+			o.BaseEndpoint = aws.String(s.endpoint)
+		}
+		// The driver sends its own integrity headers (Content-MD5 per part, the declared
+		// SHA-256 on single puts); the SDK's default streaming CRC trailers would come on
+		// top of them, cost CPU and are not accepted by every S3-compatible server.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		// Readers verify SHA-256 end to end; without this the SDK logs a warning for every
+		// multipart object it cannot check.
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		o.DisableLogOutputChecksumValidationSkipped = true
+		for _, fn := range optFns {
+			fn(o)
+		}
+	})
+	return s, nil
+}
+
+// parseOptions checks the URL and options without touching the network.
+func parseOptions(opts store.Options) (*s3Store, error) {
+	u := opts.URL
+	if u == nil {
+		return nil, store.ConfigError(opts, "give a URL of the form s3://bucket/prefix", "no URL")
+	}
+	if u.Scheme != "s3" {
+		return nil, store.ConfigError(opts, "the S3 driver takes s3://bucket/prefix URLs", "scheme %q is not s3", u.Scheme)
+	}
+	if u.User != nil {
+		return nil, store.ConfigError(opts, "remove the user info: credentials come from aws_profile or the AWS default chain, never from the URL",
+			"URL %s carries credentials", u.Redacted())
+	}
+	if u.Host == "" {
+		return nil, store.ConfigError(opts, "give a URL of the form s3://bucket/prefix", "no bucket in %s", u.Redacted())
+	}
+	if err := store.RejectUnknownQuery(opts, "region", "endpoint", "path_style"); err != nil {
+		return nil, err
+	}
+	q := u.Query()
+	s := &s3Store{
+		name:         opts.Name,
+		bucket:       u.Host,
+		prefix:       strings.Trim(u.Path, "/"),
+		region:       q.Get("region"),
+		profile:      opts.Credentials.AWSProfile,
+		storageClass: types.StorageClass(opts.StorageClass),
+		sse:          types.ServerSideEncryption(opts.SSE),
+		sseKMSKeyID:  opts.SSEKMSKeyID,
+	}
+	if s.prefix != "" {
+		if err := store.ValidateKey(s.prefix, 0); err != nil {
+			return nil, store.ConfigError(opts, "fix the prefix in the URL", "prefix: %w", err)
+		}
+		s.keyPrefix = s.prefix + "/"
+	}
+	if ep := q.Get("endpoint"); ep != "" {
+		eu, err := url.Parse(ep)
+		if err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
+			return nil, store.ConfigError(opts, "endpoint must be an http:// or https:// URL such as http://127.0.0.1:9000",
+				"bad endpoint %q", ep)
+		}
+		s.endpoint = ep
+		// S3-compatible servers on an IP or a single host name cannot serve
+		// bucket.host virtual-host names.
+		s.pathStyle = true
+	}
+	if ps := q.Get("path_style"); ps != "" {
+		b, err := strconv.ParseBool(ps)
+		if err != nil {
+			return nil, store.ConfigError(opts, "path_style takes true or false", "bad path_style %q", ps)
+		}
+		s.pathStyle = b
+	}
+	switch s.sse {
+	case "", types.ServerSideEncryptionAes256, types.ServerSideEncryptionAwsKms, types.ServerSideEncryptionAwsKmsDsse:
+	default:
+		return nil, store.ConfigError(opts, "sse takes AES256, aws:kms or aws:kms:dsse", "unknown sse %q", opts.SSE)
+	}
+	if s.sseKMSKeyID != "" && s.sse != types.ServerSideEncryptionAwsKms && s.sse != types.ServerSideEncryptionAwsKmsDsse {
+		return nil, store.ConfigError(opts, "set sse: aws:kms with sse_kms_key_id", "a KMS key is given without sse aws:kms")
+	}
+	if err := s.setTuning(opts); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// setTuning applies defaults and S3's limits to opts.Tuning.
+func (s *s3Store) setTuning(opts store.Options) error {
+	t := opts.Tuning
+	def := func(v, d int64) int64 {
+		if v == 0 {
+			return d
+		}
+		return v
+	}
+	s.partSize = def(t.PartSize, DefaultPartSize)
+	s.threshold = def(t.Threshold, DefaultThreshold)
+	s.copyThreshold = def(t.CopyThreshold, DefaultCopyThreshold)
+	s.copyPartSize = def(t.CopyPartSize, DefaultCopyPartSize)
+	s.concurrency = int(def(int64(t.Concurrency), DefaultConcurrency))
+	s.pageSize = int(def(int64(t.PageSize), DefaultPageSize))
+	for _, c := range []struct {
+		name     string
+		v        int64
+		min, max int64
+	}{
+		{"part size", s.partSize, minPartSize, maxPartSize},
+		{"threshold", s.threshold, 0, maxPartSize},
+		{"copy threshold", s.copyThreshold, 0, maxPartSize},
+		{"copy part size", s.copyPartSize, minPartSize, maxPartSize},
+		{"concurrency", int64(s.concurrency), 1, 1024},
+		{"page size", int64(s.pageSize), 1, 1000},
+	} {
+		if c.v < c.min || c.v > c.max {
+			return store.ConfigError(opts, fmt.Sprintf("S3 accepts a %s from %d to %d", c.name, c.min, c.max),
+				"%s %d is out of range", c.name, c.v)
+		}
+	}
+	return nil
+}
+
+// Name returns the store's name.
+func (s *s3Store) Name() string { return s.name }
+
+// Close releases nothing: the SDK's HTTP client has no per-store resources to free.
+func (s *s3Store) Close() error { return nil }
+
+// full maps a key to the object name in the bucket.
+func (s *s3Store) full(key string) string { return s.keyPrefix + key }
+
+// checkKey refuses a key before any request.
+func (s *s3Store) checkKey(op, key string) error {
+	if err := store.ValidateKey(key, len(s.keyPrefix)); err != nil {
+		return &store.Error{Code: store.CodeInvalid, Op: op, Store: s.name, Key: key,
+			Hint: "keys must be relative '/'-separated UTF-8 paths that every cloud accepts", Err: err}
+	}
+	return nil
+}
+
+// Check verifies that the bucket exists and the credentials reach it.
+func (s *s3Store) Check(ctx context.Context) error {
+	_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket})
+	return s.classify("check", "", false, err)
+}
+
+// Stat returns the object's attributes.
+func (s *s3Store) Stat(ctx context.Context, key string) (*store.Attributes, error) {
+	if err := s.checkKey("stat", key); err != nil {
+		return nil, err
+	}
+	out, err := s.head(ctx, s.full(key))
+	if err != nil {
+		return nil, s.classify("stat", key, false, err)
+	}
+	return attributesOf(key, out), nil
+}
+
+func (s *s3Store) head(ctx context.Context, fullKey string) (*s3.HeadObjectOutput, error) {
+	return s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &fullKey})
+}
+
+func attributesOf(key string, out *s3.HeadObjectOutput) *store.Attributes {
+	a := &store.Attributes{
+		Object: store.Object{
+			Key:     key,
+			Size:    aws.ToInt64(out.ContentLength),
+			ETag:    quoteETag(aws.ToString(out.ETag)),
+			ModTime: aws.ToTime(out.LastModified),
+		},
+		ContentType: aws.ToString(out.ContentType),
+	}
+	store.DecodeMetadata(decodeMetadata(out.Metadata), a)
+	return a
+}
+
+// Open streams the object from offset.
+func (s *s3Store) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
+	if err := s.checkKey("open", key); err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, store.Errorf(store.CodeInvalid, "open", s.name, key, "", "negative offset %d", offset)
+	}
+	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.full(key))}
+	if offset > 0 {
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		// S3 refuses a range that starts at the end, but reading an object from its
+		// end is a valid (empty) read, as it is for a file.
+		var re interface{ HTTPStatusCode() int }
+		if offset > 0 && errors.As(err, &re) && re.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable {
+			if h, herr := s.head(ctx, s.full(key)); herr == nil && aws.ToInt64(h.ContentLength) == offset {
+				return io.NopCloser(strings.NewReader("")), nil
+			}
+		}
+		return nil, s.classify("open", key, false, err)
+	}
+	return &classifiedBody{rc: out.Body, s: s, key: key}, nil
+}
+
+// classifiedBody gives errors met while reading an object the same classes as
+// errors of requests.
+type classifiedBody struct {
+	rc  io.ReadCloser
+	s   *s3Store
+	key string
+}
+
+func (b *classifiedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		err = b.s.classify("open", b.key, false, err)
+	}
+	return n, err
+}
+
+func (b *classifiedBody) Close() error { return b.rc.Close() }
+
+// Delete removes key; a missing key is not an error.
+func (s *s3Store) Delete(ctx context.Context, key string) error {
+	if err := s.checkKey("delete", key); err != nil {
+		return err
+	}
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: aws.String(s.full(key))})
+	if err = s.classify("delete", key, false, err); store.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// internalSkip is what a listing restarts after once it meets the replicator's own
+// subtree: every valid UTF-8 key in that subtree sorts before it, every key after the
+// subtree sorts after it.
+var internalSkip = store.InternalPrefix + strings.Repeat("\U0010FFFF", 4)
+
+// List yields the objects under opts.Prefix in byte order, one page at a time.
+func (s *s3Store) List(ctx context.Context, opts store.ListOptions) iter.Seq2[store.Object, error] {
+	pageSize := s.pageSize
+	if opts.PageSize > 0 {
+		pageSize = min(opts.PageSize, 1000)
+	}
+	seq := func(yield func(store.Object, error) bool) {
+		in := &s3.ListObjectsV2Input{
+			Bucket:  &s.bucket,
+			Prefix:  aws.String(s.keyPrefix + opts.Prefix),
+			MaxKeys: aws.Int32(int32(pageSize)),
+		}
+		for {
+			out, err := s.client.ListObjectsV2(ctx, in)
+			if err != nil {
+				yield(store.Object{}, s.classify("list", opts.Prefix, false, err))
+				return
+			}
+			skipped := false
+			for _, o := range out.Contents {
+				key := strings.TrimPrefix(aws.ToString(o.Key), s.keyPrefix)
+				// "" is a marker for the prefix itself and "dir/" the folder markers
+				// that consoles create: neither is a file.
+				if key == "" || strings.HasSuffix(key, "/") {
+					continue
+				}
+				if !opts.IncludeInternal && store.IsInternal(key) {
+					// Jump over the whole subtree (staging, manifests) in one request
+					// instead of paging through it.
+					in.ContinuationToken = nil
+					in.StartAfter = aws.String(s.keyPrefix + internalSkip)
+					skipped = true
+					break
+				}
+				obj := store.Object{
+					Key:     key,
+					Size:    aws.ToInt64(o.Size),
+					ETag:    quoteETag(aws.ToString(o.ETag)),
+					ModTime: aws.ToTime(o.LastModified),
+				}
+				if !yield(obj, nil) {
+					return
+				}
+			}
+			if skipped {
+				continue
+			}
+			if !aws.ToBool(out.IsTruncated) || out.NextContinuationToken == nil {
+				return
+			}
+			in.ContinuationToken = out.NextContinuationToken
+			in.StartAfter = nil
+		}
+	}
+	return store.Ordered(s.name, opts.IncludeInternal, seq)
+}
+
+// quoteETag keeps ETags in one form whatever the server or the call returned: S3
+// quotes them, some S3-compatible servers and some responses do not.
+func quoteETag(etag string) string {
+	if etag == "" || etag == "*" || strings.HasPrefix(etag, `"`) || strings.HasPrefix(etag, "W/") {
+		return etag
+	}
+	return `"` + etag + `"`
+}
+
+// serverTime is the Date of a response, for writes whose response carries no
+// Last-Modified: the object's time on the server to within the request's duration.
+func serverTime(md middleware.Metadata) time.Time {
+	if raw, ok := awsmiddleware.GetRawResponse(md).(*smithyhttp.Response); ok && raw != nil {
+		if t, err := http.ParseTime(raw.Header.Get("Date")); err == nil {
+			return t
+		}
+	}
+	return time.Now().UTC()
+}
