@@ -1,0 +1,297 @@
+// Package state keeps the replicator's own records in the policy's state location (a
+// directory or bucket, DESIGN section 4): the hash cache, the per-destination
+// manifest journal and the dead letters. Each record is a small JSON object, written
+// whole through a store driver, so the state location can be any backend.
+package state
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"iter"
+	"strings"
+	"time"
+
+	"github.com/cloudrepl/replicator/internal/store"
+)
+
+// State is the state location of a config.
+type State struct {
+	s store.Store
+}
+
+// New wraps the state location's store.
+func New(s store.Store) *State { return &State{s: s} }
+
+// Store is the underlying store.
+func (st *State) Store() store.Store { return st.s }
+
+// keyID turns a user key into a fixed-length name, so records never hit key-length
+// limits and never reveal the key in a path.
+func keyID(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:])
+}
+
+func (st *State) putJSON(ctx context.Context, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	sum := sha256.Sum256(b)
+	_, err = st.s.Put(ctx, key, bytes.NewReader(b), store.PutOptions{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(b)), ContentType: "application/json"})
+	return err
+}
+
+// getJSON reads a record; found is false when it does not exist.
+func (st *State) getJSON(ctx context.Context, key string, v any) (found bool, err error) {
+	r, err := st.s.Open(ctx, key, 0)
+	if store.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", key, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return true, nil
+}
+
+// HashEntry caches the SHA-256 of one source version.
+type HashEntry struct {
+	// Version is the source version hashed.
+	Version string `json:"version"`
+	// SHA256 of that version's bytes.
+	SHA256 string `json:"sha256"`
+}
+
+func hashKey(policy, key string) string {
+	id := keyID(key)
+	return fmt.Sprintf("hashcache/%s/%s/%s.json", policy, id[:2], id)
+}
+
+// CachedHash returns the cached SHA-256 of key at version, or "".
+func (st *State) CachedHash(ctx context.Context, policy, key, version string) (string, error) {
+	var e HashEntry
+	found, err := st.getJSON(ctx, hashKey(policy, key), &e)
+	if err != nil || !found || e.Version != version {
+		return "", err
+	}
+	return e.SHA256, nil
+}
+
+// CacheHash records the SHA-256 of key at version.
+func (st *State) CacheHash(ctx context.Context, policy, key, version, sha string) error {
+	return st.putJSON(ctx, hashKey(policy, key), HashEntry{Version: version, SHA256: sha})
+}
+
+// ManifestEntry records one committed write (or delete) on a destination.
+type ManifestEntry struct {
+	// Key of the object.
+	Key string `json:"key"`
+	// SourceVersion replicated.
+	SourceVersion string `json:"source_version,omitempty"`
+	// SHA256 of the bytes.
+	SHA256 string `json:"sha256,omitempty"`
+	// ETag of the destination object after the write.
+	ETag string `json:"etag,omitempty"`
+	// Size in bytes.
+	Size int64 `json:"size"`
+	// Deleted marks a propagated delete.
+	Deleted bool `json:"deleted,omitempty"`
+	// Time of the commit.
+	Time time.Time `json:"time"`
+}
+
+// AppendManifest adds an entry to the destination's manifest journal. Each entry is
+// its own object, named by time, so concurrent writers never contend; the reconcile
+// folds the journal into the sorted manifest.
+func (st *State) AppendManifest(ctx context.Context, policy, destination string, e ManifestEntry) error {
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	id := keyID(e.Key + "\x00" + e.ETag)
+	name := fmt.Sprintf("manifests/%s/%s/journal/%020d-%s.json", policy, destination, e.Time.UnixNano(), id[:16])
+	return st.putJSON(ctx, name, e)
+}
+
+// ManifestJournal yields the destination's journal entries in commit order.
+func (st *State) ManifestJournal(ctx context.Context, policy, destination string) iter.Seq2[ManifestEntry, error] {
+	return func(yield func(ManifestEntry, error) bool) {
+		for obj, err := range st.s.List(ctx, store.ListOptions{Prefix: fmt.Sprintf("manifests/%s/%s/journal/", policy, destination)}) {
+			if err != nil {
+				yield(ManifestEntry{}, err)
+				return
+			}
+			var e ManifestEntry
+			if _, err := st.getJSON(ctx, obj.Key, &e); err != nil {
+				yield(ManifestEntry{}, err)
+				return
+			}
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+}
+
+// DeadLetter is a replication of one key to one destination that failed permanently.
+type DeadLetter struct {
+	// Policy of the replication.
+	Policy string `json:"policy"`
+	// Key replicated.
+	Key string `json:"key"`
+	// Destination that failed.
+	Destination string `json:"destination"`
+	// Class of the last error (permission, transient, …).
+	Class string `json:"class"`
+	// Message of the last error.
+	Message string `json:"message"`
+	// Attempts made, across every run that failed.
+	Attempts int `json:"attempts"`
+	// First and Last failure times.
+	First time.Time `json:"first"`
+	// Last failure time.
+	Last time.Time `json:"last"`
+	// WorkflowID of the last failed run.
+	WorkflowID string `json:"workflow_id,omitempty"`
+}
+
+func deadLetterKey(policy, destination, key string) string {
+	return fmt.Sprintf("deadletters/%s/%s/%s.json", policy, destination, keyID(key))
+}
+
+// RecordDeadLetter creates or updates the record of (policy, key, destination),
+// keeping the first failure time and adding up attempts.
+func (st *State) RecordDeadLetter(ctx context.Context, d DeadLetter) error {
+	name := deadLetterKey(d.Policy, d.Destination, d.Key)
+	var old DeadLetter
+	found, err := st.getJSON(ctx, name, &old)
+	if err != nil {
+		return err
+	}
+	if d.Last.IsZero() {
+		d.Last = time.Now().UTC()
+	}
+	d.First = d.Last
+	if found {
+		d.First = old.First
+		d.Attempts += old.Attempts
+	}
+	return st.putJSON(ctx, name, d)
+}
+
+// ClearDeadLetter removes the record of (policy, key, destination), if any.
+func (st *State) ClearDeadLetter(ctx context.Context, policy, destination, key string) error {
+	return st.s.Delete(ctx, deadLetterKey(policy, destination, key))
+}
+
+// DeadLetters yields the dead letters of a policy ("" for all policies).
+func (st *State) DeadLetters(ctx context.Context, policy string) iter.Seq2[DeadLetter, error] {
+	prefix := "deadletters/"
+	if policy != "" {
+		prefix += policy + "/"
+	}
+	return func(yield func(DeadLetter, error) bool) {
+		for obj, err := range st.s.List(ctx, store.ListOptions{Prefix: prefix}) {
+			if err != nil {
+				yield(DeadLetter{}, err)
+				return
+			}
+			var d DeadLetter
+			found, err := st.getJSON(ctx, obj.Key, &d)
+			if err != nil {
+				yield(DeadLetter{}, err)
+				return
+			}
+			if found && !yield(d, nil) {
+				return
+			}
+		}
+	}
+}
+
+// KeyList is a reference to a list of keys (a batch) stored in pages in the state
+// location: workflows carry it instead of the keys.
+type KeyList struct {
+	// Prefix of the pages in the state location.
+	Prefix string `json:"prefix"`
+	// PageSize is the number of keys per page (the last may hold fewer).
+	PageSize int `json:"page_size"`
+	// Pages is the number of pages.
+	Pages int `json:"pages"`
+	// Count is the number of keys.
+	Count int `json:"count"`
+}
+
+func (l KeyList) page(i int) string { return fmt.Sprintf("%s/%08d.keys", l.Prefix, i) }
+
+// WriteKeyList stores keys in pages of pageSize under batches/<policy>/<id>/.
+func (st *State) WriteKeyList(ctx context.Context, policy, id string, keys iter.Seq[string], pageSize int) (KeyList, error) {
+	l := KeyList{Prefix: fmt.Sprintf("batches/%s/%s", policy, id), PageSize: pageSize}
+	var b bytes.Buffer
+	n := 0
+	flush := func() error {
+		sum := sha256.Sum256(b.Bytes())
+		_, err := st.s.Put(ctx, l.page(l.Pages), bytes.NewReader(b.Bytes()), store.PutOptions{SHA256: hex.EncodeToString(sum[:]), Size: int64(b.Len()), ContentType: "text/plain"})
+		b.Reset()
+		n = 0
+		l.Pages++
+		return err
+	}
+	for k := range keys {
+		b.WriteString(k)
+		b.WriteByte('\n')
+		n++
+		l.Count++
+		if n == pageSize {
+			if err := flush(); err != nil {
+				return l, err
+			}
+		}
+	}
+	if n > 0 {
+		if err := flush(); err != nil {
+			return l, err
+		}
+	}
+	return l, nil
+}
+
+// ReadKeyPage returns the keys of page i of a list.
+func (st *State) ReadKeyPage(ctx context.Context, l KeyList, i int) ([]string, error) {
+	r, err := st.s.Open(ctx, l.page(i), 0)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", l.page(i), err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		return nil, nil
+	}
+	return lines, nil
+}
+
+// DeleteKeyList removes a list's pages.
+func (st *State) DeleteKeyList(ctx context.Context, l KeyList) error {
+	for i := range l.Pages {
+		if err := st.s.Delete(ctx, l.page(i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cloudrepl/replicator/internal/store"
+	"github.com/cloudrepl/replicator/internal/store/localstore"
+)
+
+func newState(t *testing.T) *State {
+	u, _ := url.Parse("file://" + t.TempDir())
+	s, err := localstore.New(context.Background(), store.Options{Name: "state", URL: u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(s)
+}
+
+func TestDeadLetterLifecycle(t *testing.T) {
+	ctx := context.Background()
+	st := newState(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	must(t, st.RecordDeadLetter(ctx, DeadLetter{Policy: "p", Key: "a/b.pdf", Destination: "gcs", Class: "permission", Message: "denied", Attempts: 3, Last: t0}))
+	must(t, st.RecordDeadLetter(ctx, DeadLetter{Policy: "p", Key: "a/b.pdf", Destination: "gcs", Class: "transient", Message: "503", Attempts: 2, Last: t0.Add(time.Hour)}))
+	must(t, st.RecordDeadLetter(ctx, DeadLetter{Policy: "q", Key: "c", Destination: "s3", Attempts: 1}))
+	var got []DeadLetter
+	for d, err := range st.DeadLetters(ctx, "p") {
+		must(t, err)
+		got = append(got, d)
+	}
+	if len(got) != 1 || got[0].Attempts != 5 || !got[0].First.Equal(t0) || !got[0].Last.Equal(t0.Add(time.Hour)) || got[0].Message != "503" {
+		t.Fatalf("dead letters of p = %+v", got)
+	}
+	must(t, st.ClearDeadLetter(ctx, "p", "gcs", "a/b.pdf"))
+	must(t, st.ClearDeadLetter(ctx, "p", "gcs", "a/b.pdf"))
+	n := 0
+	for _, err := range st.DeadLetters(ctx, "") {
+		must(t, err)
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("after clearing, %d dead letters remain, want 1 (policy q)", n)
+	}
+}
+
+func TestHashCacheIsPerVersion(t *testing.T) {
+	ctx := context.Background()
+	st := newState(t)
+	must(t, st.CacheHash(ctx, "p", "k", "v1", "aa"))
+	if h, err := st.CachedHash(ctx, "p", "k", "v1"); err != nil || h != "aa" {
+		t.Fatalf("cached = %q, %v", h, err)
+	}
+	if h, err := st.CachedHash(ctx, "p", "k", "v2"); err != nil || h != "" {
+		t.Fatalf("other version = %q, %v; want a miss", h, err)
+	}
+}
+
+func TestKeyListPages(t *testing.T) {
+	ctx := context.Background()
+	st := newState(t)
+	var keys []string
+	for i := range 25 {
+		keys = append(keys, fmt.Sprintf("dir/file %02d.txt", i))
+	}
+	l, err := st.WriteKeyList(ctx, "p", "b1", slices.Values(keys), 10)
+	must(t, err)
+	if l.Pages != 3 || l.Count != 25 {
+		t.Fatalf("list = %+v", l)
+	}
+	var all []string
+	for i := range l.Pages {
+		page, err := st.ReadKeyPage(ctx, l, i)
+		must(t, err)
+		all = append(all, page...)
+	}
+	if !slices.Equal(all, keys) {
+		t.Fatalf("read back %q", all)
+	}
+}
+
+func TestManifestJournalInCommitOrder(t *testing.T) {
+	ctx := context.Background()
+	st := newState(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	must(t, st.AppendManifest(ctx, "p", "s3", ManifestEntry{Key: "b", ETag: "1", Time: t0.Add(2)}))
+	must(t, st.AppendManifest(ctx, "p", "s3", ManifestEntry{Key: "a", ETag: "2", Time: t0.Add(1)}))
+	var keys []string
+	for e, err := range st.ManifestJournal(ctx, "p", "s3") {
+		must(t, err)
+		keys = append(keys, e.Key)
+	}
+	if !slices.Equal(keys, []string{"a", "b"}) {
+		t.Fatalf("journal order %q", keys)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
