@@ -77,9 +77,6 @@ type Policy struct {
 	// Retry says how long transient failures are retried before a replication is a
 	// dead letter.
 	Retry Retry `yaml:"retry"`
-	// PrivateKeys derives workflow IDs from an HMAC of the key and keeps keys out of
-	// search attributes.
-	PrivateKeys bool `yaml:"private_keys"`
 }
 
 // Destination is one named target.
@@ -148,6 +145,9 @@ type Retry struct {
 	MaxInterval Duration `yaml:"max_interval"`
 	// Expiration is how long one transfer is retried; default 1h.
 	Expiration Duration `yaml:"expiration"`
+	// HeartbeatTimeout is how long a transfer may go without a heartbeat before it
+	// is retried on another worker; default 30s.
+	HeartbeatTimeout Duration `yaml:"heartbeat_timeout"`
 }
 
 // Load reads the config from path, or from $REPLICATOR_CONFIG, or ./replicator.yaml.
@@ -207,6 +207,9 @@ func (f *File) applyDefaults() {
 		}
 		if p.Retry.Expiration == 0 {
 			p.Retry.Expiration = Duration(time.Hour)
+		}
+		if p.Retry.HeartbeatTimeout == 0 {
+			p.Retry.HeartbeatTimeout = Duration(30 * time.Second)
 		}
 		if p.Limits.Concurrency == 0 {
 			p.Limits.Concurrency = 16

@@ -1,0 +1,559 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"golang.org/x/time/rate"
+
+	"github.com/cloudrepl/replicator/internal/backends"
+	"github.com/cloudrepl/replicator/internal/config"
+	"github.com/cloudrepl/replicator/internal/metrics"
+	"github.com/cloudrepl/replicator/internal/state"
+	"github.com/cloudrepl/replicator/internal/store"
+)
+
+// DefaultTaskQueue is the task queue of workflows and of destinations without a
+// dedicated one (DESIGN section 7a).
+const DefaultTaskQueue = "replication"
+
+// Activities hold what every activity needs: the config, open stores, the state
+// location and the metrics. One value is registered per worker.
+type Activities struct {
+	Config  *config.File
+	Stores  *backends.Cache
+	Metrics *metrics.Metrics
+
+	stateOnce sync.Once
+	state     *state.State
+	stateErr  error
+
+	limitsMu sync.Mutex
+	limits   map[string]*destLimits
+}
+
+// destLimits bound one destination's transfers in this worker.
+type destLimits struct {
+	slots   chan struct{}
+	limiter *rate.Limiter
+}
+
+// New returns the activities for a config.
+func New(cfg *config.File, stores *backends.Cache, m *metrics.Metrics) *Activities {
+	return &Activities{Config: cfg, Stores: stores, Metrics: m, limits: map[string]*destLimits{}}
+}
+
+// State opens the config's state location once.
+func (a *Activities) State(ctx context.Context) (*state.State, error) {
+	a.stateOnce.Do(func() {
+		s, err := a.Stores.Get(ctx, backends.Spec{Name: "state", URL: a.Config.State, Options: store.Options{Credentials: a.Config.StateCredentials}})
+		a.state, a.stateErr = state.New(s), err
+	})
+	return a.state, a.stateErr
+}
+
+func (a *Activities) policy(name string) (*config.Policy, error) {
+	p, err := a.Config.Policy(name)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error()+": the worker's config differs from the starter's; deploy the same replicator.yaml", ErrPermission, err)
+	}
+	return p, nil
+}
+
+func (a *Activities) source(ctx context.Context, p *config.Policy) (store.Store, error) {
+	s, err := a.Stores.Get(ctx, backends.Spec{Name: p.Name + "/source", URL: p.Source, Options: store.Options{Credentials: p.SourceCredentials}})
+	return s, asActivityError(err)
+}
+
+func (a *Activities) destination(ctx context.Context, p *config.Policy, name string) (*config.Destination, store.Store, error) {
+	d, err := p.Destination(name)
+	if err != nil {
+		return nil, nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrPermission, err)
+	}
+	s, err := a.Stores.Get(ctx, backends.Spec{Name: d.Name, URL: d.URL, Options: store.Options{
+		Credentials: d.Credentials, StorageClass: d.StorageClass, SSE: d.SSE, SSEKMSKeyID: d.SSEKMSKeyID,
+	}})
+	return d, s, asActivityError(err)
+}
+
+func (a *Activities) limitsFor(p *config.Policy, d *config.Destination) *destLimits {
+	a.limitsMu.Lock()
+	defer a.limitsMu.Unlock()
+	id := p.Name + "/" + d.Name
+	if l, ok := a.limits[id]; ok {
+		return l
+	}
+	lim := p.LimitsFor(d)
+	l := &destLimits{slots: make(chan struct{}, max(lim.Concurrency, 1)), limiter: rate.NewLimiter(rate.Inf, 0)}
+	if lim.Bandwidth > 0 {
+		l.limiter = rate.NewLimiter(rate.Limit(lim.Bandwidth), int(min(int64(lim.Bandwidth), 4<<20)))
+	}
+	a.limits[id] = l
+	return l
+}
+
+// asActivityError turns a store error into what Temporal should do with it:
+// permission and invalid requests are non-retryable with a type, a mismatch means
+// the source changed, anything else is retried.
+func asActivityError(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch store.CodeOf(err) {
+	case store.CodePermission:
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrPermission, err)
+	case store.CodeInvalid:
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrInvalid, err)
+	case store.CodeMismatch:
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrSourceChanged, err)
+	}
+	return err
+}
+
+// ErrorClass names the class of an activity error for dead letters and summaries.
+func ErrorClass(err error) string {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.Type() != "" {
+		return ae.Type()
+	}
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		return "Timeout"
+	}
+	return "Transient"
+}
+
+// sourceVersion builds the version string of a source object: its modification time
+// orders versions, its ETag tells two states with the same time apart.
+func sourceVersion(o store.Object) string {
+	return strconv.FormatInt(o.ModTime.UnixNano(), 10) + ":" + o.ETag
+}
+
+// newerThan reports whether version a is strictly newer than b. Versions that do not
+// parse are never newer, so a foreign or damaged record cannot block replication.
+func newerThan(a, b string) bool {
+	ta, okA := versionTime(a)
+	tb, okB := versionTime(b)
+	return okA && okB && ta > tb
+}
+
+func versionTime(v string) (int64, bool) {
+	i := strings.IndexByte(v, ':')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v[:i], 10, 64)
+	return n, err == nil
+}
+
+// StagingKey is where atomic mode stages one version of a key: fixed length whatever
+// the key, and distinct per version so that two versions never share a stage.
+func StagingKey(key, version string) string {
+	sum := sha256.Sum256([]byte(key + "\x00" + version))
+	return store.InternalPrefix + "staging/" + hex.EncodeToString(sum[:20])
+}
+
+func retrySettings(p *config.Policy) RetrySettings {
+	return RetrySettings{
+		MaxAttempts:      int32(p.Retry.MaxAttempts),
+		MaxInterval:      time.Duration(p.Retry.MaxInterval),
+		Expiration:       time.Duration(p.Retry.Expiration),
+		HeartbeatTimeout: time.Duration(p.Retry.HeartbeatTimeout),
+	}
+}
+
+func routes(p *config.Policy, key string) []Route {
+	var out []Route
+	for _, name := range p.Route(key) {
+		d, _ := p.Destination(name)
+		out = append(out, Route{Destination: name, TaskQueue: d.TaskQueue(DefaultTaskQueue)})
+	}
+	return out
+}
+
+// Prepare stats the source, routes the key and finds the version's SHA-256: from the
+// source's own replicator metadata, the hash cache, or by reading it once.
+func (a *Activities) Prepare(ctx context.Context, in PrepareInput) (*PrepareResult, error) {
+	p, err := a.policy(in.Policy)
+	if err != nil {
+		return nil, err
+	}
+	res := &PrepareResult{Mode: p.Mode, Consistency: p.Consistency, Retry: retrySettings(p)}
+	res.Routes = routes(p, in.Key)
+	if len(res.Routes) == 0 {
+		res.Excluded = true
+		return res, nil
+	}
+	src, err := a.source(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	sv, err := a.prepareSource(ctx, p, src, in.Key)
+	if err != nil {
+		return nil, err
+	}
+	res.Source = sv
+	if sv.Exists {
+		res.StagingKey = StagingKey(in.Key, sv.Version)
+	}
+	return res, nil
+}
+
+func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src store.Store, key string) (SourceVersion, error) {
+	attrs, err := src.Stat(ctx, key)
+	if store.IsNotFound(err) {
+		return SourceVersion{}, nil
+	}
+	if err != nil {
+		return SourceVersion{}, asActivityError(err)
+	}
+	sv := SourceVersion{Exists: true, Version: sourceVersion(attrs.Object), Size: attrs.Size, ModTime: attrs.ModTime,
+		ContentType: attrs.ContentType, Metadata: attrs.Metadata}
+	if len(sv.Metadata) == 0 {
+		sv.Metadata = nil
+	}
+	if attrs.SHA256 != "" && attrs.SourceSize == attrs.Size {
+		// A bucket source written by the replicator carries its hash.
+		sv.SHA256 = attrs.SHA256
+		return sv, nil
+	}
+	st, err := a.State(ctx)
+	if err != nil {
+		return SourceVersion{}, asActivityError(err)
+	}
+	if sv.SHA256, err = st.CachedHash(ctx, p.Name, key, sv.Version); err != nil {
+		return SourceVersion{}, asActivityError(err)
+	}
+	if sv.SHA256 != "" {
+		return sv, nil
+	}
+	r, err := src.Open(ctx, key, 0)
+	if err != nil {
+		if store.IsNotFound(err) {
+			return SourceVersion{}, nil
+		}
+		return SourceVersion{}, asActivityError(err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, &heartbeatReader{ctx: ctx, r: r})
+	if err != nil {
+		return SourceVersion{}, asActivityError(fmt.Errorf("hash %s: %w", key, err))
+	}
+	if n != sv.Size {
+		return SourceVersion{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("source %s changed while it was hashed (%d bytes read, %d stated)", key, n, sv.Size), ErrSourceChanged, nil)
+	}
+	sv.SHA256 = hex.EncodeToString(h.Sum(nil))
+	if err := st.CacheHash(ctx, p.Name, key, sv.Version, sv.SHA256); err != nil {
+		return SourceVersion{}, asActivityError(err)
+	}
+	return sv, nil
+}
+
+// heartbeatReader heartbeats the bytes read so far, so a long read shows progress and
+// a stuck one is noticed.
+type heartbeatReader struct {
+	ctx  context.Context
+	r    io.Reader
+	n    int64
+	last time.Time
+}
+
+func (h *heartbeatReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.n += int64(n)
+	if time.Since(h.last) > time.Second && activity.IsActivity(h.ctx) {
+		activity.RecordHeartbeat(h.ctx, Progress{Bytes: h.n})
+		h.last = time.Now()
+	}
+	return n, err
+}
+
+// Progress is the heartbeat detail of transfers: what `starter replicate --wait`
+// shows while a transfer runs.
+type Progress struct {
+	Bytes int64
+	Total int64
+}
+
+// limitedReader holds a transfer to its destination's bandwidth limit.
+type limitedReader struct {
+	ctx context.Context
+	r   io.Reader
+	l   *rate.Limiter
+}
+
+func (lr limitedReader) Read(p []byte) (int, error) {
+	if lr.l.Limit() == rate.Inf {
+		return lr.r.Read(p)
+	}
+	if len(p) > lr.l.Burst() {
+		p = p[:lr.l.Burst()]
+	}
+	n, err := lr.r.Read(p)
+	if n > 0 {
+		if werr := lr.l.WaitN(lr.ctx, n); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
+}
+
+// Transfer writes one source version to one destination: directly, guarded by the
+// destination's current state (create-only or if-match), or to the staging key in
+// atomic mode. A destination that already holds the same SHA-256 is skipped without
+// moving bytes; one whose recorded source version is newer is left alone.
+func (a *Activities) Transfer(ctx context.Context, in TransferInput) (*TransferResult, error) {
+	p, err := a.policy(in.Policy)
+	if err != nil {
+		return nil, err
+	}
+	d, dst, err := a.destination(ctx, p, in.Destination)
+	if err != nil {
+		return nil, err
+	}
+	src, err := a.source(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	lim := a.limitsFor(p, d)
+	select {
+	case lim.slots <- struct{}{}:
+		defer func() { <-lim.slots }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	res, err := a.transfer(ctx, p, src, dst, lim, in, true)
+	a.observe(p.Name, in.Destination, in.Source, res, err, in.StagingKey == "")
+	return res, err
+}
+
+func (a *Activities) transfer(ctx context.Context, p *config.Policy, src, dst store.Store, lim *destLimits, in TransferInput, heartbeat bool) (*TransferResult, error) {
+	for attempt := 0; ; attempt++ {
+		current, err := dst.Stat(ctx, in.Key)
+		exists := err == nil
+		if err != nil && !store.IsNotFound(err) {
+			return nil, asActivityError(err)
+		}
+		if exists {
+			if current.SHA256 == in.Source.SHA256 {
+				return &TransferResult{Outcome: OutcomeSkipped, ETag: current.ETag}, nil
+			}
+			if newerThan(current.SourceVersion, in.Source.Version) {
+				return &TransferResult{Outcome: OutcomeSuperseded, ETag: current.ETag}, nil
+			}
+		}
+		target, pre := in.Key, store.Precondition{IfNoneMatch: !exists}
+		if exists {
+			pre.IfMatch = current.ETag
+		}
+		if in.StagingKey != "" {
+			target, pre = in.StagingKey, store.Precondition{}
+		}
+		obj, err := a.put(ctx, src, dst, lim, in, target, pre, heartbeat)
+		if store.IsPrecondition(err) && attempt < 5 {
+			continue // another writer got there first: look again and decide again
+		}
+		if store.IsNotFound(err) {
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("source %s disappeared during the copy", in.Key), ErrSourceMissing, err)
+		}
+		if err != nil {
+			return nil, asActivityError(err)
+		}
+		if in.StagingKey != "" {
+			return &TransferResult{Outcome: OutcomeStaged, Bytes: obj.Size, ETag: obj.ETag}, nil
+		}
+		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj); err != nil {
+			return nil, err
+		}
+		return &TransferResult{Outcome: OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
+	}
+}
+
+// put streams the source version to target, verifying its SHA-256 on the way.
+func (a *Activities) put(ctx context.Context, src, dst store.Store, lim *destLimits, in TransferInput, target string, pre store.Precondition, heartbeat bool) (*store.Object, error) {
+	r, err := src.Open(ctx, in.Key, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	opts := store.PutOptions{
+		SHA256: in.Source.SHA256, Size: in.Source.Size, ContentType: in.Source.ContentType,
+		SourceVersion: in.Source.Version, Metadata: in.Source.Metadata, Precondition: pre,
+	}
+	if heartbeat && activity.IsActivity(ctx) {
+		opts.Progress = func(n int64) { activity.RecordHeartbeat(ctx, Progress{Bytes: n, Total: in.Source.Size}) }
+	}
+	return dst.Put(ctx, target, limitedReader{ctx: ctx, r: r, l: lim.limiter}, opts)
+}
+
+// committed records a write that is now visible: the manifest journal gets the entry
+// and any dead letter of the key on that destination is cleared.
+func (a *Activities) committed(ctx context.Context, policy, destination, key string, sv SourceVersion, obj *store.Object) error {
+	st, err := a.State(ctx)
+	if err != nil {
+		return asActivityError(err)
+	}
+	if err := st.AppendManifest(ctx, policy, destination, state.ManifestEntry{
+		Key: key, SourceVersion: sv.Version, SHA256: sv.SHA256, ETag: obj.ETag, Size: obj.Size,
+	}); err != nil {
+		return asActivityError(err)
+	}
+	return asActivityError(st.ClearDeadLetter(ctx, policy, destination, key))
+}
+
+func (a *Activities) observe(policy, destination string, sv SourceVersion, res *TransferResult, err error, final bool) {
+	if a.Metrics == nil {
+		return
+	}
+	if err != nil {
+		a.Metrics.Objects.WithLabelValues(policy, destination, OutcomeFailed).Inc()
+		return
+	}
+	a.Metrics.Objects.WithLabelValues(policy, destination, res.Outcome).Inc()
+	if res.Outcome == OutcomeCopied || res.Outcome == OutcomeStaged {
+		a.Metrics.Bytes.WithLabelValues(policy, destination).Add(float64(res.Bytes))
+	}
+	if final && res.Outcome == OutcomeCopied && !sv.ModTime.IsZero() {
+		a.Metrics.Lag.WithLabelValues(policy, destination).Observe(time.Since(sv.ModTime).Seconds())
+	}
+}
+
+// Commit makes a staged version visible under its final key with a server-side copy
+// guarded like a direct write. A retry after a lost answer finds the final key
+// already holding the hash and reports it skipped.
+func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferResult, error) {
+	p, err := a.policy(in.Policy)
+	if err != nil {
+		return nil, err
+	}
+	_, dst, err := a.destination(ctx, p, in.Destination)
+	if err != nil {
+		return nil, err
+	}
+	attrs := &store.Attributes{ContentType: in.Source.ContentType, SHA256: in.Source.SHA256, SourceVersion: in.Source.Version,
+		SourceSize: in.Source.Size, Metadata: in.Source.Metadata}
+	for attempt := 0; ; attempt++ {
+		current, err := dst.Stat(ctx, in.Key)
+		exists := err == nil
+		if err != nil && !store.IsNotFound(err) {
+			return nil, asActivityError(err)
+		}
+		if exists && current.SHA256 == in.Source.SHA256 {
+			return &TransferResult{Outcome: OutcomeSkipped, ETag: current.ETag}, nil
+		}
+		if exists && newerThan(current.SourceVersion, in.Source.Version) {
+			return &TransferResult{Outcome: OutcomeSuperseded, ETag: current.ETag}, nil
+		}
+		pre := store.Precondition{IfNoneMatch: !exists}
+		if exists {
+			pre.IfMatch = current.ETag
+		}
+		obj, err := dst.Copy(ctx, in.Key, in.StagingKey, store.CopyOptions{Attributes: attrs, Precondition: pre})
+		if store.IsPrecondition(err) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return nil, asActivityError(err)
+		}
+		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj); err != nil {
+			return nil, err
+		}
+		res := &TransferResult{Outcome: OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}
+		a.observe(p.Name, in.Destination, in.Source, res, nil, true)
+		return res, nil
+	}
+}
+
+// UploadAborter is implemented by drivers that can find and abort unfinished
+// multipart uploads of a key (S3), which a crashed transfer may leave behind.
+type UploadAborter interface {
+	AbortUploads(ctx context.Context, key string) error
+}
+
+// Cleanup removes staging objects and aborts their unfinished uploads: the
+// compensation of atomic mode and its last step after a commit.
+func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
+	p, err := a.policy(in.Policy)
+	if err != nil {
+		return err
+	}
+	_, dst, err := a.destination(ctx, p, in.Destination)
+	if err != nil {
+		return err
+	}
+	for _, k := range in.Keys {
+		if !strings.HasPrefix(k, store.InternalPrefix) {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("refusing to clean up %q: not a staging key", k), ErrInvalid, nil)
+		}
+		if ab, ok := dst.(UploadAborter); ok {
+			if err := ab.AbortUploads(ctx, k); err != nil {
+				return asActivityError(err)
+			}
+		}
+		if err := dst.Delete(ctx, k); err != nil {
+			return asActivityError(err)
+		}
+	}
+	return nil
+}
+
+// DeleteReplica propagates a source delete to one destination (mirror mode). An
+// object whose recorded source version is newer than the delete's is kept.
+func (a *Activities) DeleteReplica(ctx context.Context, in DeleteInput) (*TransferResult, error) {
+	p, err := a.policy(in.Policy)
+	if err != nil {
+		return nil, err
+	}
+	_, dst, err := a.destination(ctx, p, in.Destination)
+	if err != nil {
+		return nil, err
+	}
+	current, err := dst.Stat(ctx, in.Key)
+	if store.IsNotFound(err) {
+		return &TransferResult{Outcome: OutcomeSkipped}, nil
+	}
+	if err != nil {
+		return nil, asActivityError(err)
+	}
+	if err := dst.Delete(ctx, in.Key); err != nil {
+		return nil, asActivityError(err)
+	}
+	st, err := a.State(ctx)
+	if err != nil {
+		return nil, asActivityError(err)
+	}
+	if err := st.AppendManifest(ctx, p.Name, in.Destination, state.ManifestEntry{Key: in.Key, ETag: current.ETag, Deleted: true}); err != nil {
+		return nil, asActivityError(err)
+	}
+	if a.Metrics != nil {
+		a.Metrics.Objects.WithLabelValues(p.Name, in.Destination, OutcomeDeleted).Inc()
+	}
+	return &TransferResult{Outcome: OutcomeDeleted, ETag: current.ETag}, nil
+}
+
+// RecordDeadLetter writes the record of a permanent failure.
+func (a *Activities) RecordDeadLetter(ctx context.Context, in DeadLetterInput) error {
+	st, err := a.State(ctx)
+	if err != nil {
+		return asActivityError(err)
+	}
+	if a.Metrics != nil {
+		a.Metrics.DeadLetters.WithLabelValues(in.Policy, in.Destination).Inc()
+	}
+	return asActivityError(st.RecordDeadLetter(ctx, state.DeadLetter{
+		Policy: in.Policy, Key: in.Key, Destination: in.Destination, Class: in.Class,
+		Message: in.Message, Attempts: in.Attempts, WorkflowID: in.WorkflowID,
+	}))
+}

@@ -1,0 +1,223 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/cloudrepl/replicator/internal/config"
+	"github.com/cloudrepl/replicator/internal/state"
+	"github.com/cloudrepl/replicator/internal/store"
+)
+
+// DescribePolicy returns what a batch needs to plan its activities: the mode, the
+// destinations grouped by task queue, the concurrency and the retry bounds.
+func (a *Activities) DescribePolicy(_ context.Context, in DescribePolicyInput) (*PolicyDescription, error) {
+	p, err := a.policy(in.Policy)
+	if err != nil {
+		return nil, err
+	}
+	desc := &PolicyDescription{Mode: p.Mode, Consistency: p.Consistency, Concurrency: p.Limits.Concurrency, Retry: retrySettings(p)}
+	for _, d := range p.Destinations {
+		q := d.TaskQueue(DefaultTaskQueue)
+		i := slices.IndexFunc(desc.Groups, func(g QueueGroup) bool { return g.TaskQueue == q })
+		if i < 0 {
+			desc.Groups = append(desc.Groups, QueueGroup{TaskQueue: q})
+			i = len(desc.Groups) - 1
+		}
+		desc.Groups[i].Destinations = append(desc.Groups[i].Destinations, d.Name)
+	}
+	return desc, nil
+}
+
+// ReadKeyPage returns one page of a key list (atomic batches run a workflow per key).
+func (a *Activities) ReadKeyPage(ctx context.Context, in ReadKeyPageInput) ([]string, error) {
+	st, err := a.State(ctx)
+	if err != nil {
+		return nil, asActivityError(err)
+	}
+	keys, err := st.ReadKeyPage(ctx, in.List, in.Page)
+	return keys, asActivityError(err)
+}
+
+// chunkTries is how often a chunk retries one key's transient failure before the key
+// becomes a dead letter; the chunk itself is not failed for one bad key.
+const chunkTries = 3
+
+// ReplicateChunk replicates one page of a batch's keys to the given destinations in
+// eventual mode, several keys at once within the policy's concurrency. Small files
+// thus cost a share of one activity instead of a workflow each. A key that fails
+// permanently on a destination becomes a dead letter there; the chunk goes on.
+// A retried chunk redoes its page, and keys already in place cost a metadata check.
+func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkResult, error) {
+	p, err := a.policy(in.Policy)
+	if err != nil {
+		return nil, err
+	}
+	st, err := a.State(ctx)
+	if err != nil {
+		return nil, asActivityError(err)
+	}
+	keys, err := st.ReadKeyPage(ctx, in.List, in.Page)
+	if err != nil {
+		return nil, asActivityError(err)
+	}
+	src, err := a.source(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	type dest struct {
+		cfg *config.Destination
+		s   store.Store
+		lim *destLimits
+	}
+	dests := map[string]dest{}
+	for _, name := range in.Destinations {
+		d, s, err := a.destination(ctx, p, name)
+		if err != nil {
+			return nil, err
+		}
+		dests[name] = dest{d, s, a.limitsFor(p, d)}
+	}
+
+	res := &ChunkResult{Keys: len(keys)}
+	counts := map[string]*Counts{}
+	for _, name := range in.Destinations {
+		counts[name] = &Counts{}
+	}
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		done     int
+		firstErr error
+	)
+	sem := make(chan struct{}, max(p.Limits.Concurrency, 1))
+	record := func(dest, outcome string, n int64) {
+		mu.Lock()
+		counts[dest].Record(outcome, n)
+		mu.Unlock()
+	}
+	deadLetter := func(key, dest string, err error) {
+		record(dest, OutcomeFailed, 0)
+		derr := st.RecordDeadLetter(ctx, state.DeadLetter{Policy: p.Name, Key: key, Destination: dest, Class: ErrorClass(err),
+			Message: err.Error(), Attempts: chunkTries, WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID})
+		if a.Metrics != nil {
+			a.Metrics.DeadLetters.WithLabelValues(p.Name, dest).Inc()
+		}
+		if derr != nil {
+			mu.Lock()
+			firstErr = errors.Join(firstErr, derr)
+			mu.Unlock()
+		}
+	}
+	for _, key := range keys {
+		if ctx.Err() != nil {
+			break
+		}
+		route := p.Route(key)
+		if len(route) == 0 {
+			res.Excluded++
+			continue
+		}
+		var targets []string
+		for _, r := range route {
+			if _, ok := dests[r]; ok {
+				targets = append(targets, r)
+			}
+		}
+		if len(targets) == 0 {
+			continue // routed only to destinations of another queue group
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			defer func() {
+				mu.Lock()
+				done++
+				activity.RecordHeartbeat(ctx, done)
+				mu.Unlock()
+			}()
+			var sv SourceVersion
+			var err error
+			for try := 0; try < chunkTries; try++ {
+				if sv, err = a.prepareSource(ctx, p, src, key); err == nil || isPermanent(err) {
+					break
+				}
+				sleep(ctx, try)
+			}
+			if err != nil {
+				for _, t := range targets {
+					deadLetter(key, t, err)
+				}
+				return
+			}
+			if sv.Exists && sv.Size > in.LargeThreshold {
+				mu.Lock()
+				res.Large = append(res.Large, key)
+				mu.Unlock()
+				return
+			}
+			for _, t := range targets {
+				d := dests[t]
+				var out *TransferResult
+				for try := 0; try < chunkTries; try++ {
+					if !sv.Exists {
+						if p.Mode != config.ModeMirror {
+							out = &TransferResult{Outcome: OutcomeSkipped}
+							break
+						}
+						out, err = a.DeleteReplica(ctx, DeleteInput{Policy: p.Name, Destination: t, Key: key})
+					} else {
+						out, err = a.transfer(ctx, p, src, d.s, d.lim, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv}, false)
+						a.observe(p.Name, t, sv, out, err, true)
+					}
+					if err == nil {
+						break
+					}
+					if ErrorClass(err) == ErrSourceChanged {
+						if nsv, perr := a.prepareSource(ctx, p, src, key); perr == nil {
+							sv = nsv
+						}
+					} else if isPermanent(err) {
+						break
+					}
+					sleep(ctx, try)
+				}
+				if err != nil {
+					deadLetter(key, t, err)
+					continue
+				}
+				record(t, out.Outcome, out.Bytes)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	for _, name := range in.Destinations {
+		res.Destinations = append(res.Destinations, DestinationCounts{Destination: name, Counts: *counts[name]})
+	}
+	return res, nil
+}
+
+func isPermanent(err error) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.NonRetryable() && ae.Type() != ErrSourceChanged
+}
+
+func sleep(ctx context.Context, try int) {
+	select {
+	case <-time.After(time.Duration(200<<try) * time.Millisecond):
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,228 @@
+// Package activities holds the replicator's Temporal activities. Each is thin: it
+// resolves the policy and the stores, delegates the I/O to a store driver, heartbeats
+// progress and turns driver error classes into retryable or typed non-retryable
+// application errors. Workflows see keys, versions, hashes and counts, never bytes or
+// credentials.
+package activities
+
+import (
+	"time"
+
+	"github.com/cloudrepl/replicator/internal/state"
+)
+
+// Activity type names, registered explicitly: method names alone would collide
+// between structs (DESIGN section 7).
+const (
+	PrepareName          = "Prepare"
+	TransferName         = "Transfer"
+	CommitName           = "Commit"
+	CleanupName          = "Cleanup"
+	DeleteReplicaName    = "DeleteReplica"
+	RecordDeadLetterName = "RecordDeadLetter"
+	DescribePolicyName   = "DescribePolicy"
+	ReplicateChunkName   = "ReplicateChunk"
+	ReadKeyPageName      = "ReadKeyPage"
+)
+
+// Types of the non-retryable application errors activities return.
+const (
+	// ErrPermission: permission or configuration; an operator must act.
+	ErrPermission = "Permission"
+	// ErrInvalid: the request can never succeed (a key a backend cannot hold).
+	ErrInvalid = "Invalid"
+	// ErrSourceChanged: the source's bytes changed during the copy; prepare again.
+	ErrSourceChanged = "SourceChanged"
+	// ErrSourceMissing: the source file disappeared after it was prepared.
+	ErrSourceMissing = "SourceMissing"
+)
+
+// NonRetryable lists the error types no retry can fix.
+var NonRetryable = []string{ErrPermission, ErrInvalid, ErrSourceChanged, ErrSourceMissing}
+
+// Per-destination outcomes of one key.
+const (
+	OutcomeCopied     = "copied"
+	OutcomeStaged     = "staged"
+	OutcomeSkipped    = "skipped"
+	OutcomeSuperseded = "superseded"
+	OutcomeDeleted    = "deleted"
+	OutcomeFailed     = "failed"
+)
+
+// PrepareInput names the key to prepare.
+type PrepareInput struct {
+	Policy string
+	Key    string
+}
+
+// SourceVersion describes one state of a source file: what every later step checks
+// against. Version is "<modification time in ns>:<store ETag>", ordered by the time.
+type SourceVersion struct {
+	Exists      bool
+	Version     string
+	SHA256      string
+	Size        int64
+	ModTime     time.Time
+	ContentType string
+	Metadata    map[string]string `json:",omitempty"`
+}
+
+// Route is one destination a key goes to, with the task queue of its activities.
+type Route struct {
+	Destination string
+	TaskQueue   string
+}
+
+// RetrySettings are the policy's retry bounds, carried in history so workflow code
+// never reads the config.
+type RetrySettings struct {
+	MaxAttempts      int32
+	MaxInterval      time.Duration
+	Expiration       time.Duration
+	HeartbeatTimeout time.Duration
+}
+
+// PrepareResult is what a ReplicateFile run decides on.
+type PrepareResult struct {
+	Source      SourceVersion
+	Routes      []Route
+	Excluded    bool
+	Mode        string
+	Consistency string
+	// StagingKey is where atomic mode stages this version on every destination.
+	StagingKey string
+	Retry      RetrySettings
+}
+
+// TransferInput asks to write one source version to one destination, directly or
+// (StagingKey set) to the staging key for a later commit.
+type TransferInput struct {
+	Policy      string
+	Destination string
+	Key         string
+	Source      SourceVersion
+	StagingKey  string
+}
+
+// TransferResult says what a transfer, commit or delete did.
+type TransferResult struct {
+	Outcome string
+	Bytes   int64
+	ETag    string
+}
+
+// CleanupInput lists staging keys to remove from a destination.
+type CleanupInput struct {
+	Policy      string
+	Destination string
+	Keys        []string
+}
+
+// DeleteInput asks to remove a key from a destination (mirror mode).
+type DeleteInput struct {
+	Policy      string
+	Destination string
+	Key         string
+}
+
+// DeadLetterInput records a permanent failure.
+type DeadLetterInput struct {
+	Policy      string
+	Key         string
+	Destination string
+	Class       string
+	Message     string
+	Attempts    int
+	WorkflowID  string
+}
+
+// DescribePolicyInput names a policy.
+type DescribePolicyInput struct {
+	Policy string
+}
+
+// QueueGroup is a set of destinations served by one task queue.
+type QueueGroup struct {
+	TaskQueue    string
+	Destinations []string
+}
+
+// PolicyDescription is what a batch needs of a policy.
+type PolicyDescription struct {
+	Mode        string
+	Consistency string
+	Groups      []QueueGroup
+	Concurrency int
+	Retry       RetrySettings
+}
+
+// ChunkInput asks to replicate one page of a batch's key list to some destinations.
+type ChunkInput struct {
+	Policy       string
+	List         state.KeyList
+	Page         int
+	Destinations []string
+	// LargeThreshold: files larger than this are returned in ChunkResult.Large for
+	// their own ReplicateFile workflow (resumable, heartbeated transfers).
+	LargeThreshold int64
+}
+
+// Counts add up per-destination results.
+type Counts struct {
+	Copied     int
+	Skipped    int
+	Superseded int
+	Deleted    int
+	Failed     int
+	Bytes      int64
+}
+
+// Add adds o to c.
+func (c *Counts) Add(o Counts) {
+	c.Copied += o.Copied
+	c.Skipped += o.Skipped
+	c.Superseded += o.Superseded
+	c.Deleted += o.Deleted
+	c.Failed += o.Failed
+	c.Bytes += o.Bytes
+}
+
+// Record counts one outcome of n bytes.
+func (c *Counts) Record(outcome string, n int64) {
+	switch outcome {
+	case OutcomeCopied:
+		c.Copied++
+		c.Bytes += n
+	case OutcomeSkipped:
+		c.Skipped++
+	case OutcomeSuperseded:
+		c.Superseded++
+	case OutcomeDeleted:
+		c.Deleted++
+	case OutcomeFailed:
+		c.Failed++
+	}
+}
+
+// DestinationCounts are the counts of one destination.
+type DestinationCounts struct {
+	Destination string
+	Counts
+}
+
+// ChunkResult sums up one chunk.
+type ChunkResult struct {
+	Keys         int
+	Destinations []DestinationCounts
+	// Large keys were not copied here: the batch gives each its own workflow.
+	Large []string `json:",omitempty"`
+	// Excluded keys matched no rule or a filter.
+	Excluded int
+}
+
+// ReadKeyPageInput names a page of a key list.
+type ReadKeyPageInput struct {
+	List state.KeyList
+	Page int
+}

@@ -1,0 +1,88 @@
+// Package backends opens the store driver a location URL names, and keeps opened
+// stores for reuse, so that every activity of a worker shares one client (and its
+// connection pool) per location.
+package backends
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sync"
+
+	"github.com/cloudrepl/replicator/internal/store"
+	"github.com/cloudrepl/replicator/internal/store/azstore"
+	"github.com/cloudrepl/replicator/internal/store/gcsstore"
+	"github.com/cloudrepl/replicator/internal/store/localstore"
+	"github.com/cloudrepl/replicator/internal/store/s3store"
+)
+
+// Open parses rawURL and opens the driver of its scheme.
+func Open(ctx context.Context, opts store.Options, rawURL string) (store.Store, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, store.ConfigError(opts, "write a URL such as s3://bucket/prefix", "bad location URL: %v", err)
+	}
+	opts.URL = u
+	switch u.Scheme {
+	case "file":
+		return localstore.New(ctx, opts)
+	case "s3":
+		return s3store.New(ctx, opts)
+	case "gs":
+		return gcsstore.New(ctx, opts)
+	case "azblob":
+		return azstore.New(ctx, opts)
+	}
+	return nil, store.ConfigError(opts, "supported: file://, s3://, gs://, azblob://", "unsupported scheme %q in %s", u.Scheme, u.Redacted())
+}
+
+// Spec identifies one location with everything needed to open it.
+type Spec struct {
+	// Name of the store in messages.
+	Name string
+	// URL of the location.
+	URL string
+	// Options other than Name and URL.
+	Options store.Options
+}
+
+// Cache opens each distinct location once and hands out the same Store after.
+type Cache struct {
+	mu     sync.Mutex
+	stores map[string]store.Store
+}
+
+// NewCache returns an empty cache.
+func NewCache() *Cache { return &Cache{stores: map[string]store.Store{}} }
+
+// Get returns the store for spec, opening it on first use.
+func (c *Cache) Get(ctx context.Context, spec Spec) (store.Store, error) {
+	id := fmt.Sprintf("%s\x00%s\x00%+v\x00%s\x00%s\x00%s", spec.Name, spec.URL, spec.Options.Credentials, spec.Options.StorageClass, spec.Options.SSE, spec.Options.SSEKMSKeyID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.stores[id]; ok {
+		return s, nil
+	}
+	opts := spec.Options
+	opts.Name = spec.Name
+	s, err := Open(ctx, opts, spec.URL)
+	if err != nil {
+		return nil, err
+	}
+	c.stores[id] = s
+	return s, nil
+}
+
+// Close closes every store opened through the cache.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var first error
+	for id, s := range c.stores {
+		if err := s.Close(); err != nil && first == nil {
+			first = err
+		}
+		delete(c.stores, id)
+	}
+	return first
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/cloudrepl/replicator/internal/state"
+)
+
+func failedCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "failed", Short: "List and retry dead letters (replications that failed permanently)"}
+	var destination, key string
+	var wait bool
+	collect := func(cmd *cobra.Command) (*env, []state.DeadLetter, error) {
+		e, err := g.loadPolicy()
+		if err != nil {
+			return nil, nil, err
+		}
+		st, closeState, err := e.state(cmd.Context())
+		if err != nil {
+			return nil, nil, err
+		}
+		defer closeState()
+		var out []state.DeadLetter
+		for d, err := range st.DeadLetters(cmd.Context(), e.policy.Name) {
+			if err != nil {
+				return nil, nil, fmt.Errorf("list dead letters: %w", err)
+			}
+			if (destination == "" || d.Destination == destination) && (key == "" || d.Key == key) {
+				out = append(out, d)
+			}
+		}
+		return e, out, nil
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List dead letters of --policy",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, dls, err := collect(cmd)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				if dls == nil {
+					dls = []state.DeadLetter{}
+				}
+				return e.printJSON(dls)
+			}
+			t := e.table()
+			fmt.Fprintln(t, "KEY\tDESTINATION\tCLASS\tATTEMPTS\tFIRST\tLAST\tMESSAGE")
+			for _, d := range dls {
+				fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Key, d.Destination, d.Class, d.Attempts,
+					d.First.Local().Format(time.DateTime), d.Last.Local().Format(time.DateTime), d.Message)
+			}
+			return t.Flush()
+		},
+	}
+	retry := &cobra.Command{
+		Use:   "retry",
+		Short: "Re-run the replications of dead letters of --policy (a success clears them)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, dls, err := collect(cmd)
+			if err != nil {
+				return err
+			}
+			var keys []string
+			for _, d := range dls {
+				if !slices.Contains(keys, d.Key) {
+					keys = append(keys, d.Key)
+				}
+			}
+			if len(keys) == 0 {
+				fmt.Fprintln(e.out, "no dead letters to retry")
+				return nil
+			}
+			c, err := e.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			runs := make([]client.WorkflowRun, len(keys))
+			for i, k := range keys {
+				if runs[i], err = triggerFile(cmd.Context(), c, e.policy.Name, k); err != nil {
+					return err
+				}
+			}
+			if wait {
+				return e.waitFiles(cmd.Context(), c, runs)
+			}
+			fmt.Fprintf(e.out, "retrying %d keys\n", len(keys))
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{list, retry} {
+		c.Flags().StringVar(&destination, "destination", "", "only this destination")
+		c.Flags().StringVar(&key, "key", "", "only this key")
+	}
+	retry.Flags().BoolVar(&wait, "wait", false, "wait for the retries; exit 1 unless all succeed")
+	cmd.AddCommand(list, retry)
+	return cmd
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/cloudrepl/replicator/activities"
+	"github.com/cloudrepl/replicator/internal/store"
+	"github.com/cloudrepl/replicator/workflows"
+)
+
+func replicateCmd(g *globals) *cobra.Command {
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "replicate KEY...",
+		Short: "Replicate keys now: one ReplicateFile workflow per key (triggers for a running key join it)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, keys []string) error {
+			e, err := g.loadPolicy()
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if err := store.ValidateKey(k, 0); err != nil {
+					return usageError{err}
+				}
+			}
+			c, err := e.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			runs := make([]client.WorkflowRun, len(keys))
+			for i, key := range keys {
+				if runs[i], err = triggerFile(ctx, c, e.policy.Name, key); err != nil {
+					return err
+				}
+				if !e.g.json && !wait {
+					fmt.Fprintf(e.out, "started %s (run %s)\n", runs[i].GetID(), runs[i].GetRunID())
+				}
+			}
+			if !wait {
+				if e.g.json {
+					var ids []map[string]string
+					for _, r := range runs {
+						ids = append(ids, map[string]string{"workflow_id": r.GetID(), "run_id": r.GetRunID()})
+					}
+					return e.printJSON(ids)
+				}
+				return nil
+			}
+			return e.waitFiles(ctx, c, runs)
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the result, showing progress; exit 1 unless every destination succeeded")
+	return cmd
+}
+
+// triggerFile starts the key's ReplicateFile workflow, or signals the running one so
+// it looks at the key again when done (Signal-With-Start: triggers coalesce).
+func triggerFile(ctx context.Context, c client.Client, policy, key string) (client.WorkflowRun, error) {
+	opts := client.StartWorkflowOptions{
+		ID:                    workflows.FileWorkflowID(policy, key),
+		TaskQueue:             activities.DefaultTaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.PolicyAttr.ValueSet(policy), workflows.KeyAttr.ValueSet(key)),
+		StaticSummary:         fmt.Sprintf("replicate %s (policy %s)", key, policy),
+	}
+	run, err := c.SignalWithStartWorkflow(ctx, opts.ID, workflows.TriggerSignal, "starter", opts,
+		workflows.ReplicateFileName, workflows.ReplicateFileInput{Policy: policy, Key: key})
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", opts.ID, err)
+	}
+	return run, nil
+}
+
+// waitFiles waits for runs, showing per-key progress on stderr, and prints results.
+func (e *env) waitFiles(ctx context.Context, c client.Client, runs []client.WorkflowRun) error {
+	results := make([]*workflows.ReplicateFileResult, len(runs))
+	errs := make([]error, len(runs))
+	done := make(chan int, len(runs))
+	for i, r := range runs {
+		go func() {
+			var res workflows.ReplicateFileResult
+			errs[i] = r.Get(ctx, &res)
+			results[i] = &res
+			done <- i
+		}()
+	}
+	ticker := time.NewTicker(500 * time.Millisecond)
+	defer ticker.Stop()
+	finished := 0
+	for finished < len(runs) {
+		select {
+		case <-done:
+			finished++
+		case <-ticker.C:
+			if !e.g.json {
+				showProgress(ctx, c, runs, finished)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if !e.g.json {
+		fmt.Fprint(os.Stderr, "\r\033[K")
+	}
+	failed := false
+	if e.g.json {
+		var out []any
+		for i, r := range runs {
+			if errs[i] != nil {
+				failed = true
+				out = append(out, map[string]string{"workflow_id": r.GetID(), "error": errs[i].Error()})
+				continue
+			}
+			failed = failed || !goodOutcome(results[i].Outcome)
+			out = append(out, results[i])
+		}
+		if err := e.printJSON(out); err != nil {
+			return err
+		}
+	} else {
+		t := e.table()
+		fmt.Fprintln(t, "KEY\tOUTCOME\tDESTINATION\tRESULT\tBYTES\tERROR")
+		for i, r := range runs {
+			if errs[i] != nil {
+				failed = true
+				fmt.Fprintf(t, "%s\tfailed\t\t\t\t%v\n", strings.TrimPrefix(r.GetID(), "replicate/"), errs[i])
+				continue
+			}
+			res := results[i]
+			failed = failed || !goodOutcome(res.Outcome)
+			if len(res.Destinations) == 0 {
+				fmt.Fprintf(t, "%s\t%s\t\t\t\t\n", res.Key, res.Outcome)
+			}
+			for j, d := range res.Destinations {
+				key, outcome := res.Key, res.Outcome
+				if j > 0 {
+					key, outcome = "", ""
+				}
+				fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", key, outcome, d.Destination, d.Outcome, humanBytes(d.Bytes), d.Error)
+			}
+		}
+		t.Flush()
+	}
+	if failed {
+		return errFailed
+	}
+	return nil
+}
+
+func goodOutcome(o string) bool { return o == workflows.OutcomeOK || o == workflows.OutcomeSkipped }
+
+// showProgress draws one status line from the transfers' heartbeat details.
+func showProgress(ctx context.Context, c client.Client, runs []client.WorkflowRun, finished int) {
+	var done, total int64
+	for _, r := range runs {
+		d, err := c.DescribeWorkflowExecution(ctx, r.GetID(), "")
+		if err != nil {
+			continue
+		}
+		for _, pa := range d.GetPendingActivities() {
+			if pa.GetHeartbeatDetails() == nil {
+				continue
+			}
+			var p activities.Progress
+			if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p); err == nil {
+				done += p.Bytes
+				total += p.Total
+			}
+		}
+	}
+	line := fmt.Sprintf("%d/%d workflows done", finished, len(runs))
+	if total > 0 {
+		const width = 30
+		filled := int(float64(width) * float64(done) / float64(total))
+		line += fmt.Sprintf("  [%s%s] %s / %s", strings.Repeat("#", min(filled, width)), strings.Repeat(".", width-min(filled, width)), humanBytes(done), humanBytes(total))
+	}
+	fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
+}

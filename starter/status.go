@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
+)
+
+func statusCmd(g *globals) *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "status [WORKFLOW_ID]",
+		Short: "Show one workflow, or the recent workflows of --policy",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := g.load()
+			if err != nil {
+				return err
+			}
+			c, err := e.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			var infos []*workflowpb.WorkflowExecutionInfo
+			if len(args) == 1 {
+				d, err := c.DescribeWorkflowExecution(ctx, args[0], "")
+				if err != nil {
+					return fmt.Errorf("describe %s: %w", args[0], err)
+				}
+				infos = append(infos, d.GetWorkflowExecutionInfo())
+			} else {
+				query := ""
+				if g.policy != "" {
+					if _, err := e.cfg.Policy(g.policy); err != nil {
+						return usageError{err}
+					}
+					query = fmt.Sprintf("ReplicationPolicy = %q", g.policy)
+				}
+				resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: int32(limit)})
+				if err != nil {
+					return fmt.Errorf("list workflows: %w", err)
+				}
+				infos = resp.GetExecutions()
+			}
+			type row struct {
+				WorkflowID string    `json:"workflow_id"`
+				Type       string    `json:"type"`
+				Status     string    `json:"status"`
+				Outcome    string    `json:"outcome,omitempty"`
+				Bytes      int64     `json:"bytes"`
+				Started    time.Time `json:"started"`
+				Closed     time.Time `json:"closed,omitzero"`
+			}
+			var rows []row
+			for _, in := range infos {
+				r := row{WorkflowID: in.GetExecution().GetWorkflowId(), Type: in.GetType().GetName(), Status: in.GetStatus().String(),
+					Started: in.GetStartTime().AsTime()}
+				if in.GetCloseTime() != nil {
+					r.Closed = in.GetCloseTime().AsTime()
+				}
+				fields := in.GetSearchAttributes().GetIndexedFields()
+				_ = converter.GetDefaultDataConverter().FromPayload(fields["ReplicationOutcome"], &r.Outcome)
+				_ = converter.GetDefaultDataConverter().FromPayload(fields["ReplicationBytes"], &r.Bytes)
+				rows = append(rows, r)
+				if len(rows) == limit {
+					break
+				}
+			}
+			if g.json {
+				return e.printJSON(rows)
+			}
+			t := e.table()
+			fmt.Fprintln(t, "WORKFLOW ID\tTYPE\tSTATUS\tOUTCOME\tBYTES\tSTARTED")
+			for _, r := range rows {
+				fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", r.WorkflowID, r.Type, r.Status, r.Outcome, humanBytes(r.Bytes), r.Started.Local().Format(time.DateTime))
+			}
+			return t.Flush()
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 20, "how many recent workflows to show")
+	return cmd
+}

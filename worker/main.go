@@ -1,0 +1,184 @@
+// Command worker runs the replicator's Temporal worker: it polls the task queue
+// "replication" (and "replication-<destination>" for destinations with a dedicated
+// queue), runs the workflows and activities, and serves /metrics and /healthz.
+//
+// Usage: worker [--config replicator.yaml] [--queues replication,replication-aws-eu]
+// [--metrics-addr 127.0.0.1:9464]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/cloudrepl/replicator/activities"
+	"github.com/cloudrepl/replicator/internal/backends"
+	"github.com/cloudrepl/replicator/internal/config"
+	"github.com/cloudrepl/replicator/internal/metrics"
+	"github.com/cloudrepl/replicator/internal/temporalclient"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	configPath := flag.String("config", "", "config file (default $REPLICATOR_CONFIG, else ./replicator.yaml)")
+	queues := flag.String("queues", "", "comma-separated task queues to poll (default: replication and every dedicated destination queue of the config)")
+	metricsAddr := flag.String("metrics-addr", envOr("REPLICATOR_METRICS_ADDR", "127.0.0.1:9464"), "address of /metrics and /healthz")
+	stopTimeout := flag.Duration("stop-timeout", 30*time.Second, "how long running activities get to finish on SIGTERM before they are handed over")
+	flag.Parse()
+
+	cfg, path, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log.Info("config loaded", "path", path, "policies", len(cfg.Policies))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
+	if err != nil {
+		return fmt.Errorf("metrics exporter: %w", err)
+	}
+	meter := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter)).Meter("temporal-sdk")
+
+	c, err := temporalclient.Dial(func(o *client.Options) {
+		o.MetricsHandler = temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{Meter: meter})
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	stores := backends.NewCache()
+	defer stores.Close()
+	acts := activities.New(cfg, stores, m)
+
+	var healthy atomic.Bool
+	srv, err := serve(*metricsAddr, reg, c, &healthy)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	log.Info("serving /metrics and /healthz", "addr", *metricsAddr)
+
+	var workers []worker.Worker
+	for _, q := range taskQueues(cfg, *queues) {
+		w := worker.New(c, q.name, worker.Options{
+			MaxConcurrentActivityExecutionSize: q.concurrency,
+			WorkerStopTimeout:                  *stopTimeout,
+		})
+		registerWorkflows(w)
+		registerActivities(w, acts)
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("start worker on task queue %s: %w", q.name, err)
+		}
+		defer w.Stop()
+		workers = append(workers, w)
+		log.Info("polling", "task_queue", q.name, "max_concurrent_activities", q.concurrency)
+	}
+	healthy.Store(true)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sigs
+	log.Info("stopping: running activities get the stop timeout to finish", "signal", s.String(), "timeout", *stopTimeout)
+	healthy.Store(false)
+	return nil
+}
+
+type queue struct {
+	name        string
+	concurrency int
+}
+
+// taskQueues lists the queues this worker polls: those asked for, or the default
+// queue plus every dedicated destination queue, each sized to its destinations'
+// concurrency.
+func taskQueues(cfg *config.File, asked string) []queue {
+	sizes := map[string]int{activities.DefaultTaskQueue: 0}
+	for i := range cfg.Policies {
+		p := &cfg.Policies[i]
+		for j := range p.Destinations {
+			d := &p.Destinations[j]
+			sizes[d.TaskQueue(activities.DefaultTaskQueue)] += p.LimitsFor(d).Concurrency
+		}
+	}
+	var names []string
+	if asked != "" {
+		names = strings.Split(asked, ",")
+	} else {
+		for n := range sizes {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+	}
+	var out []queue
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		out = append(out, queue{name: n, concurrency: max(sizes[n], 16)})
+	}
+	return out
+}
+
+func serve(addr string, reg *prometheus.Registry, c client.Client, healthy *atomic.Bool) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if !healthy.Load() {
+			http.Error(w, "worker not running", http.StatusServiceUnavailable)
+			return
+		}
+		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+			http.Error(w, "temporal unreachable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics on %s: %w (set --metrics-addr or REPLICATOR_METRICS_ADDR)", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("metrics server", "err", err)
+		}
+	}()
+	return srv, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

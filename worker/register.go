@@ -1,0 +1,33 @@
+package main
+
+import (
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/cloudrepl/replicator/activities"
+	"github.com/cloudrepl/replicator/workflows"
+)
+
+// registerWorkflows registers the workflows under their stable type names.
+func registerWorkflows(w worker.Registry) {
+	w.RegisterWorkflowWithOptions(workflows.ReplicateFile, workflow.RegisterOptions{Name: workflows.ReplicateFileName})
+	w.RegisterWorkflowWithOptions(workflows.ReplicateBatch, workflow.RegisterOptions{Name: workflows.ReplicateBatchName})
+}
+
+// registerActivities registers every activity under its explicit name.
+func registerActivities(w worker.Registry, a *activities.Activities) {
+	for name, fn := range map[string]any{
+		activities.PrepareName:          a.Prepare,
+		activities.TransferName:         a.Transfer,
+		activities.CommitName:           a.Commit,
+		activities.CleanupName:          a.Cleanup,
+		activities.DeleteReplicaName:    a.DeleteReplica,
+		activities.RecordDeadLetterName: a.RecordDeadLetter,
+		activities.DescribePolicyName:   a.DescribePolicy,
+		activities.ReplicateChunkName:   a.ReplicateChunk,
+		activities.ReadKeyPageName:      a.ReadKeyPage,
+	} {
+		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+	}
+}
