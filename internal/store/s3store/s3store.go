@@ -36,9 +36,11 @@ import (
 // at most 5 GiB.
 const (
 	// DefaultPartSize is the multipart part size: large enough that per-request
-	// overhead is small, small enough that (Concurrency+1) parts stay far below the
-	// memory budget of a worker running several transfers. See the package tests for
-	// the measurements behind it.
+	// overhead is small, small enough that (Concurrency+1) parts plus the threshold
+	// buffer (about 100 MiB, 113 MiB peak RSS measured for a 1 GiB put) leave room for
+	// several transfers per worker. Against local MinIO on 2 cores, 8 to 64 MiB parts
+	// all put 1 GiB in 4 to 6 s; larger parts only cost memory. It also allows
+	// objects up to 156 GiB before the part size has to grow.
 	DefaultPartSize = 16 << 20
 	// DefaultThreshold is the largest object sent in one PutObject.
 	DefaultThreshold = 16 << 20
@@ -75,15 +77,19 @@ type s3Store struct {
 	sse          types.ServerSideEncryption
 	sseKMSKeyID  string
 
-	partSize, threshold          int64
-	copyThreshold, copyPartSize  int64
-	concurrency, pageSize        int
+	partSize, threshold         int64
+	copyThreshold, copyPartSize int64
+	concurrency, pageSize       int
 }
 
 // New returns a store for opts.URL (s3://bucket/prefix?region=…&endpoint=…&path_style=…).
 // It makes no request: Check is how a location is validated.
 func New(ctx context.Context, opts store.Options) (store.Store, error) {
-	return newStore(ctx, opts)
+	s, err := newStore(ctx, opts)
+	if err != nil {
+		return nil, err // not a nil *s3Store inside a non-nil interface
+	}
+	return s, nil
 }
 
 // newStore is New with extra client options, so that the package's tests can count
