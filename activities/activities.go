@@ -281,10 +281,14 @@ func (h *heartbeatReader) Read(p []byte) (int, error) {
 }
 
 // Progress is the heartbeat detail of transfers: what `starter replicate --wait`
-// shows while a transfer runs.
+// shows while a transfer runs, and what a retry needs to resume the upload.
 type Progress struct {
 	Bytes int64
 	Total int64
+	// Target and Version identify the write the resume state belongs to.
+	Target  string            `json:",omitempty"`
+	Version string            `json:",omitempty"`
+	Resume  store.ResumeState `json:",omitzero"`
 }
 
 // limitedReader holds a transfer to its destination's bandwidth limit.
@@ -393,9 +397,40 @@ func (a *Activities) put(ctx context.Context, src, dst store.Store, lim *destLim
 		SourceVersion: in.Source.Version, Metadata: in.Source.Metadata, Precondition: pre,
 	}
 	if heartbeat && activity.IsActivity(ctx) {
-		opts.Progress = func(n int64) { activity.RecordHeartbeat(ctx, Progress{Bytes: n, Total: in.Source.Size}) }
+		p := Progress{Total: in.Source.Size, Target: target, Version: in.Source.Version}
+		opts.Resume = resumeState(ctx, p)
+		var mu sync.Mutex
+		opts.OnResumeState = func(rs store.ResumeState) {
+			mu.Lock()
+			p.Resume = rs
+			activity.RecordHeartbeat(ctx, p)
+			mu.Unlock()
+		}
+		opts.Progress = func(n int64) {
+			mu.Lock()
+			p.Bytes = n
+			activity.RecordHeartbeat(ctx, p)
+			mu.Unlock()
+		}
 	}
 	return dst.Put(ctx, target, limitedReader{ctx: ctx, r: r, l: lim.limiter}, opts)
+}
+
+// resumeState is what an attempt passes as PutOptions.Resume: the upload an earlier
+// attempt of the same write left in its last heartbeat, or an empty state meaning
+// "keep the upload open if this attempt fails, a retry will resume it". The last
+// attempt passes nil, so a failure aborts the upload and leaves nothing behind.
+func resumeState(ctx context.Context, want Progress) *store.ResumeState {
+	info := activity.GetInfo(ctx)
+	if rp := info.RetryPolicy; rp != nil && rp.MaximumAttempts > 0 && info.Attempt >= rp.MaximumAttempts {
+		return nil
+	}
+	var last Progress
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &last) == nil &&
+		last.Target == want.Target && last.Version == want.Version {
+		return &last.Resume
+	}
+	return &store.ResumeState{}
 }
 
 // committed records a write that is now visible: the manifest journal gets the entry

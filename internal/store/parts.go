@@ -78,6 +78,11 @@ func UploadParts(ctx context.Context, r io.Reader, partSize int64, concurrency i
 			buf = make([]byte, partSize)
 		}
 		n, err := io.ReadFull(r, buf)
+		ended := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		if err != nil && !ended {
+			readErr = err // a part cut short by a failed read is never stored
+			break
+		}
 		if n > 0 || parts == 0 {
 			parts++
 			select {
@@ -85,11 +90,7 @@ func UploadParts(ctx context.Context, r io.Reader, partSize int64, concurrency i
 			case <-ctx.Done():
 			}
 		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
-		}
-		if err != nil {
-			readErr = err
+		if ended {
 			break
 		}
 	}

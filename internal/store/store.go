@@ -89,6 +89,24 @@ type PutOptions struct {
 	// Progress, when set, is called after each part or chunk is durably stored, with
 	// the number of bytes stored so far. Called from the Put's goroutines, serially.
 	Progress func(bytesDone int64)
+	// Resume, when it names an upload, asks a driver that can (S3) to continue that
+	// unfinished multipart upload: parts already stored with the same bytes (checked
+	// against the server's part list) are not sent again. The stream is still read
+	// and hashed from its start. Setting Resume, even empty, also tells the driver
+	// that the caller will retry: a failed part then leaves the upload open for the
+	// next attempt instead of aborting it. Drivers that cannot resume ignore it.
+	Resume *ResumeState
+	// OnResumeState, when set, is called once a resumable upload exists, with what a
+	// later attempt needs in Resume.
+	OnResumeState func(ResumeState)
+}
+
+// ResumeState identifies an unfinished multipart upload.
+type ResumeState struct {
+	// UploadID is the backend's ID of the upload.
+	UploadID string `json:",omitempty"`
+	// PartSize the upload was cut in; a resume with another part size starts over.
+	PartSize int64 `json:",omitempty"`
 }
 
 // CopyOptions describe a server-side copy within one store.

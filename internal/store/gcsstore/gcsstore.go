@@ -24,6 +24,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -56,10 +57,25 @@ const (
 // attempts instead of its default of retrying idempotent calls until the context
 // ends (which turned an unreachable endpoint into a minutes-long hang).
 const (
-	sdkMaxAttempts    = 4
-	sdkInitialBackoff = 200 * time.Millisecond
-	sdkMaxBackoff     = 3 * time.Second
+	sdkMaxAttempts    = 5
+	sdkInitialBackoff = 250 * time.Millisecond
+	sdkMaxBackoff     = 4 * time.Second
 )
+
+// retryBudget is the SDK retry predicate of one upload. Uploads ignore the client's
+// attempt limit (only the context, or the per-chunk deadline, ends their retries),
+// so the predicate counts consecutive failures itself; it also sees every success
+// (as a nil error), which restarts the count for the next chunk.
+func retryBudget() func(error) bool {
+	var failures atomic.Int32
+	return func(err error) bool {
+		if err == nil {
+			failures.Store(0)
+			return false
+		}
+		return storage.ShouldRetry(err) && failures.Add(1) < sdkMaxAttempts
+	}
+}
 
 // knownStorageClasses are the GCS storage class names an object can be written with.
 var knownStorageClasses = []string{"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE",
@@ -77,6 +93,9 @@ type gcsStore struct {
 	threshold    int64
 	pageSize     int
 	hints        hints
+	// emulated is set for an emulator endpoint: fake-gcs-server ignores generation
+	// conditions on rewrites, so Copy checks them itself there first.
+	emulated bool
 }
 
 // New returns a store for opts.URL, gs://bucket[/prefix][?endpoint=URL]. endpoint
@@ -142,7 +161,7 @@ func New(ctx context.Context, opts store.Options) (store.Store, error) {
 		s.kmsKey = k
 	}
 
-	copts, err := clientOptions(opts, &s.hints)
+	copts, emulated, err := clientOptions(opts, &s.hints)
 	if err != nil {
 		return nil, err
 	}
@@ -157,27 +176,30 @@ func New(ctx context.Context, opts store.Options) (store.Store, error) {
 	)
 	s.client = client
 	s.bucket = client.Bucket(u.Host)
+	s.emulated = emulated
 	return s, nil
 }
 
 // clientOptions translates the URL's endpoint and the credentials reference into
 // client options, recording in h what the operator should check when they fail.
-func clientOptions(opts store.Options, h *hints) ([]option.ClientOption, error) {
-	var copts []option.ClientOption
+// emulated reports an emulator endpoint.
+func clientOptions(opts store.Options, h *hints) (copts []option.ClientOption, emulated bool, err error) {
 	h.endpoint = "https://storage.googleapis.com"
 	if host := os.Getenv("STORAGE_EMULATOR_HOST"); host != "" {
 		h.endpoint = "STORAGE_EMULATOR_HOST=" + host
+		emulated = true
 	}
 	if raw := opts.URL.Query().Get("endpoint"); raw != "" {
 		ep, err := url.Parse(raw)
 		if err != nil || (ep.Scheme != "http" && ep.Scheme != "https") || ep.Host == "" {
-			return nil, store.ConfigError(opts, "endpoint must be an http(s)://host[:port][/path] URL", "bad endpoint %q", raw)
+			return nil, false, store.ConfigError(opts, "endpoint must be an http(s)://host[:port][/path] URL", "bad endpoint %q", raw)
 		}
 		if ep.Path == "" || ep.Path == "/" {
 			ep.Path = "/storage/v1/"
 		}
 		copts = append(copts, option.WithEndpoint(ep.String()))
-		if ep.Scheme == "http" {
+		emulated = ep.Scheme == "http"
+		if emulated {
 			// Bearer tokens never go over plain HTTP: such an endpoint is an emulator.
 			copts = append(copts, option.WithoutAuthentication())
 		}
@@ -187,11 +209,11 @@ func clientOptions(opts store.Options, h *hints) ([]option.ClientOption, error) 
 	if f := h.credsFile; f != "" {
 		typ, err := credentialsType(f)
 		if err != nil {
-			return nil, store.ConfigError(opts, "check gcp_credentials_file: it must be a readable service-account or external-account JSON key", "credentials file %s: %w", f, err)
+			return nil, false, store.ConfigError(opts, "check gcp_credentials_file: it must be a readable service-account or external-account JSON key", "credentials file %s: %w", f, err)
 		}
 		copts = append(copts, option.WithAuthCredentialsFile(typ, f))
 	}
-	return copts, nil
+	return copts, emulated, nil
 }
 
 // credentialsType reads the "type" of a credentials file, since the non-deprecated
@@ -359,6 +381,11 @@ func (s *gcsStore) Copy(ctx context.Context, dstKey, srcKey string, opts store.C
 	if err != nil {
 		return nil, s.fail(op, dstKey, err)
 	}
+	if s.emulated {
+		if err := s.checkPrecondition(ctx, dstName, opts.Precondition); err != nil {
+			return nil, s.fail(op, dstKey, err)
+		}
+	}
 	c := dst.CopierFrom(s.bucket.Object(srcName))
 	c.StorageClass = s.storageClass
 	c.DestinationKMSKeyName = s.kmsKey
@@ -374,6 +401,30 @@ func (s *gcsStore) Copy(ctx context.Context, dstKey, srcKey string, opts store.C
 		return nil, s.fail(op, dstKey, fmt.Errorf("from %q: %w", srcKey, err))
 	}
 	return s.objectOf(dstKey, attrs), nil
+}
+
+// checkPrecondition compares the object's current state with p, for servers that do
+// not apply conditions themselves. It races with concurrent writers, which is why
+// real GCS gets the conditions on the request as well.
+func (s *gcsStore) checkPrecondition(ctx context.Context, name string, p store.Precondition) error {
+	c, ok, err := conditions(p)
+	if err != nil || !ok {
+		return err
+	}
+	a, err := s.bucket.Object(name).Attrs(ctx)
+	exists := err == nil
+	if err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
+		return err
+	}
+	switch {
+	case c.DoesNotExist && exists:
+		return local(store.CodePrecondition, fmt.Errorf("object exists (generation %d)", a.Generation))
+	case c.GenerationMatch != 0 && !exists:
+		return local(store.CodePrecondition, fmt.Errorf("object does not exist, want generation %d", c.GenerationMatch))
+	case c.GenerationMatch != 0 && a.Generation != c.GenerationMatch:
+		return local(store.CodePrecondition, fmt.Errorf("object is at generation %d, want %d", a.Generation, c.GenerationMatch))
+	}
+	return nil
 }
 
 // Delete removes key; a missing key is not an error.

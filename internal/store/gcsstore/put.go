@@ -34,7 +34,7 @@ func (s *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts store.
 	if err := store.ValidateSHA256(opts.SHA256); err != nil {
 		return nil, s.fail(op, key, local(store.CodeInvalid, err))
 	}
-	obj, err := guarded(s.bucket.Object(name), opts.Precondition)
+	obj, err := guarded(s.bucket.Object(name).Retryer(storage.WithErrorFunc(retryBudget())), opts.Precondition)
 	if err != nil {
 		return nil, s.fail(op, key, err)
 	}

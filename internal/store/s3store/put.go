@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -146,15 +147,27 @@ func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, 
 		return nil, err
 	}
 	partSize := s.partSizeFor(opts.Size, s.partSize)
-	u, err := s.createUpload(ctx, key, hdr)
+	u, stored, err := s.resumeUpload(ctx, key, partSize, opts.Resume)
 	if err != nil {
 		return nil, s.classify("put", key, false, err)
+	}
+	if u == nil {
+		if u, err = s.createUpload(ctx, key, hdr); err != nil {
+			return nil, s.classify("put", key, false, err)
+		}
+	}
+	if opts.OnResumeState != nil {
+		opts.OnResumeState(store.ResumeState{UploadID: u.id, PartSize: partSize})
 	}
 	_, err = store.UploadParts(ctx, body, partSize, s.concurrency, func(ctx context.Context, number int, data []byte) error {
 		if number > maxParts {
 			return store.Errorf(store.CodeInvalid, "put", s.name, key,
 				"declare the size so that the part size can grow, or raise the part size",
 				"the object needs more than %d parts of %d bytes", maxParts, partSize)
+		}
+		if p, ok := stored[number]; ok && p.size == int64(len(data)) && p.etag == partETag(data) {
+			u.done(number, aws.String(p.etag)) // stored by an earlier attempt, same bytes
+			return nil
 		}
 		return u.putPart(ctx, number, data)
 	}, opts.Progress)
@@ -164,7 +177,11 @@ func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, 
 			return nil, s.mismatch(key, verr)
 		}
 	} else {
-		u.abort(ctx)
+		// A caller that will retry (Resume set) keeps the upload for the next attempt
+		// when the failure may pass; otherwise nothing may be left behind.
+		if keep := opts.Resume != nil && store.CodeOf(s.classify("put", key, false, err)).Retryable(); !keep {
+			u.abort(ctx)
+		}
 		var se *store.Error
 		if errors.As(err, &se) {
 			return nil, se
@@ -183,6 +200,72 @@ func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, 
 		return nil, s.classify("put", key, ifMatch, err)
 	}
 	return &store.Object{Key: key, Size: v.BytesRead(), ETag: quoteETag(aws.ToString(out.ETag)), ModTime: serverTime(out.ResultMetadata)}, nil
+}
+
+// storedPart is a part an earlier attempt stored.
+type storedPart struct {
+	etag string
+	size int64
+}
+
+// partETag is the ETag S3 gives a part stored without SSE-KMS: its quoted MD5.
+func partETag(data []byte) string {
+	md := md5.Sum(data)
+	return `"` + hex.EncodeToString(md[:]) + `"`
+}
+
+// resumeUpload finds the upload named by rs, if it still exists with the same part
+// size, and the parts it holds (from ListParts, not from the caller's memory).
+// It returns a nil upload when there is nothing to resume.
+func (s *s3Store) resumeUpload(ctx context.Context, key string, partSize int64, rs *store.ResumeState) (*upload, map[int]storedPart, error) {
+	if rs == nil || rs.UploadID == "" || rs.PartSize != partSize {
+		return nil, nil, nil
+	}
+	u := &upload{s: s, key: s.full(key), id: rs.UploadID}
+	stored := map[int]storedPart{}
+	p := s3.NewListPartsPaginator(s.client, &s3.ListPartsInput{Bucket: &s.bucket, Key: &u.key, UploadId: &u.id})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			var nf *types.NoSuchUpload
+			if errors.As(err, &nf) || strings.Contains(err.Error(), "NoSuchUpload") {
+				return nil, nil, nil // completed or aborted since: start over
+			}
+			return nil, nil, err
+		}
+		for _, part := range page.Parts {
+			stored[int(aws.ToInt32(part.PartNumber))] = storedPart{etag: quoteETag(aws.ToString(part.ETag)), size: aws.ToInt64(part.Size)}
+		}
+	}
+	return u, stored, nil
+}
+
+// AbortUploads aborts every unfinished multipart upload of key, such as one a
+// crashed transfer left behind.
+func (s *s3Store) AbortUploads(ctx context.Context, key string) error {
+	if err := s.checkKey("abort", key); err != nil {
+		return err
+	}
+	full := s.full(key)
+	p := s3.NewListMultipartUploadsPaginator(s.client, &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: &full})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return s.classify("abort", key, false, err)
+		}
+		for _, up := range page.Uploads {
+			if aws.ToString(up.Key) != full {
+				continue
+			}
+			_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &full, UploadId: up.UploadId})
+			if err != nil {
+				if err := s.classify("abort", key, false, err); !store.IsNotFound(err) {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // partSizeFor grows the part size for objects that would otherwise need more than
