@@ -263,7 +263,12 @@ func (r *fileRun) atomic(ctx workflow.Context, prep *activities.PrepareResult) (
 	r.progress.Destinations = outs
 	if len(stageErrs) > 0 {
 		r.progress.Phase = "compensate"
-		if err := r.cleanup(ctx, prep, func(int) bool { return true }); err != nil {
+		// Every destination is cleaned: a failed stage may have left a multipart
+		// upload. Where the stage failed the cleanup is best effort (the same
+		// permission problem usually stops it, and nothing was staged there); where
+		// it succeeded the stage must go, or the run fails visibly.
+		failedStage := func(i int) bool { return outs[i].Outcome == activities.OutcomeFailed }
+		if err := r.cleanup(ctx, prep, func(int) bool { return true }, failedStage); err != nil {
 			return false, err
 		}
 		if changed {
@@ -308,7 +313,7 @@ func (r *fileRun) atomic(ctx workflow.Context, prep *activities.PrepareResult) (
 		}
 	}
 	r.progress.Phase = "cleanup"
-	if err := r.cleanup(ctx, prep, func(i int) bool { return staged[i].Outcome == activities.OutcomeStaged }); err != nil {
+	if err := r.cleanup(ctx, prep, func(i int) bool { return staged[i].Outcome == activities.OutcomeStaged }, func(int) bool { return false }); err != nil {
 		return false, err
 	}
 	r.recordDeadLetters(ctx, prep, failed)
@@ -316,20 +321,26 @@ func (r *fileRun) atomic(ctx workflow.Context, prep *activities.PrepareResult) (
 	return false, nil
 }
 
-// cleanup removes the staging key from the selected destinations, in parallel.
-func (r *fileRun) cleanup(ctx workflow.Context, prep *activities.PrepareResult, selected func(int) bool) error {
-	var futures []workflow.Future
+// cleanup removes the staging key from the selected destinations, in parallel. A
+// failure on a bestEffort destination is not an error of the run.
+func (r *fileRun) cleanup(ctx workflow.Context, prep *activities.PrepareResult, selected, bestEffort func(int) bool) error {
+	futures := make([]workflow.Future, len(prep.Routes))
 	for i, route := range prep.Routes {
 		if !selected(i) {
 			continue
 		}
 		actx := transferOptions(ctx, prep, route, fmt.Sprintf("clean up stage of %s on %s", r.in.Key, route.Destination), true)
-		futures = append(futures, workflow.ExecuteActivity(actx, acts.Cleanup, activities.CleanupInput{
-			Policy: r.in.Policy, Destination: route.Destination, Keys: []string{prep.StagingKey}}))
+		futures[i] = workflow.ExecuteActivity(actx, acts.Cleanup, activities.CleanupInput{
+			Policy: r.in.Policy, Destination: route.Destination, Keys: []string{prep.StagingKey}})
 	}
 	var errs []error
-	for _, f := range futures {
-		errs = append(errs, f.Get(ctx, nil))
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		if err := f.Get(ctx, nil); err != nil && !bestEffort(i) {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("clean up staging of %s: %w", r.in.Key, err)

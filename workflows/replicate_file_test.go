@@ -173,9 +173,23 @@ func TestAtomicCompensationFailureFailsTheRun(t *testing.T) {
 	env.OnActivity(activities.TransferName, mock.Anything, mock.Anything).Return(&activities.TransferResult{Outcome: "staged"}, nil).Twice()
 	env.OnActivity(activities.CleanupName, mock.Anything, dest("gcs")).Return(permanent(activities.ErrPermission)).Once()
 	env.OnActivity(activities.CleanupName, mock.Anything, mock.Anything).Return(nil).Twice()
+	// gcs staged and cannot be cleaned: the run must fail.
 	env.ExecuteWorkflow(ReplicateFile, ReplicateFileInput{Policy: "p", Key: "k"})
 	if err := env.GetWorkflowError(); err == nil {
 		t.Fatal("a compensation that cannot finish must fail the run visibly")
+	}
+}
+
+func TestAtomicCleanupOfTheFailedDestinationIsBestEffort(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(activities.PrepareName, mock.Anything, mock.Anything).Return(prep("atomic", "copy", true), nil).Once()
+	env.OnActivity(activities.TransferName, mock.Anything, dest("azure")).Return(nil, permanent(activities.ErrPermission)).Once()
+	env.OnActivity(activities.TransferName, mock.Anything, mock.Anything).Return(&activities.TransferResult{Outcome: "staged"}, nil).Twice()
+	env.OnActivity(activities.CleanupName, mock.Anything, dest("azure")).Return(permanent(activities.ErrPermission)).Once()
+	env.OnActivity(activities.CleanupName, mock.Anything, mock.Anything).Return(nil).Twice()
+	env.OnActivity(activities.RecordDeadLetterName, mock.Anything, dest("azure")).Return(nil).Once()
+	if res := run(t, env); res.Outcome != OutcomeCompensated {
+		t.Fatalf("outcome %s", res.Outcome)
 	}
 }
 
