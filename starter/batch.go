@@ -27,7 +27,7 @@ const batchPageSize = 64
 func batchCmd(g *globals) *cobra.Command {
 	var wait bool
 	var id string
-	var concurrency int
+	var concurrency, pagesPerRun int
 	cmd := &cobra.Command{
 		Use:   "batch [FILE|-]",
 		Short: "Replicate a list of keys (one per line, from FILE or stdin) as one ReplicateBatch workflow",
@@ -78,7 +78,7 @@ func batchCmd(g *globals) *cobra.Command {
 				TaskQueue:             activities.DefaultTaskQueue,
 				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.PolicyAttr.ValueSet(e.policy.Name)),
 				StaticSummary:         fmt.Sprintf("batch of %d keys (policy %s)", list.Count, e.policy.Name),
-			}, workflows.ReplicateBatchName, workflows.ReplicateBatchInput{Policy: e.policy.Name, List: list, Concurrency: concurrency})
+			}, workflows.ReplicateBatchName, workflows.ReplicateBatchInput{Policy: e.policy.Name, List: list, Concurrency: concurrency, PagesPerRun: pagesPerRun})
 			if err != nil {
 				return fmt.Errorf("start batch: %w", err)
 			}
@@ -95,6 +95,7 @@ func batchCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the summary, showing progress; exit 1 if any key failed")
 	cmd.Flags().StringVar(&id, "id", "", "batch ID (default: time and random)")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 0, "chunk activities in flight (default 4)")
+	cmd.Flags().IntVar(&pagesPerRun, "pages-per-run", 0, "pages of 64 keys per workflow run before it continues as new (default 200)")
 	return cmd
 }
 

@@ -45,7 +45,7 @@ npm_azurite() {
 	echo "$AZURITE_VERSION" >"$stamp"
 }
 
-wanted=${*:-temporal minio fake-gcs-server azurite rclone}
+wanted=${*:-temporal minio fake-gcs-server azurite rclone workflowcheck}
 pids=()
 for tool in $wanted; do
 	case $tool in
@@ -53,8 +53,9 @@ for tool in $wanted; do
 	minio) go_tool minio "github.com/minio/minio@$MINIO_VERSION" & ;;
 	fake-gcs-server) go_tool fake-gcs-server "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION" & ;;
 	rclone) go_tool rclone "github.com/rclone/rclone@$RCLONE_VERSION" & ;;
+	workflowcheck) go_tool workflowcheck "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION" & ;;
 	azurite) npm_azurite & ;;
-	*) echo "install: unknown tool $tool (known: temporal minio fake-gcs-server azurite rclone)" >&2; exit 2 ;;
+	*) echo "install: unknown tool $tool (known: temporal minio fake-gcs-server azurite rclone workflowcheck)" >&2; exit 2 ;;
 	esac
 	pids+=($!)
 done

@@ -11,9 +11,12 @@ export REPLICATOR_STACK_DIR=${REPLICATOR_TEST_STACK_DIR:-$repo/.stack/test}
 export REPLICATOR_TEMPORAL_PORT=17233 REPLICATOR_TEMPORAL_UI_PORT=18233
 export REPLICATOR_MINIO_PORT=19000 REPLICATOR_MINIO_CONSOLE_PORT=19001
 export REPLICATOR_GCS_PORT=14443 REPLICATOR_AZURITE_PORT=20000
+# A fresh S3 secret per run, so tests can prove it never reaches a workflow history.
+export REPLICATOR_MINIO_PASSWORD=secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 start=$SECONDS
 bash deploy/local/install.sh
+. deploy/local/versions.sh
 echo "test: tools ready after $((SECONDS - start)) s"
 
 # A previous run's data would only slow the servers down: start clean.
@@ -31,6 +34,8 @@ if [[ -n "$unformatted" ]]; then
 	exit 1
 fi
 go vet -tags integration ./...
+echo "test: workflowcheck"
+"$TOOLS_BIN/workflowcheck" ./...
 
 echo "test: go test -tags integration ./..."
 go test -tags integration -count=1 -timeout 45m "$@" ./...

@@ -5,6 +5,7 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 FAKE_GCS_VERSION=v1.56.1
 RCLONE_VERSION=v1.76.0
 AZURITE_VERSION=3.35.0
+WORKFLOWCHECK_VERSION=v0.6.0
 
 # Built tools are kept outside the clone so that fresh clones (CI) reuse them.
 TOOLS_DIR=${REPLICATOR_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/replicator-tools}
@@ -19,7 +20,7 @@ MINIO_CONSOLE_PORT=${REPLICATOR_MINIO_CONSOLE_PORT:-9001}
 GCS_PORT=${REPLICATOR_GCS_PORT:-4443}
 AZURITE_PORT=${REPLICATOR_AZURITE_PORT:-10000}
 MINIO_USER=replicator
-MINIO_PASSWORD=replicator-local-secret
+MINIO_PASSWORD=${REPLICATOR_MINIO_PASSWORD:-replicator-local-secret}
 # Azurite's published development account (not a secret: it is in Azure's docs).
 AZURITE_ACCOUNT=devstoreaccount1
 AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='

@@ -58,6 +58,7 @@ func TestFileReplicatedToAllThree(t *testing.T) {
 			t.Errorf("%s: content type %q, want application/pdf", d, a.ContentType)
 		}
 	}
+	recordHistory(t, "replicate/"+w.policy+"/media/big.bin", "replicate_file_eventual")
 	// Running again moves no bytes.
 	res, code = w.replicateWait("docs/invoice 1.pdf")
 	if code != 0 || res[0].Outcome != "skipped" {
@@ -81,6 +82,7 @@ func TestAtomicPermanentFailureLeavesFinalKeysAndNoStage(t *testing.T) {
 	if res, code := w.replicateWait(key); code != 0 || res[0].Outcome != "ok" {
 		t.Fatalf("first version: exit %d %+v", code, res)
 	}
+	recordHistory(t, "replicate/"+w.policy+"/"+key, "replicate_file_atomic")
 	wk.stop(t)
 	before := map[string]string{}
 	for _, d := range []string{"s3", "gcs", "azure"} {
@@ -122,6 +124,7 @@ func TestAtomicPermanentFailureLeavesFinalKeysAndNoStage(t *testing.T) {
 	if len(ups.Uploads) != 0 {
 		t.Errorf("open multipart uploads left: %+v", ups.Uploads)
 	}
+	recordHistory(t, "replicate/"+w.policy+"/"+key, "replicate_file_atomic_compensated")
 	out, code := w.starter("failed", "list", "--json")
 	if code != 0 || !strings.Contains(out, `"destination": "azure"`) {
 		t.Errorf("dead letter of azure not listed (exit %d):\n%s", code, out)
@@ -146,6 +149,7 @@ func TestEventualPermanentFailureIsADeadLetter(t *testing.T) {
 	if _, err := w.destination("s3").Stat(context.Background(), key); !store.IsNotFound(err) {
 		t.Errorf("s3 should not hold the key: %v", err)
 	}
+	recordHistory(t, "replicate/"+w.policy+"/"+key, "replicate_file_eventual_dead_letter")
 	out, code := w.starter("failed", "list", "--json")
 	var dls []struct{ Key, Destination, Class string }
 	must(t, json.Unmarshal([]byte(out), &dls))
@@ -258,6 +262,7 @@ func TestMissingSourceInMirrorModeDeletes(t *testing.T) {
 	if code != 0 || res[0].Outcome != "ok" {
 		t.Fatalf("exit %d, %+v", code, res)
 	}
+	recordHistory(t, "replicate/"+w.policy+"/"+key, "replicate_file_mirror_delete")
 	for _, d := range []string{"s3", "gcs", "azure"} {
 		if _, err := w.destination(d).Stat(context.Background(), key); !store.IsNotFound(err) {
 			t.Errorf("%s still holds the deleted key: %v", d, err)
@@ -276,13 +281,15 @@ func TestBatchOfSmallFiles(t *testing.T) {
 	}
 	list := filepath.Join(w.dir, "keys.txt")
 	must(t, os.WriteFile(list, []byte(strings.Join(keys, "\n")+"\n"), 0o644))
-	out, code := w.starter("batch", list, "--wait", "--json")
+	out, code := w.starter("batch", list, "--wait", "--json", "--id", "b1", "--pages-per-run", "2")
 	if code != 0 {
 		t.Fatalf("batch exit %d: %s", code, out)
 	}
+	recordHistory(t, "batch/"+w.policy+"/b1", "replicate_batch")
 	var res struct {
 		Summary struct {
 			Keys         int
+			Runs         int
 			Destinations []struct {
 				Destination string
 				Copied      int
@@ -291,7 +298,7 @@ func TestBatchOfSmallFiles(t *testing.T) {
 		}
 	}
 	must(t, json.Unmarshal([]byte(out), &res))
-	if res.Summary.Keys != 300 || len(res.Summary.Destinations) != 3 {
+	if res.Summary.Keys != 300 || len(res.Summary.Destinations) != 3 || res.Summary.Runs != 2 {
 		t.Fatalf("summary %+v", res.Summary)
 	}
 	for _, d := range []string{"s3", "gcs", "azure"} {

@@ -1,0 +1,68 @@
+package workflows
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/cloudrepl/replicator/activities"
+)
+
+// The histories under testdata were recorded from real runs on the dev server and the
+// three emulators (internal/e2e with REPLICATOR_RECORD_HISTORIES=workflows/testdata).
+// Replaying them catches any change to the workflows that would break the runs in
+// flight when a new worker version is deployed.
+
+func replayer() worker.WorkflowReplayer {
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(ReplicateFile, workflow.RegisterOptions{Name: ReplicateFileName})
+	r.RegisterWorkflowWithOptions(ReplicateBatch, workflow.RegisterOptions{Name: ReplicateBatchName})
+	return r
+}
+
+func histories(t *testing.T) []string {
+	files, err := filepath.Glob("testdata/*.json")
+	if err != nil || len(files) < 6 {
+		t.Fatalf("recorded histories: %v %v", files, err)
+	}
+	return files
+}
+
+func TestReplayRecordedHistories(t *testing.T) {
+	for _, f := range histories(t) {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if err := replayer().ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+				t.Fatalf("replay %s: %v", f, err)
+			}
+		})
+	}
+}
+
+// nonDeterministicReplicateFile is ReplicateFile with one change a careless edit could
+// make: it consults the destinations in reverse order. Replay must refuse it.
+func nonDeterministicReplicateFile(ctx workflow.Context, in ReplicateFileInput) (*ReplicateFileResult, error) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 1})
+	var prep activities.PrepareResult
+	if err := workflow.ExecuteActivity(actx, acts.Prepare, activities.PrepareInput{Policy: in.Policy, Key: in.Key}).Get(ctx, &prep); err != nil {
+		return nil, err
+	}
+	for i := len(prep.Routes) - 1; i >= 0; i-- {
+		_ = workflow.ExecuteActivity(actx, acts.Cleanup, activities.CleanupInput{Policy: in.Policy, Destination: prep.Routes[i].Destination})
+	}
+	return &ReplicateFileResult{}, nil
+}
+
+func TestNonDeterministicVariantFailsReplay(t *testing.T) {
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(nonDeterministicReplicateFile, workflow.RegisterOptions{Name: ReplicateFileName})
+	err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/replicate_file_eventual.json")
+	if err == nil {
+		t.Fatal("a non-deterministic variant replayed without error")
+	}
+	if !strings.Contains(err.Error(), "nondeterministic") && !strings.Contains(err.Error(), "non-deterministic") && !strings.Contains(err.Error(), "[TMPRL1100]") {
+		t.Fatalf("replay failed, but not for non-determinism: %v", err)
+	}
+}
