@@ -86,9 +86,8 @@ func run() error {
 		return err
 	}
 	defer srv.Close()
-	log.Info("serving /metrics and /healthz", "addr", *metricsAddr)
+	log.Info("serving /metrics and /healthz", "addr", srv.Addr)
 
-	var workers []worker.Worker
 	for _, q := range taskQueues(cfg, *queues) {
 		w := worker.New(c, q.name, worker.Options{
 			MaxConcurrentActivityExecutionSize: q.concurrency,
@@ -100,7 +99,6 @@ func run() error {
 			return fmt.Errorf("start worker on task queue %s: %w", q.name, err)
 		}
 		defer w.Stop()
-		workers = append(workers, w)
 		log.Info("polling", "task_queue", q.name, "max_concurrent_activities", q.concurrency)
 	}
 	healthy.Store(true)
@@ -167,7 +165,7 @@ func serve(addr string, reg *prometheus.Registry, c client.Client, healthy *atom
 	if err != nil {
 		return nil, fmt.Errorf("listen for metrics on %s: %w (set --metrics-addr or REPLICATOR_METRICS_ADDR)", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: ln.Addr().String(), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("metrics server", "err", err)

@@ -202,6 +202,23 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
+// metricsURL finds the address the worker serves /metrics on, from its log.
+func (p *proc) metricsURL(t *testing.T) string {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(p.out.String(), "\n") {
+			if strings.Contains(line, "serving /metrics") {
+				if i := strings.Index(line, "addr="); i >= 0 {
+					return "http://" + strings.Fields(line[i+5:])[0]
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the worker never said where it serves metrics:\n%s", p.out.String())
+	return ""
+}
+
 func (p *proc) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done

@@ -7,9 +7,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +34,7 @@ func randomBytes(n int) []byte {
 
 func TestFileReplicatedToAllThree(t *testing.T) {
 	w := newWorld(t, worldOptions{})
-	w.startWorker()
+	wk := w.startWorker()
 	small := w.writeFile("docs/invoice 1.pdf", randomBytes(1000))
 	large := w.writeFile("media/big.bin", randomBytes(40<<20)) // above every driver's single-request threshold
 	res, code := w.replicateWait("docs/invoice 1.pdf", "media/big.bin")
@@ -59,10 +63,46 @@ func TestFileReplicatedToAllThree(t *testing.T) {
 		}
 	}
 	recordHistory(t, "replicate/"+w.policy+"/media/big.bin", "replicate_file_eventual")
+	checkMetrics(t, wk.metricsURL(t), w.policy)
 	// Running again moves no bytes.
 	res, code = w.replicateWait("docs/invoice 1.pdf")
 	if code != 0 || res[0].Outcome != "skipped" {
 		t.Fatalf("second run: exit %d, %+v", code, res)
+	}
+}
+
+// checkMetrics reads the worker's /metrics and /healthz after a replication of 40 MiB
+// and 1000 bytes to each destination.
+func checkMetrics(t *testing.T, base, policy string) {
+	t.Helper()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		must(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	code, body := get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, d := range []string{"s3", "gcs", "azure"} {
+		want := fmt.Sprintf(`replicator_bytes_total{destination=%q,policy=%q} %s`, d, policy, strconv.FormatFloat(40<<20+1000, 'g', -1, 64))
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+		if !strings.Contains(body, fmt.Sprintf(`replicator_objects_total{destination=%q,policy=%q,result="copied"} 2`, d, policy)) {
+			t.Errorf("/metrics lacks 2 copied objects for %s", d)
+		}
+		if !strings.Contains(body, fmt.Sprintf(`replicator_lag_seconds_count{destination=%q,policy=%q} 2`, d, policy)) {
+			t.Errorf("/metrics lacks the lag of %s", d)
+		}
+	}
+	if !strings.Contains(body, "temporal_") {
+		t.Error("/metrics lacks the Temporal SDK's metrics")
 	}
 }
 
