@@ -3,12 +3,9 @@ SHELL := /bin/bash
 
 .PHONY: run test unit stack-up stack-down stack-health tools lint
 
-## run: install the local stack (cached), start it on 127.0.0.1 and report each part.
-run: tools
-	bash deploy/local/start.sh
-	@echo
-	@echo "Local stack is up. Temporal Web UI: http://127.0.0.1:$${REPLICATOR_TEMPORAL_UI_PORT:-8233}"
-	@echo "Environment for the clients: eval \"\$$(deploy/local/env.sh)\"; stop with: make stack-down"
+## run: the demo on the embedded default: local stack, worker, replication of samples.
+run:
+	bash deploy/local/run.sh
 
 ## test: everything, integration tests on real servers included (what CI runs).
 test:
@@ -25,6 +22,7 @@ stack-up: tools
 	bash deploy/local/start.sh
 
 stack-down:
+	-[ -f .stack/run/worker.pid ] && kill $$(cat .stack/run/worker.pid) 2>/dev/null; rm -f .stack/run/worker.pid
 	bash deploy/local/stop.sh
 
 stack-health:

@@ -135,7 +135,7 @@ func (e *env) waitBatch(ctx context.Context, c client.Client, run client.Workflo
 	for {
 		select {
 		case err := <-done:
-			if !e.g.json {
+			if !e.g.json && stderrIsTerminal() {
 				fmt.Fprint(os.Stderr, "\r\033[K")
 			}
 			if err != nil {
@@ -143,7 +143,7 @@ func (e *env) waitBatch(ctx context.Context, c client.Client, run client.Workflo
 			}
 			return e.printBatch(run.GetID(), &sum)
 		case <-ticker.C:
-			if e.g.json {
+			if e.g.json || !stderrIsTerminal() {
 				continue
 			}
 			v, err := c.QueryWorkflow(ctx, run.GetID(), "", workflows.ProgressQuery)

@@ -105,14 +105,14 @@ func (e *env) waitFiles(ctx context.Context, c client.Client, runs []client.Work
 		case <-done:
 			finished++
 		case <-ticker.C:
-			if !e.g.json {
+			if !e.g.json && stderrIsTerminal() {
 				showProgress(ctx, c, runs, finished)
 			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	if !e.g.json {
+	if !e.g.json && stderrIsTerminal() {
 		fmt.Fprint(os.Stderr, "\r\033[K")
 	}
 	failed := false
@@ -158,6 +158,12 @@ func (e *env) waitFiles(ctx context.Context, c client.Client, runs []client.Work
 		return errFailed
 	}
 	return nil
+}
+
+// stderrIsTerminal tells whether progress lines (redrawn in place) can be shown.
+func stderrIsTerminal() bool {
+	fi, err := os.Stderr.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func goodOutcome(o string) bool { return o == workflows.OutcomeOK || o == workflows.OutcomeSkipped }
