@@ -101,6 +101,8 @@ type worldOptions struct {
 	azureConnEnv string
 	// s3Profile, when set, is the AWS profile of the S3 destination.
 	s3Profile string
+	// azureDedicated gives Azure its own task queue.
+	azureDedicated bool
 	extra     string
 }
 
@@ -131,6 +133,10 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	if o.s3Profile != "" {
 		s3creds = fmt.Sprintf("\n        credentials: {aws_profile: %s}", o.s3Profile)
 	}
+	dedicated := ""
+	if o.azureDedicated {
+		dedicated = "\n        dedicated_queue: true\n        limits: {concurrency: 2, bandwidth: 100MiB/s}"
+	}
 	cfg := fmt.Sprintf(`state: file://%s/state
 policies:
   - name: %s
@@ -145,9 +151,9 @@ policies:
         url: gs://%s/%s
       - name: azure
         url: azblob://devstoreaccount1/%s/%s?endpoint=%s
-        credentials: {azure_connection_string_env: %s}
+        credentials: {azure_connection_string_env: %s}%s
 %s`, w.dir, w.policy, w.src, o.mode, o.consistency, o.s3Bucket, w.prefix, os.Getenv("REPLICATOR_S3_ENDPOINT"), s3creds,
-		gcsBucket, w.prefix, azContainer, w.prefix, os.Getenv("REPLICATOR_AZURE_ENDPOINT"), o.azureConnEnv, o.extra)
+		gcsBucket, w.prefix, azContainer, w.prefix, os.Getenv("REPLICATOR_AZURE_ENDPOINT"), o.azureConnEnv, dedicated, o.extra)
 	w.configPath = filepath.Join(w.dir, "replicator.yaml")
 	must(t, os.WriteFile(w.configPath, []byte(cfg), 0o644))
 	return w

@@ -366,3 +366,29 @@ func itoa(i int) string {
 		}
 	}
 }
+
+// TestDedicatedQueuePerDestination routes Azure's activities to replication-azure,
+// as the history on the server shows.
+func TestDedicatedQueuePerDestination(t *testing.T) {
+	w := newWorld(t, worldOptions{azureDedicated: true})
+	w.startWorker()
+	key := "q/file.txt"
+	w.writeFile(key, []byte("queued"))
+	if res, code := w.replicateWait(key); code != 0 || res[0].Outcome != "ok" {
+		t.Fatalf("exit %d %+v", code, res)
+	}
+	queues := map[string]string{}
+	for _, e := range history(t, "replicate/"+w.policy+"/"+key).Events {
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "Transfer" {
+			var in struct{ Destination string }
+			must(t, json.Unmarshal(a.GetInput().GetPayloads()[0].GetData(), &in))
+			queues[in.Destination] = a.GetTaskQueue().GetName()
+		}
+	}
+	want := map[string]string{"s3": "replication", "gcs": "replication", "azure": "replication-azure"}
+	for d, q := range want {
+		if queues[d] != q {
+			t.Errorf("%s transfer ran on task queue %q, want %q", d, queues[d], q)
+		}
+	}
+}
