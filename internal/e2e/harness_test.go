@@ -103,7 +103,7 @@ type worldOptions struct {
 	s3Profile string
 	// azureDedicated gives Azure its own task queue.
 	azureDedicated bool
-	extra     string
+	extra          string
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
