@@ -578,17 +578,44 @@ func (a *Activities) DeleteReplica(ctx context.Context, in DeleteInput) (*Transf
 	return &TransferResult{Outcome: OutcomeDeleted, ETag: current.ETag}, nil
 }
 
+// RefreshDeadLetterGauge sets replicator_dead_letters from the state location, so the
+// gauge counts the records that exist, whichever worker wrote or cleared them.
+func (a *Activities) RefreshDeadLetterGauge(ctx context.Context) error {
+	if a.Metrics == nil {
+		return nil
+	}
+	st, err := a.State(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range a.Config.Policies {
+		counts, err := st.CountDeadLetters(ctx, p.Name)
+		if err != nil {
+			return err
+		}
+		for _, d := range p.Destinations {
+			a.Metrics.DeadLetters.WithLabelValues(p.Name, d.Name).Set(float64(counts[d.Name]))
+		}
+	}
+	return nil
+}
+
 // RecordDeadLetter writes the record of a permanent failure.
 func (a *Activities) RecordDeadLetter(ctx context.Context, in DeadLetterInput) error {
 	st, err := a.State(ctx)
 	if err != nil {
 		return asActivityError(err)
 	}
-	if a.Metrics != nil {
-		a.Metrics.DeadLetters.WithLabelValues(in.Policy, in.Destination).Inc()
-	}
-	return asActivityError(st.RecordDeadLetter(ctx, state.DeadLetter{
+	if err := st.RecordDeadLetter(ctx, state.DeadLetter{
 		Policy: in.Policy, Key: in.Key, Destination: in.Destination, Class: in.Class,
 		Message: in.Message, Attempts: in.Attempts, WorkflowID: in.WorkflowID,
-	}))
+	}); err != nil {
+		return asActivityError(err)
+	}
+	if a.Metrics != nil {
+		if counts, err := st.CountDeadLetters(ctx, in.Policy); err == nil {
+			a.Metrics.DeadLetters.WithLabelValues(in.Policy, in.Destination).Set(float64(counts[in.Destination]))
+		}
+	}
+	return nil
 }

@@ -106,9 +106,6 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 		record(dest, OutcomeFailed, 0)
 		derr := st.RecordDeadLetter(ctx, state.DeadLetter{Policy: p.Name, Key: key, Destination: dest, Class: ErrorClass(err),
 			Message: err.Error(), Attempts: chunkTries, WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID})
-		if a.Metrics != nil {
-			a.Metrics.DeadLetters.WithLabelValues(p.Name, dest).Inc()
-		}
 		if derr != nil {
 			mu.Lock()
 			firstErr = errors.Join(firstErr, derr)

@@ -102,6 +102,7 @@ func run() error {
 		log.Info("polling", "task_queue", q.name, "max_concurrent_activities", q.concurrency)
 	}
 	healthy.Store(true)
+	go refreshGauges(log, acts)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -109,6 +110,18 @@ func run() error {
 	log.Info("stopping: running activities get the stop timeout to finish", "signal", s.String(), "timeout", *stopTimeout)
 	healthy.Store(false)
 	return nil
+}
+
+// refreshGauges keeps the gauges that describe shared state current.
+func refreshGauges(log *slog.Logger, acts *activities.Activities) {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := acts.RefreshDeadLetterGauge(ctx); err != nil {
+			log.Warn("count dead letters", "err", err)
+		}
+		cancel()
+		time.Sleep(30 * time.Second)
+	}
 }
 
 type queue struct {

@@ -196,6 +196,13 @@ func TestEventualPermanentFailureIsADeadLetter(t *testing.T) {
 	if code != 0 || len(dls) != 1 || dls[0].Destination != "s3" || dls[0].Key != key || dls[0].Class != "Permission" {
 		t.Fatalf("dead letters %+v (exit %d)", dls, code)
 	}
+	resp, err := http.Get(wk.metricsURL(t) + "/metrics")
+	must(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf(`replicator_dead_letters{destination="s3",policy=%q} 1`, w.policy); !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
 
 	// The operator fixes the credentials and retries: the dead letter clears.
 	wk.stop(t)

@@ -221,6 +221,23 @@ func (st *State) DeadLetters(ctx context.Context, policy string) iter.Seq2[DeadL
 	}
 }
 
+// CountDeadLetters counts a policy's dead letters per destination from a listing
+// alone, without reading the records.
+func (st *State) CountDeadLetters(ctx context.Context, policy string) (map[string]int, error) {
+	counts := map[string]int{}
+	prefix := "deadletters/" + policy + "/"
+	for obj, err := range st.s.List(ctx, store.ListOptions{Prefix: prefix}) {
+		if err != nil {
+			return nil, err
+		}
+		dest, _, ok := strings.Cut(strings.TrimPrefix(obj.Key, prefix), "/")
+		if ok {
+			counts[dest]++
+		}
+	}
+	return counts, nil
+}
+
 // KeyList is a reference to a list of keys (a batch) stored in pages in the state
 // location: workflows carry it instead of the keys.
 type KeyList struct {

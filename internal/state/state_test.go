@@ -36,6 +36,9 @@ func TestDeadLetterLifecycle(t *testing.T) {
 	if len(got) != 1 || got[0].Attempts != 5 || !got[0].First.Equal(t0) || !got[0].Last.Equal(t0.Add(time.Hour)) || got[0].Message != "503" {
 		t.Fatalf("dead letters of p = %+v", got)
 	}
+	if n, err := st.CountDeadLetters(ctx, "p"); err != nil || n["gcs"] != 1 || len(n) != 1 {
+		t.Fatalf("counts of p = %v, %v", n, err)
+	}
 	must(t, st.ClearDeadLetter(ctx, "p", "gcs", "a/b.pdf"))
 	must(t, st.ClearDeadLetter(ctx, "p", "gcs", "a/b.pdf"))
 	n := 0
