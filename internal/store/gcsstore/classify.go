@@ -1,6 +1,7 @@
 package gcsstore
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -23,7 +24,10 @@ type localError struct {
 	err  error
 }
 
+// Error is the cause's message: the code is the store.Error's to print.
 func (e *localError) Error() string { return e.err.Error() }
+
+// Unwrap returns the cause.
 func (e *localError) Unwrap() error { return e.err }
 
 // local marks err as a driver-side failure of class code.
@@ -68,6 +72,8 @@ func classify(op string, err error, h hints) (store.Code, string) {
 			return le.code, "the source changed while it was read; nothing was written, the copy is redone from a fresh read"
 		case store.CodePrecondition:
 			return le.code, "the destination is not in the expected state; re-read it and decide again"
+		case store.CodeTransient:
+			return le.code, "the source stream failed; nothing was written, the put is retried"
 		}
 		return le.code, "the request cannot succeed as made; fix the key or the request"
 	}
@@ -96,7 +102,9 @@ func classify(op string, err error, h hints) (store.Code, string) {
 			return store.CodeTransient, "the resumable upload session expired; the upload is restarted"
 		case code == http.StatusBadRequest && checksumRefused(ge):
 			return store.CodeTransient, "GCS computed another CRC32C or MD5 than the one sent: the bytes were damaged in transit; the put is retried"
-		case code == http.StatusBadRequest || code == http.StatusRequestedRangeNotSatisfiable || code == http.StatusRequestEntityTooLarge:
+		case code == http.StatusRequestedRangeNotSatisfiable:
+			return store.CodeInvalid, "the offset is past the object's end; re-read its size"
+		case code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge:
 			return store.CodeInvalid, "GCS refused the request as malformed: check the key, the storage class and the KMS key"
 		}
 		return store.CodeTransient, ""
@@ -115,9 +123,11 @@ func classify(op string, err error, h hints) (store.Code, string) {
 	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 		return store.CodePermission, fmt.Sprintf("host %q is unknown: check the endpoint %s", dnsErr.Name, h.endpoint)
 	}
-	var certErr *x509.UnknownAuthorityError
+	var verifyErr *tls.CertificateVerificationError
+	var authorityErr x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
-	if errors.As(err, &certErr) || errors.As(err, &hostErr) {
+	var invalidErr x509.CertificateInvalidError
+	if errors.As(err, &verifyErr) || errors.As(err, &authorityErr) || errors.As(err, &hostErr) || errors.As(err, &invalidErr) {
 		return store.CodePermission, fmt.Sprintf("the TLS certificate of %s is not trusted: check the endpoint and the system CA bundle", h.endpoint)
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
@@ -129,12 +139,12 @@ func classify(op string, err error, h hints) (store.Code, string) {
 	if strings.Contains(err.Error(), "could not find default credentials") {
 		return store.CodePermission, "no credentials found: set " + h.credentials()
 	}
+	if code, ok := store.ContextCode(err); ok {
+		return code, "the operation was cancelled or ran out of time; it is retried"
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return store.CodeTransient, fmt.Sprintf("the request to %s timed out; check the network", h.endpoint)
-	}
-	if code, ok := store.ContextCode(err); ok {
-		return code, "the operation was cancelled or ran out of time; it is retried"
 	}
 	return store.CodeTransient, ""
 }

@@ -111,7 +111,7 @@ func New(ctx context.Context, opts store.Options) (store.Store, error) {
 	if err := store.RejectUnknownQuery(opts, "endpoint"); err != nil {
 		return nil, err
 	}
-	if u.Host == "" || u.User != nil || u.Opaque != "" || u.Fragment != "" {
+	if u.Host == "" || u.Port() != "" || u.User != nil || u.Opaque != "" || u.Fragment != "" {
 		return nil, store.ConfigError(opts, "a GCS location looks like gs://bucket/prefix", "malformed GCS URL %s", u.Redacted())
 	}
 	prefix := strings.Trim(u.Path, "/")

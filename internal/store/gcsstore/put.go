@@ -1,7 +1,6 @@
 package gcsstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"errors"
@@ -56,16 +55,20 @@ func (s *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts store.
 	return s.objectOf(key, attrs), nil
 }
 
-// readHead reads up to limit bytes, allocating for the declared size when known so
-// that small objects do not cost a threshold-sized buffer.
+// readHead reads up to limit bytes into a buffer of exactly that size, or of the
+// declared size plus one when smaller, so that small objects do not cost a
+// threshold-sized buffer. The declared size plus one is enough: the Verifier fails a
+// stream longer than declared.
 func readHead(r io.Reader, limit, size int64) ([]byte, error) {
-	capacity := limit
 	if size >= 0 && size+1 < limit {
-		capacity = size + 1
+		limit = size + 1
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, capacity))
-	_, err := buf.ReadFrom(io.LimitReader(r, limit))
-	return buf.Bytes(), err
+	buf := make([]byte, limit)
+	n, err := io.ReadFull(r, buf)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		err = nil
+	}
+	return buf[:n], err
 }
 
 // readError classifies a failure to read the source: a stream longer than declared
@@ -74,7 +77,7 @@ func (s *gcsStore) readError(v *store.Verifier, size int64, err error) error {
 	if size >= 0 && v.BytesRead() > size {
 		return local(store.CodeMismatch, err)
 	}
-	return fmt.Errorf("reading the source: %w", err)
+	return local(store.CodeTransient, fmt.Errorf("reading the source: %w", err))
 }
 
 // newWriter prepares a writer with the object's attributes.
@@ -98,7 +101,9 @@ func (s *gcsStore) putSmall(ctx context.Context, obj *storage.ObjectHandle, key 
 	if opts.Size < 0 {
 		opts.Size = int64(len(data))
 	}
-	w := s.newWriter(ctx, obj, key, opts)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := s.newWriter(wctx, obj, key, opts)
 	// A chunk larger than the data makes the SDK send one request from a buffer it
 	// can resend, rather than a resumable session.
 	w.ChunkSize = len(data) + 1
@@ -107,6 +112,7 @@ func (s *gcsStore) putSmall(ctx context.Context, obj *storage.ObjectHandle, key 
 	sum := md5.Sum(data)
 	w.MD5 = sum[:]
 	if _, err := w.Write(data); err != nil {
+		cancel() // never finalize a partial write
 		_ = w.Close()
 		return nil, err
 	}
