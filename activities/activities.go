@@ -352,10 +352,24 @@ func (a *Activities) transfer(ctx context.Context, p *config.Policy, src, dst st
 		}
 		if exists {
 			if current.SHA256 == in.Source.SHA256 {
+				if in.RecordSkips {
+					// A reconcile adopts what is already in place into the manifest.
+					if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, &current.Object); err != nil {
+						return nil, err
+					}
+				}
 				return &TransferResult{Outcome: OutcomeSkipped, ETag: current.ETag}, nil
 			}
 			if newerThan(current.SourceVersion, in.Source.Version) {
 				return &TransferResult{Outcome: OutcomeSuperseded, ETag: current.ETag}, nil
+			}
+			if current.SHA256 == "" && p.Unmanaged == "leave" {
+				return &TransferResult{Outcome: OutcomeLeft, ETag: current.ETag}, nil
+			}
+			if in.StagingKey == "" {
+				if err := a.trash(ctx, p, dst, in.Key, current.ETag); err != nil {
+					return nil, err
+				}
 			}
 		}
 		target, pre := in.Key, store.Precondition{IfNoneMatch: !exists}
@@ -490,6 +504,11 @@ func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferRes
 		}
 		if exists && newerThan(current.SourceVersion, in.Source.Version) {
 			return &TransferResult{Outcome: OutcomeSuperseded, ETag: current.ETag}, nil
+		}
+		if exists {
+			if err := a.trash(ctx, p, dst, in.Key, current.ETag); err != nil {
+				return nil, err
+			}
 		}
 		pre := store.Precondition{IfNoneMatch: !exists}
 		if exists {

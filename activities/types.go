@@ -48,6 +48,9 @@ const (
 	OutcomeSuperseded = "superseded"
 	OutcomeDeleted    = "deleted"
 	OutcomeFailed     = "failed"
+	// OutcomeLeft: an object the replicator did not write, left alone as the policy's
+	// unmanaged: leave says.
+	OutcomeLeft = "left"
 )
 
 // PrepareInput names the key to prepare.
@@ -103,6 +106,9 @@ type TransferInput struct {
 	Key         string
 	Source      SourceVersion
 	StagingKey  string
+	// RecordSkips writes a manifest entry also when the destination already holds
+	// the version (a reconcile adopting existing replicas).
+	RecordSkips bool `json:",omitempty"`
 }
 
 // TransferResult says what a transfer, commit or delete did.
@@ -166,6 +172,8 @@ type ChunkInput struct {
 	// LargeThreshold: files larger than this are returned in ChunkResult.Large for
 	// their own ReplicateFile workflow (resumable, heartbeated transfers).
 	LargeThreshold int64
+	// RecordSkips: see TransferInput.
+	RecordSkips bool `json:",omitempty"`
 }
 
 // Counts add up per-destination results.
@@ -194,7 +202,7 @@ func (c *Counts) Record(outcome string, n int64) {
 	case OutcomeCopied:
 		c.Copied++
 		c.Bytes += n
-	case OutcomeSkipped:
+	case OutcomeSkipped, OutcomeLeft:
 		c.Skipped++
 	case OutcomeSuperseded:
 		c.Superseded++

@@ -47,7 +47,7 @@ func execute(args []string) int {
 	root.PersistentFlags().StringVar(&g.policy, "policy", "", "policy name (may be omitted when the config has one policy)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON for scripts instead of tables")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(replicateCmd(g), batchCmd(g), statusCmd(g), failedCmd(g), policyCmd(g))
+	root.AddCommand(replicateCmd(g), batchCmd(g), statusCmd(g), failedCmd(g), policyCmd(g), reconcileCmd(g), scheduleCmd(g), verifyCmd(g))
 	root.SetArgs(args)
 	err := root.Execute()
 	switch {

@@ -77,6 +77,7 @@ func run() error {
 	defer c.Close()
 
 	stores := backends.NewCache()
+	stores.WrapTransport = m.CountRequests
 	defer stores.Close()
 	acts := activities.New(cfg, stores, m)
 

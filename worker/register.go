@@ -13,6 +13,7 @@ import (
 func registerWorkflows(w worker.Registry) {
 	w.RegisterWorkflowWithOptions(workflows.ReplicateFile, workflow.RegisterOptions{Name: workflows.ReplicateFileName})
 	w.RegisterWorkflowWithOptions(workflows.ReplicateBatch, workflow.RegisterOptions{Name: workflows.ReplicateBatchName})
+	w.RegisterWorkflowWithOptions(workflows.Reconcile, workflow.RegisterOptions{Name: workflows.ReconcileName})
 }
 
 // registerActivities registers every activity under its explicit name.
@@ -27,6 +28,9 @@ func registerActivities(w worker.Registry, a *activities.Activities) {
 		activities.DescribePolicyName:   a.DescribePolicy,
 		activities.ReplicateChunkName:   a.ReplicateChunk,
 		activities.ReadKeyPageName:      a.ReadKeyPage,
+		activities.PlanReconcileName:    a.PlanReconcile,
+		activities.DeleteChunkName:      a.DeleteChunk,
+		activities.FinishReconcileName:  a.FinishReconcile,
 	} {
 		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

@@ -15,6 +15,9 @@ import (
 type ReplicateFileInput struct {
 	Policy string
 	Key    string
+	// RecordSkips records destinations already in place in their manifests (set by
+	// reconciles, which adopt existing replicas).
+	RecordSkips bool `json:",omitempty"`
 }
 
 // DestinationOutcome is what happened on one destination.
@@ -198,7 +201,7 @@ func transferOptions(ctx workflow.Context, prep *activities.PrepareResult, route
 }
 
 func (r *fileRun) transferInput(prep *activities.PrepareResult, dest, staging string) activities.TransferInput {
-	return activities.TransferInput{Policy: r.in.Policy, Destination: dest, Key: r.in.Key, Source: prep.Source, StagingKey: staging}
+	return activities.TransferInput{Policy: r.in.Policy, Destination: dest, Key: r.in.Key, Source: prep.Source, StagingKey: staging, RecordSkips: r.in.RecordSkips}
 }
 
 // eventual writes each destination directly, in parallel; a permanent failure

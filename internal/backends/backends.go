@@ -6,6 +6,7 @@ package backends
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"sync"
 
@@ -48,6 +49,10 @@ type Spec struct {
 
 // Cache opens each distinct location once and hands out the same Store after.
 type Cache struct {
+	// WrapTransport, when set, gives each opened store's HTTP transport a wrapper
+	// (the worker counts requests per store with it).
+	WrapTransport func(storeName string) func(http.RoundTripper) http.RoundTripper
+
 	mu     sync.Mutex
 	stores map[string]store.Store
 }
@@ -65,6 +70,9 @@ func (c *Cache) Get(ctx context.Context, spec Spec) (store.Store, error) {
 	}
 	opts := spec.Options
 	opts.Name = spec.Name
+	if c.WrapTransport != nil {
+		opts.WrapTransport = c.WrapTransport(spec.Name)
+	}
 	s, err := Open(ctx, opts, spec.URL)
 	if err != nil {
 		return nil, err

@@ -72,6 +72,13 @@ type Policy struct {
 	Schedule Schedule `yaml:"schedule"`
 	// Safety limits deletes.
 	Safety Safety `yaml:"safety"`
+	// Unmanaged says what a reconcile does with a destination object the replicator
+	// did not write whose content differs from the source: overwrite (default) or
+	// leave. One with the same content is adopted either way.
+	Unmanaged string `yaml:"unmanaged"`
+	// Checksum makes every reconcile compare content (SHA-256) instead of trusting
+	// versions and ETags.
+	Checksum bool `yaml:"checksum"`
 	// Limits bound the work per destination.
 	Limits Limits `yaml:"limits"`
 	// Retry says how long transient failures are retried before a replication is a
@@ -112,8 +119,12 @@ type Rule struct {
 type Schedule struct {
 	// Every is an interval such as 5m.
 	Every Duration `yaml:"every"`
-	// Calendar holds cron-like calendar expressions.
+	// Calendar holds cron expressions ("0 2 * * *").
 	Calendar []string `yaml:"calendar"`
+	// CatchupWindow is how late a missed scheduled reconcile may still run.
+	CatchupWindow Duration `yaml:"catchup_window"`
+	// PauseOnFailure pauses the schedule when a reconcile fails.
+	PauseOnFailure bool `yaml:"pause_on_failure"`
 }
 
 // Safety limits mirror deletes per run.
@@ -123,9 +134,9 @@ type Safety struct {
 	// MaxDeletePercent is the largest share of a destination's objects one run may
 	// delete.
 	MaxDeletePercent float64 `yaml:"max_delete_percent"`
-	// Trash keeps deleted and overwritten objects under this prefix.
-	Trash string `yaml:"trash"`
-	// TrashRetention is how long trash is kept.
+	// TrashRetention, when set, keeps deleted and overwritten objects under
+	// .replicator/trash/<date>/ on their destination for this long instead of
+	// destroying them.
 	TrashRetention Duration `yaml:"trash_retention"`
 }
 
@@ -207,6 +218,12 @@ func (f *File) applyDefaults() {
 		}
 		if p.Retry.Expiration == 0 {
 			p.Retry.Expiration = Duration(time.Hour)
+		}
+		if p.Safety.MaxDelete == 0 && p.Safety.MaxDeletePercent == 0 {
+			p.Safety.MaxDelete, p.Safety.MaxDeletePercent = 1000, 10
+		}
+		if p.Unmanaged == "" {
+			p.Unmanaged = "overwrite"
 		}
 		if p.Retry.HeartbeatTimeout == 0 {
 			p.Retry.HeartbeatTimeout = Duration(30 * time.Second)

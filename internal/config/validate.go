@@ -201,6 +201,9 @@ func (c *checker) policy(at string, p *Policy) {
 	if p.Safety.MaxDelete < 0 || p.Safety.MaxDeletePercent < 0 || p.Safety.MaxDeletePercent > 100 {
 		c.add(at+".safety", "max_delete is a count, max_delete_percent between 0 and 100", "out of range")
 	}
+	if p.Unmanaged != "overwrite" && p.Unmanaged != "leave" {
+		c.add(at+".unmanaged", "overwrite or leave", "unknown value %q", p.Unmanaged)
+	}
 	if p.Retry.MaxAttempts < 0 {
 		c.add(at+".retry.max_attempts", "a positive count", "negative")
 	}

@@ -376,3 +376,8 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}

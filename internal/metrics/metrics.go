@@ -3,6 +3,9 @@
 package metrics
 
 import (
+	"net/http"
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -21,6 +24,9 @@ type Metrics struct {
 	Drift *prometheus.GaugeVec
 	// LastReconcile is when a reconcile of a policy last succeeded.
 	LastReconcile *prometheus.GaugeVec
+	// Requests counts the HTTP requests the drivers send, by store, method and kind
+	// (list or object), so an operator sees what a reconcile or a replication costs.
+	Requests *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them on reg.
@@ -45,7 +51,39 @@ func New(reg prometheus.Registerer) *Metrics {
 		LastReconcile: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "replicator_last_reconcile_success_timestamp_seconds", Help: "Time of the last successful reconcile.",
 		}, []string{"policy"}),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "replicator_backend_requests_total", Help: "HTTP requests sent to storage backends, by store, method and kind (list, object).",
+		}, []string{"store", "method", "kind"}),
 	}
-	reg.MustRegister(m.Bytes, m.Objects, m.Lag, m.DeadLetters, m.Drift, m.LastReconcile)
+	reg.MustRegister(m.Bytes, m.Objects, m.Lag, m.DeadLetters, m.Drift, m.LastReconcile, m.Requests)
 	return m
+}
+
+// CountRequests returns a transport wrapper that counts one store's requests.
+func (m *Metrics) CountRequests(storeName string) func(http.RoundTripper) http.RoundTripper {
+	return func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			m.Requests.WithLabelValues(storeName, r.Method, RequestKind(r)).Inc()
+			return next.RoundTrip(r)
+		})
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// RequestKind tells listing requests from per-object ones, for S3 (ListObjectsV2,
+// ListMultipartUploads, ListObjectVersions), GCS (JSON API objects.list) and Azure
+// (List Blobs).
+func RequestKind(r *http.Request) string {
+	q := r.URL.Query()
+	switch {
+	case r.Method != http.MethodGet:
+		return "object"
+	case q.Has("list-type"), q.Has("uploads"), q.Has("versions"), q.Get("comp") == "list",
+		strings.HasSuffix(strings.TrimSuffix(r.URL.Path, "/"), "/o"):
+		return "list"
+	}
+	return "object"
 }

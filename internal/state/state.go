@@ -253,36 +253,59 @@ type KeyList struct {
 
 func (l KeyList) page(i int) string { return fmt.Sprintf("%s/%08d.keys", l.Prefix, i) }
 
+// KeyListWriter builds a key list page by page as keys are added.
+type KeyListWriter struct {
+	st   *State
+	list KeyList
+	buf  bytes.Buffer
+	n    int
+}
+
+// NewKeyList starts a key list under batches/<policy>/<id>/.
+func (st *State) NewKeyList(policy, id string, pageSize int) *KeyListWriter {
+	return &KeyListWriter{st: st, list: KeyList{Prefix: fmt.Sprintf("batches/%s/%s", policy, id), PageSize: pageSize}}
+}
+
+// Add appends a key, storing a page whenever one fills.
+func (w *KeyListWriter) Add(ctx context.Context, key string) error {
+	w.buf.WriteString(key)
+	w.buf.WriteByte('\n')
+	w.n++
+	w.list.Count++
+	if w.n == w.list.PageSize {
+		return w.flush(ctx)
+	}
+	return nil
+}
+
+func (w *KeyListWriter) flush(ctx context.Context) error {
+	sum := sha256.Sum256(w.buf.Bytes())
+	_, err := w.st.s.Put(ctx, w.list.page(w.list.Pages), bytes.NewReader(w.buf.Bytes()), store.PutOptions{SHA256: hex.EncodeToString(sum[:]), Size: int64(w.buf.Len()), ContentType: "text/plain"})
+	w.buf.Reset()
+	w.n = 0
+	w.list.Pages++
+	return err
+}
+
+// Close stores the last page and returns the list's reference.
+func (w *KeyListWriter) Close(ctx context.Context) (KeyList, error) {
+	if w.n > 0 {
+		if err := w.flush(ctx); err != nil {
+			return w.list, err
+		}
+	}
+	return w.list, nil
+}
+
 // WriteKeyList stores keys in pages of pageSize under batches/<policy>/<id>/.
 func (st *State) WriteKeyList(ctx context.Context, policy, id string, keys iter.Seq[string], pageSize int) (KeyList, error) {
-	l := KeyList{Prefix: fmt.Sprintf("batches/%s/%s", policy, id), PageSize: pageSize}
-	var b bytes.Buffer
-	n := 0
-	flush := func() error {
-		sum := sha256.Sum256(b.Bytes())
-		_, err := st.s.Put(ctx, l.page(l.Pages), bytes.NewReader(b.Bytes()), store.PutOptions{SHA256: hex.EncodeToString(sum[:]), Size: int64(b.Len()), ContentType: "text/plain"})
-		b.Reset()
-		n = 0
-		l.Pages++
-		return err
-	}
+	w := st.NewKeyList(policy, id, pageSize)
 	for k := range keys {
-		b.WriteString(k)
-		b.WriteByte('\n')
-		n++
-		l.Count++
-		if n == pageSize {
-			if err := flush(); err != nil {
-				return l, err
-			}
+		if err := w.Add(ctx, k); err != nil {
+			return w.list, err
 		}
 	}
-	if n > 0 {
-		if err := flush(); err != nil {
-			return l, err
-		}
-	}
-	return l, nil
+	return w.Close(ctx)
 }
 
 // ReadKeyPage returns the keys of page i of a list.

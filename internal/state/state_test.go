@@ -108,3 +108,47 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestManifestCompaction(t *testing.T) {
+	ctx := context.Background()
+	st := newState(t)
+	w, err := st.NewManifest("p", "d")
+	must(t, err)
+	for _, k := range []string{"a", "b", "c", "e"} {
+		must(t, w.Add(ManifestEntry{Key: k, ETag: "old-" + k}))
+	}
+	must(t, w.Commit(ctx, nil))
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	must(t, st.AppendManifest(ctx, "p", "d", ManifestEntry{Key: "b", ETag: "new-b", Time: t0}))
+	must(t, st.AppendManifest(ctx, "p", "d", ManifestEntry{Key: "c", Deleted: true, Time: t0}))
+	must(t, st.AppendManifest(ctx, "p", "d", ManifestEntry{Key: "d", ETag: "new-d", Time: t0}))
+	must(t, st.AppendManifest(ctx, "p", "d", ManifestEntry{Key: "d", ETag: "newer-d", Time: t0.Add(time.Second)}))
+	j, err := st.ReadJournal(ctx, "p", "d")
+	must(t, err)
+	var got []string
+	w2, err := st.NewManifest("p", "d")
+	must(t, err)
+	for e, err := range j.Merged(st.Manifest(ctx, "p", "d")) {
+		must(t, err)
+		got = append(got, e.Key+"="+e.ETag)
+		must(t, w2.Add(e))
+	}
+	want := []string{"a=old-a", "b=new-b", "d=newer-d", "e=old-e"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("merged %q, want %q", got, want)
+	}
+	must(t, w2.Commit(ctx, j))
+	j2, err := st.ReadJournal(ctx, "p", "d")
+	must(t, err)
+	if len(j2.Entries) != 0 {
+		t.Fatalf("journal not emptied: %+v", j2.Entries)
+	}
+	got = nil
+	for e, err := range st.Manifest(ctx, "p", "d") {
+		must(t, err)
+		got = append(got, e.Key+"="+e.ETag)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("stored manifest %q", got)
+	}
+}

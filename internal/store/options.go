@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 )
 
@@ -51,6 +52,9 @@ type Options struct {
 	SSEKMSKeyID string
 	// Tuning sets part sizes and concurrency.
 	Tuning Tuning
+	// WrapTransport, when set, wraps the HTTP transport of the driver's client (for
+	// example to count the requests a store makes); authentication stays the SDK's.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // ConfigError reports a location or option a driver cannot use: CodePermission (a

@@ -38,6 +38,7 @@ package azstore
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"regexp"
@@ -184,6 +185,9 @@ func New(ctx context.Context, opts store.Options) (store.Store, error) {
 		Retry:     retryOptions(),
 		Telemetry: policy.TelemetryOptions{ApplicationID: "cloudrepl-replicator"},
 	}}
+	if opts.WrapTransport != nil {
+		clientOpts.Transport = &http.Client{Transport: opts.WrapTransport(http.DefaultTransport.(*http.Transport).Clone())}
+	}
 	if env := opts.Credentials.AzureConnectionStringEnv; env != "" {
 		s.site.credential = "the connection string in $" + env
 		s.site.connEnv = env

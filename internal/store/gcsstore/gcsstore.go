@@ -18,8 +18,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	htransport "google.golang.org/api/transport/http"
 	"io"
 	"iter"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -164,6 +166,16 @@ func New(ctx context.Context, opts store.Options) (store.Store, error) {
 	copts, emulated, err := clientOptions(opts, &s.hints)
 	if err != nil {
 		return nil, err
+	}
+	if opts.WrapTransport != nil {
+		base := opts.WrapTransport(http.DefaultTransport.(*http.Transport).Clone())
+		if !emulated {
+			// Keep the SDK's authentication: it wraps the counted transport.
+			if base, err = htransport.NewTransport(ctx, base, copts...); err != nil {
+				return nil, store.ConfigError(opts, "check "+s.hints.credentials(), "GCS transport: %w", err)
+			}
+		}
+		copts = append(copts, option.WithHTTPClient(&http.Client{Transport: base}))
 	}
 	client, err := storage.NewClient(ctx, copts...)
 	if err != nil {

@@ -154,3 +154,28 @@ func TestBadURLs(t *testing.T) {
 		storetest.WantCode(t, "open "+raw, err, store.CodePermission)
 	}
 }
+
+func TestMovedRootIsNotReadAsEmpty(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "share")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := mustNew(t, "local", "file://"+dir)
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dir, dir+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	storetest.WantCode(t, "check after the share went away", s.Check(context.Background()), store.CodePermission)
+	if err := os.MkdirAll(dir, 0o755); err != nil { // an empty mount point left behind
+		t.Fatal(err)
+	}
+	for range s.List(context.Background(), store.ListOptions{}) {
+		t.Fatal("listed an object of the old directory")
+	}
+}

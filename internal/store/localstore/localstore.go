@@ -90,11 +90,20 @@ func (s *Store) Close() error {
 	return err
 }
 
+// openRoot returns the directory handle, opening it again when the path no longer
+// names the directory it was opened on (a share unmounted, remounted or moved), so
+// that an unmounted source is reported as missing, never read as an empty one.
 func (s *Store) openRoot(op string) (*os.Root, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.root != nil {
-		return s.root, nil
+		now, err := os.Stat(s.dir)
+		held, herr := s.root.Stat(".")
+		if err == nil && herr == nil && os.SameFile(now, held) {
+			return s.root, nil
+		}
+		s.root.Close()
+		s.root = nil
 	}
 	r, err := os.OpenRoot(s.dir)
 	if err != nil {

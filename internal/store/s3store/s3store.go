@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"io"
 	"iter"
 	"net/http"
@@ -112,6 +113,7 @@ func newStore(ctx context.Context, opts store.Options, optFns ...func(*s3.Option
 	if s.profile != "" {
 		loadOpts = append(loadOpts, config.WithSharedConfigProfile(s.profile))
 	}
+
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
 		return nil, store.ConfigError(opts, s.credentialsHint(), "load AWS configuration: %w", err)
@@ -125,6 +127,14 @@ func newStore(ctx context.Context, opts store.Options, optFns ...func(*s3.Option
 		cfg.Region = "us-east-1"
 	}
 	s.region = cfg.Region
+	if opts.WrapTransport != nil {
+		// Wrap the transport the config built (it carries AWS_CA_BUNDLE's roots).
+		base := http.DefaultTransport.(*http.Transport).Clone()
+		if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
+			base = bc.GetTransport()
+		}
+		cfg.HTTPClient = &http.Client{Transport: opts.WrapTransport(base)}
+	}
 	s.client = s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.UsePathStyle = s.pathStyle
 		if s.endpoint != "" {

@@ -1,0 +1,149 @@
+package reconcile
+
+import (
+	"errors"
+	"iter"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func seq[T any](items ...T) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		for _, it := range items {
+			if !yield(it, nil) {
+				return
+			}
+		}
+	}
+}
+
+type row struct {
+	key     string
+	actions []Action
+	kept    []bool
+}
+
+func run(t *testing.T, src []SourceEntry, dests []Destination, opts Options) []row {
+	t.Helper()
+	var rows []row
+	err := Diff(seq(src...), dests, opts, func(d *Decision) error {
+		r := row{key: d.Key, actions: d.Actions}
+		for _, m := range d.Manifest {
+			r.kept = append(r.kept, m != nil)
+		}
+		rows = append(rows, r)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+func TestEveryCase(t *testing.T) {
+	src := []SourceEntry{
+		{Key: "a-new", Size: 1, Version: "1:a"},
+		{Key: "b-same", Size: 2, Version: "1:b"},
+		{Key: "c-changed", Size: 3, Version: "2:c"},
+		{Key: "d-vanished-replica", Size: 4, Version: "1:d"},
+		{Key: "e-unmanaged", Size: 5, Version: "1:e"},
+		{Key: "f-etag-drift", Size: 6, Version: "1:f"},
+	}
+	man := []ManifestEntry{
+		{Key: "b-same", SourceVersion: "1:b", ETag: "eb", Size: 2},
+		{Key: "c-changed", SourceVersion: "1:c", ETag: "ec", Size: 3},
+		{Key: "d-vanished-replica", SourceVersion: "1:d", ETag: "ed", Size: 4},
+		{Key: "f-etag-drift", SourceVersion: "1:f", ETag: "ef", Size: 6},
+		{Key: "g-deleted-at-source", SourceVersion: "1:g", ETag: "eg", Size: 7},
+		{Key: "h-stale-record", SourceVersion: "1:h", ETag: "eh", Size: 8},
+	}
+	list := []DestEntry{
+		{Key: "b-same", ETag: "eb", Size: 2},
+		{Key: "c-changed", ETag: "ec", Size: 3},
+		{Key: "e-unmanaged", ETag: "ee", Size: 5},
+		{Key: "f-etag-drift", ETag: "somebody-else", Size: 6},
+		{Key: "g-deleted-at-source", ETag: "eg", Size: 7},
+		{Key: "z-extra", ETag: "ez", Size: 9},
+	}
+	want := map[string]Action{
+		"a-new": Copy, "b-same": Unchanged, "c-changed": Update, "d-vanished-replica": Copy,
+		"e-unmanaged": Adopt, "f-etag-drift": Adopt, "g-deleted-at-source": Delete, "h-stale-record": Unchanged, "z-extra": Delete,
+	}
+	for _, mirror := range []bool{true, false} {
+		rows := run(t, src, []Destination{{Name: "d", Manifest: seq(man...), Listing: seq(list...)}}, Options{Mirror: mirror})
+		if len(rows) != len(want) {
+			t.Fatalf("%d decisions, want %d", len(rows), len(want))
+		}
+		for _, r := range rows {
+			w := want[r.key]
+			if !mirror && w == Delete {
+				w = Extra
+			}
+			if r.actions[0] != w {
+				t.Errorf("mirror=%v %s: %q, want %q", mirror, r.key, r.actions[0], w)
+			}
+		}
+		kept := map[string]bool{}
+		for _, r := range rows {
+			kept[r.key] = r.kept[0]
+		}
+		if !kept["b-same"] || kept["c-changed"] || kept["h-stale-record"] || kept["d-vanished-replica"] {
+			t.Errorf("manifest records kept: %v", kept)
+		}
+	}
+}
+
+func TestRoutingAndSeveralDestinations(t *testing.T) {
+	src := []SourceEntry{{Key: "eu/a", Version: "1"}, {Key: "nl/b", Version: "1"}}
+	rows := run(t, src, []Destination{
+		{Name: "s3", Manifest: seq[ManifestEntry](), Listing: seq[DestEntry]()},
+		{Name: "gcs", Manifest: seq[ManifestEntry](), Listing: seq(DestEntry{Key: "nl/b", ETag: "x"})},
+	}, Options{Mirror: true, Routed: func(key, dest string) bool { return dest == "s3" || !strings.HasPrefix(key, "nl/") }})
+	if !slices.Equal(rows[0].actions, []Action{Copy, Copy}) || !slices.Equal(rows[1].actions, []Action{Copy, Delete}) {
+		t.Fatalf("rows %+v", rows)
+	}
+}
+
+func TestChecksumVerifiesUnchanged(t *testing.T) {
+	rows := run(t, []SourceEntry{{Key: "k", Version: "1", Size: 1}},
+		[]Destination{{Name: "d", Manifest: seq(ManifestEntry{Key: "k", SourceVersion: "1", ETag: "e", Size: 1}), Listing: seq(DestEntry{Key: "k", ETag: "e", Size: 1})}},
+		Options{Checksum: true})
+	if rows[0].actions[0] != Verify {
+		t.Fatalf("action %q", rows[0].actions[0])
+	}
+}
+
+func TestOutOfOrderStops(t *testing.T) {
+	for name, dests := range map[string][]Destination{
+		"listing":  {{Name: "d", Manifest: seq[ManifestEntry](), Listing: seq(DestEntry{Key: "a/b"}, DestEntry{Key: "a-b"})}},
+		"manifest": {{Name: "d", Manifest: seq(ManifestEntry{Key: "b"}, ManifestEntry{Key: "b"}), Listing: seq[DestEntry]()}},
+	} {
+		deletes := 0
+		err := Diff(seq[SourceEntry](), dests, Options{Mirror: true}, func(d *Decision) error {
+			if d.Actions[0] == Delete {
+				deletes++
+			}
+			return nil
+		})
+		if !errors.Is(err, ErrOutOfOrder) {
+			t.Errorf("%s: err %v, want ErrOutOfOrder", name, err)
+		}
+		if deletes > 1 {
+			t.Errorf("%s: planned %d deletes past the disorder", name, deletes)
+		}
+	}
+	err := Diff(seq(SourceEntry{Key: "b"}, SourceEntry{Key: "a"}), nil, Options{}, func(*Decision) error { return nil })
+	if !errors.Is(err, ErrOutOfOrder) {
+		t.Errorf("source out of order: %v", err)
+	}
+}
+
+func TestStreamErrorStops(t *testing.T) {
+	boom := errors.New("listing failed")
+	failing := func(yield func(DestEntry, error) bool) { yield(DestEntry{}, boom) }
+	err := Diff(seq[SourceEntry](), []Destination{{Name: "d", Manifest: seq[ManifestEntry](), Listing: failing}}, Options{}, func(*Decision) error { return nil })
+	if !errors.Is(err, boom) {
+		t.Fatalf("err %v", err)
+	}
+}

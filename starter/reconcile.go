@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/cloudrepl/replicator/activities"
+	"github.com/cloudrepl/replicator/workflows"
+)
+
+func reconcileCmd(g *globals) *cobra.Command {
+	var in workflows.ReconcileInput
+	var wait bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "reconcile",
+		Short: "Reconcile --policy now: diff the source with every destination and repair drift",
+		Long: "Reconcile --policy now. --dry-run prints the plan (copy, update, delete, adopt per destination) and changes nothing.\n" +
+			"Deletes obey the policy's safety limits; a plan over them, or an empty or unreadable source, stops with outcome\n" +
+			"'stopped' and deletes nothing unless --override-safety is given.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := g.loadPolicy()
+			if err != nil {
+				return err
+			}
+			in.Policy = e.policy.Name
+			c, err := e.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+				ID:                    workflows.ReconcileWorkflowID(e.policy.Name, time.Now()),
+				TaskQueue:             activities.DefaultTaskQueue,
+				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.PolicyAttr.ValueSet(e.policy.Name)),
+				StaticSummary:         reconcileSummary(in),
+			}, workflows.ReconcileName, in)
+			if err != nil {
+				return fmt.Errorf("start reconcile: %w", err)
+			}
+			if !wait && !in.DryRun {
+				if e.g.json {
+					return e.printJSON(map[string]string{"workflow_id": run.GetID(), "run_id": run.GetRunID()})
+				}
+				fmt.Fprintf(e.out, "started %s\n", run.GetID())
+				return nil
+			}
+			var res workflows.ReconcileResult
+			if err := waitWithProgress(ctx, c, run, &res, func(p workflows.ReconcileProgress) string {
+				return "reconcile: " + p.Phase
+			}); err != nil {
+				return fmt.Errorf("reconcile %s: %w", run.GetID(), err)
+			}
+			return e.printReconcile(ctx, run.GetID(), &res, limit)
+		},
+	}
+	cmd.Flags().BoolVar(&in.DryRun, "dry-run", false, "plan only: print what would change, change nothing")
+	cmd.Flags().BoolVar(&in.OverrideSafety, "override-safety", false, "run a plan the delete limits or the empty-source guard stopped")
+	cmd.Flags().BoolVar(&in.Checksum, "checksum", false, "compare the SHA-256 of every object instead of trusting versions and ETags")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the result, showing progress; exit 1 unless it succeeded")
+	cmd.Flags().IntVar(&limit, "limit", 1000, "plan lines to print with --dry-run (0: all)")
+	return cmd
+}
+
+func reconcileSummary(in workflows.ReconcileInput) string {
+	s := "reconcile " + in.Policy
+	if in.DryRun {
+		s += " (dry run)"
+	}
+	if in.OverrideSafety {
+		s += " (safety overridden)"
+	}
+	return s
+}
+
+// waitWithProgress waits for a workflow, showing its progress query on a terminal.
+func waitWithProgress[P any](ctx context.Context, c client.Client, run client.WorkflowRun, res any, line func(P) string) error {
+	done := make(chan error, 1)
+	go func() { done <- run.Get(ctx, res) }()
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	for {
+		select {
+		case err := <-done:
+			if stderrIsTerminal() {
+				fmt.Fprint(os.Stderr, "\r\033[K")
+			}
+			return err
+		case <-ticker.C:
+			if !stderrIsTerminal() {
+				continue
+			}
+			if v, err := c.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), workflows.ProgressQuery); err == nil {
+				var p P
+				if v.Get(&p) == nil {
+					fmt.Fprintf(os.Stderr, "\r\033[K%s", line(p))
+				}
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (e *env) printReconcile(ctx context.Context, id string, res *workflows.ReconcileResult, limit int) error {
+	var lines []activities.PlanLine
+	if res.DryRun && res.Plan != "" {
+		st, closeState, err := e.state(ctx)
+		if err != nil {
+			return err
+		}
+		defer closeState()
+		r, err := st.Store().Open(ctx, res.Plan, 0)
+		if err != nil {
+			return fmt.Errorf("read plan %s: %w", res.Plan, err)
+		}
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() && (limit == 0 || len(lines) < limit) {
+			var l activities.PlanLine
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				return fmt.Errorf("plan %s: %w", res.Plan, err)
+			}
+			lines = append(lines, l)
+		}
+	}
+	if e.g.json {
+		if err := e.printJSON(map[string]any{"workflow_id": id, "result": res, "plan": lines}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.out, "%s: outcome %s, %d source keys\n", id, res.Outcome, res.SourceKeys)
+		if res.Reason != "" {
+			fmt.Fprintf(e.out, "reason: %s\n", res.Reason)
+		}
+		t := e.table()
+		fmt.Fprintln(t, "DESTINATION\tOBJECTS\tUNCHANGED\tCOPY\tUPDATE\tDELETE\tADOPT\tEXTRA\tVERIFY")
+		for _, d := range res.Destinations {
+			fmt.Fprintf(t, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", d.Destination, d.Objects, d.Unchanged, d.Copy, d.Update, d.Delete, d.Adopt, d.Extra, d.Verify)
+		}
+		t.Flush()
+		if res.Sync != nil {
+			tot := res.Sync.Totals()
+			fmt.Fprintf(e.out, "sync: %d keys, %d copied, %d skipped, %d failed, %s\n", res.Sync.Keys, tot.Copied, tot.Skipped, tot.Failed, humanBytes(tot.Bytes))
+		}
+		if res.Deleted != (activities.Counts{}) {
+			fmt.Fprintf(e.out, "deleted: %d (%d kept: back at the source or already gone)\n", res.Deleted.Deleted, res.Deleted.Skipped)
+		}
+		if len(lines) > 0 {
+			fmt.Fprintln(e.out, "\nplan:")
+			t := e.table()
+			fmt.Fprintln(t, "KEY\tDESTINATION\tACTION")
+			for _, l := range lines {
+				dests := make([]string, 0, len(l.Actions))
+				for d := range l.Actions {
+					dests = append(dests, d)
+				}
+				slices.Sort(dests)
+				for _, d := range dests {
+					fmt.Fprintf(t, "%s\t%s\t%s\n", l.Key, d, l.Actions[d])
+				}
+			}
+			t.Flush()
+		}
+	}
+	if res.Outcome != workflows.OutcomeOK && res.Outcome != workflows.OutcomeSkipped {
+		return errFailed
+	}
+	return nil
+}
