@@ -52,7 +52,7 @@ type ReconcileResult struct {
 	SourceKeys   int
 	Destinations []activities.DestinationPlan
 	// Sync and Deletes are what the execution did.
-	Sync    *BatchSummary      `json:",omitempty"`
+	Sync    *BatchSummary     `json:",omitempty"`
 	Deleted activities.Counts `json:",omitzero"`
 }
 

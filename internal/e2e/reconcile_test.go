@@ -23,7 +23,7 @@ type reconcileOutput struct {
 		Reason       string
 		SourceKeys   int
 		Destinations []struct {
-			Destination                                          string
+			Destination                                            string
 			Objects, Unchanged, Copy, Update, Delete, Adopt, Extra int
 		}
 		Deleted struct{ Deleted int }
@@ -45,7 +45,7 @@ func (w *world) reconcile(args ...string) (reconcileOutput, int) {
 }
 
 func (r reconcileOutput) dest(name string) (d struct {
-	Destination                                          string
+	Destination                                            string
 	Objects, Unchanged, Copy, Update, Delete, Adopt, Extra int
 }) {
 	for _, x := range r.Result.Destinations {
