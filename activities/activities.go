@@ -209,6 +209,10 @@ func (a *Activities) Prepare(ctx context.Context, in PrepareInput) (*PrepareResu
 	return res, nil
 }
 
+// hashCacheMinSize is the size from which a version's SHA-256 is cached: below it,
+// hashing the file again costs less than reading and writing a cache record.
+const hashCacheMinSize = 4 << 20
+
 func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src store.Store, key string) (SourceVersion, error) {
 	attrs, err := src.Stat(ctx, key)
 	if store.IsNotFound(err) {
@@ -231,11 +235,14 @@ func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src st
 	if err != nil {
 		return SourceVersion{}, asActivityError(err)
 	}
-	if sv.SHA256, err = st.CachedHash(ctx, p.Name, key, sv.Version); err != nil {
-		return SourceVersion{}, asActivityError(err)
-	}
-	if sv.SHA256 != "" {
-		return sv, nil
+	useCache := sv.Size >= hashCacheMinSize
+	if useCache {
+		if sv.SHA256, err = st.CachedHash(ctx, p.Name, key, sv.Version); err != nil {
+			return SourceVersion{}, asActivityError(err)
+		}
+		if sv.SHA256 != "" {
+			return sv, nil
+		}
 	}
 	r, err := src.Open(ctx, key, 0)
 	if err != nil {
@@ -255,8 +262,10 @@ func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src st
 			fmt.Sprintf("source %s changed while it was hashed (%d bytes read, %d stated)", key, n, sv.Size), ErrSourceChanged, nil)
 	}
 	sv.SHA256 = hex.EncodeToString(h.Sum(nil))
-	if err := st.CacheHash(ctx, p.Name, key, sv.Version, sv.SHA256); err != nil {
-		return SourceVersion{}, asActivityError(err)
+	if useCache {
+		if err := st.CacheHash(ctx, p.Name, key, sv.Version, sv.SHA256); err != nil {
+			return SourceVersion{}, asActivityError(err)
+		}
 	}
 	return sv, nil
 }
@@ -338,12 +347,14 @@ func (a *Activities) Transfer(ctx context.Context, in TransferInput) (*TransferR
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	res, err := a.transfer(ctx, p, src, dst, lim, in, true)
+	res, err := a.transfer(ctx, p, src, dst, lim, in, true, nil)
 	a.observe(p.Name, in.Destination, in.Source, res, err, in.StagingKey == "")
 	return res, err
 }
 
-func (a *Activities) transfer(ctx context.Context, p *config.Policy, src, dst store.Store, lim *destLimits, in TransferInput, heartbeat bool) (*TransferResult, error) {
+// transfer is Transfer's logic, shared with ReplicateChunk; sink, when set, collects
+// the manifest entries for one journal write per chunk.
+func (a *Activities) transfer(ctx context.Context, p *config.Policy, src, dst store.Store, lim *destLimits, in TransferInput, heartbeat bool, sink *manifestSink) (*TransferResult, error) {
 	for attempt := 0; ; attempt++ {
 		current, err := dst.Stat(ctx, in.Key)
 		exists := err == nil
@@ -354,7 +365,7 @@ func (a *Activities) transfer(ctx context.Context, p *config.Policy, src, dst st
 			if current.SHA256 == in.Source.SHA256 {
 				if in.RecordSkips {
 					// A reconcile adopts what is already in place into the manifest.
-					if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, &current.Object); err != nil {
+					if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, &current.Object, sink); err != nil {
 						return nil, err
 					}
 				}
@@ -392,7 +403,7 @@ func (a *Activities) transfer(ctx context.Context, p *config.Policy, src, dst st
 		if in.StagingKey != "" {
 			return &TransferResult{Outcome: OutcomeStaged, Bytes: obj.Size, ETag: obj.ETag}, nil
 		}
-		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj); err != nil {
+		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, sink); err != nil {
 			return nil, err
 		}
 		return &TransferResult{Outcome: OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
@@ -448,18 +459,51 @@ func resumeState(ctx context.Context, want Progress) *store.ResumeState {
 }
 
 // committed records a write that is now visible: the manifest journal gets the entry
-// and any dead letter of the key on that destination is cleared.
-func (a *Activities) committed(ctx context.Context, policy, destination, key string, sv SourceVersion, obj *store.Object) error {
+// (through sink when the caller batches them) and any dead letter of the key on that
+// destination is cleared.
+func (a *Activities) committed(ctx context.Context, policy, destination, key string, sv SourceVersion, obj *store.Object, sink *manifestSink) error {
 	st, err := a.State(ctx)
 	if err != nil {
 		return asActivityError(err)
 	}
-	if err := st.AppendManifest(ctx, policy, destination, state.ManifestEntry{
-		Key: key, SourceVersion: sv.Version, SHA256: sv.SHA256, ETag: obj.ETag, Size: obj.Size,
-	}); err != nil {
+	e := state.ManifestEntry{Key: key, SourceVersion: sv.Version, SHA256: sv.SHA256, ETag: obj.ETag, Size: obj.Size}
+	if sink != nil {
+		sink.add(destination, e)
+	} else if err := st.AppendManifest(ctx, policy, destination, e); err != nil {
 		return asActivityError(err)
 	}
 	return asActivityError(st.ClearDeadLetter(ctx, policy, destination, key))
+}
+
+// manifestSink collects the manifest entries of a chunk, to write them as one journal
+// object per destination instead of one per file.
+type manifestSink struct {
+	mu      sync.Mutex
+	entries map[string][]state.ManifestEntry
+}
+
+func (s *manifestSink) add(destination string, e state.ManifestEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.entries == nil {
+		s.entries = map[string][]state.ManifestEntry{}
+	}
+	s.entries[destination] = append(s.entries[destination], e)
+}
+
+// flush writes the collected entries, also when the chunk's context has ended, since
+// the writes they record did happen.
+func (s *manifestSink) flush(ctx context.Context, st *state.State, policy string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx = context.WithoutCancel(ctx)
+	for dest, entries := range s.entries {
+		if err := st.AppendManifest(ctx, policy, dest, entries...); err != nil {
+			return err
+		}
+	}
+	s.entries = nil
+	return nil
 }
 
 func (a *Activities) observe(policy, destination string, sv SourceVersion, res *TransferResult, err error, final bool) {
@@ -521,7 +565,7 @@ func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferRes
 		if err != nil {
 			return nil, asActivityError(err)
 		}
-		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj); err != nil {
+		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, nil); err != nil {
 			return nil, err
 		}
 		res := &TransferResult{Outcome: OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}

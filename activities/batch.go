@@ -86,6 +86,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 	}
 
 	res := &ChunkResult{Keys: len(keys)}
+	sink := &manifestSink{}
 	counts := map[string]*Counts{}
 	for _, name := range in.Destinations {
 		counts[name] = &Counts{}
@@ -171,7 +172,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 						}
 						out, err = a.DeleteReplica(ctx, DeleteInput{Policy: p.Name, Destination: t, Key: key})
 					} else {
-						out, err = a.transfer(ctx, p, src, d.s, d.lim, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips}, false)
+						out, err = a.transfer(ctx, p, src, d.s, d.lim, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips}, false, sink)
 						a.observe(p.Name, t, sv, out, err, true)
 					}
 					if err == nil {
@@ -195,6 +196,9 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 		}()
 	}
 	wg.Wait()
+	if err := sink.flush(ctx, st, p.Name); err != nil {
+		return nil, asActivityError(err)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -44,6 +44,8 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	return env
 }
 
+func activityName(name string) activity.RegisterOptions { return activity.RegisterOptions{Name: name} }
+
 func permanent(typ string) error {
 	return temporal.NewNonRetryableApplicationError("boom on purpose", typ, errors.New("cause"))
 }

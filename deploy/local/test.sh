@@ -11,6 +11,7 @@ export REPLICATOR_STACK_DIR=${REPLICATOR_TEST_STACK_DIR:-$repo/.stack/test}
 export REPLICATOR_TEMPORAL_PORT=17233 REPLICATOR_TEMPORAL_UI_PORT=18233
 export REPLICATOR_MINIO_PORT=19000 REPLICATOR_MINIO_CONSOLE_PORT=19001
 export REPLICATOR_GCS_PORT=14443 REPLICATOR_AZURITE_PORT=20000
+export REPLICATOR_AZURITE_IN_MEMORY=1
 # A fresh S3 secret per run, so tests can prove it never reaches a workflow history.
 export REPLICATOR_MINIO_PASSWORD=secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 

@@ -67,13 +67,15 @@ func (st *State) ReadJournal(ctx context.Context, policy, destination string) (*
 		if err != nil {
 			return nil, err
 		}
-		var e ManifestEntry
-		if _, err := st.getJSON(ctx, obj.Key, &e); err != nil {
+		var entries []ManifestEntry
+		if _, err := st.getJSON(ctx, obj.Key, &entries); err != nil {
 			return nil, err
 		}
 		j.objects = append(j.objects, obj.Key)
-		if old, ok := latest[e.Key]; !ok || !e.Time.Before(old.Time) {
-			latest[e.Key] = e
+		for _, e := range entries {
+			if old, ok := latest[e.Key]; !ok || !e.Time.Before(old.Time) {
+				latest[e.Key] = e
+			}
 		}
 	}
 	for _, e := range latest {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"strconv"
 	"strings"
 	"time"
 
@@ -113,36 +114,23 @@ type ManifestEntry struct {
 	Time time.Time `json:"time"`
 }
 
-// AppendManifest adds an entry to the destination's manifest journal. Each entry is
-// its own object, named by time, so concurrent writers never contend; the reconcile
-// folds the journal into the sorted manifest.
-func (st *State) AppendManifest(ctx context.Context, policy, destination string, e ManifestEntry) error {
-	if e.Time.IsZero() {
-		e.Time = time.Now().UTC()
+// AppendManifest adds entries to the destination's manifest journal as one object,
+// named by time, so concurrent writers never contend and a chunk of a batch costs one
+// write; the reconcile folds the journal into the sorted manifest.
+func (st *State) AppendManifest(ctx context.Context, policy, destination string, entries ...ManifestEntry) error {
+	if len(entries) == 0 {
+		return nil
 	}
-	id := keyID(e.Key + "\x00" + e.ETag)
-	name := fmt.Sprintf("manifests/%s/%s/journal/%020d-%s.json", policy, destination, e.Time.UnixNano(), id[:16])
-	return st.putJSON(ctx, name, e)
-}
-
-// ManifestJournal yields the destination's journal entries in commit order.
-func (st *State) ManifestJournal(ctx context.Context, policy, destination string) iter.Seq2[ManifestEntry, error] {
-	return func(yield func(ManifestEntry, error) bool) {
-		for obj, err := range st.s.List(ctx, store.ListOptions{Prefix: fmt.Sprintf("manifests/%s/%s/journal/", policy, destination)}) {
-			if err != nil {
-				yield(ManifestEntry{}, err)
-				return
-			}
-			var e ManifestEntry
-			if _, err := st.getJSON(ctx, obj.Key, &e); err != nil {
-				yield(ManifestEntry{}, err)
-				return
-			}
-			if !yield(e, nil) {
-				return
-			}
+	now := time.Now().UTC()
+	for i := range entries {
+		if entries[i].Time.IsZero() {
+			entries[i].Time = now
 		}
 	}
+	first := entries[0]
+	id := keyID(first.Key + "\x00" + first.ETag + "\x00" + strconv.Itoa(len(entries)))
+	name := fmt.Sprintf("manifests/%s/%s/journal/%020d-%s.json", policy, destination, first.Time.UnixNano(), id[:16])
+	return st.putJSON(ctx, name, entries)
 }
 
 // DeadLetter is a replication of one key to one destination that failed permanently.
