@@ -45,6 +45,28 @@ func (a *Activities) ReadKeyPage(ctx context.Context, in ReadKeyPageInput) ([]st
 	return keys, asActivityError(err)
 }
 
+// page resolves what a chunk activity works with: its policy, the state location,
+// the policy's source and the keys of one page of a list.
+func (a *Activities) page(ctx context.Context, policy string, list state.KeyList, page int) (*config.Policy, *state.State, store.Store, []string, error) {
+	p, err := a.policy(policy)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	st, err := a.State(ctx)
+	if err != nil {
+		return nil, nil, nil, nil, asActivityError(err)
+	}
+	keys, err := st.ReadKeyPage(ctx, list, page)
+	if err != nil {
+		return nil, nil, nil, nil, asActivityError(err)
+	}
+	src, err := a.source(ctx, p)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return p, st, src, keys, nil
+}
+
 // chunkTries is how often a chunk retries one key's transient failure before the key
 // becomes a dead letter; the chunk itself is not failed for one bad key.
 const chunkTries = 3
@@ -55,19 +77,7 @@ const chunkTries = 3
 // permanently on a destination becomes a dead letter there; the chunk goes on.
 // A retried chunk redoes its page, and keys already in place cost a metadata check.
 func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkResult, error) {
-	p, err := a.policy(in.Policy)
-	if err != nil {
-		return nil, err
-	}
-	st, err := a.State(ctx)
-	if err != nil {
-		return nil, asActivityError(err)
-	}
-	keys, err := st.ReadKeyPage(ctx, in.List, in.Page)
-	if err != nil {
-		return nil, asActivityError(err)
-	}
-	src, err := a.source(ctx, p)
+	p, st, src, keys, err := a.page(ctx, in.Policy, in.List, in.Page)
 	if err != nil {
 		return nil, err
 	}

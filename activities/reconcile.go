@@ -343,19 +343,7 @@ type DeleteChunkInput struct {
 // that reappeared at the source since the plan is kept. With a trash retention the
 // object is first copied to .replicator/trash/<date>/.
 func (a *Activities) DeleteChunk(ctx context.Context, in DeleteChunkInput) (*Counts, error) {
-	p, err := a.policy(in.Policy)
-	if err != nil {
-		return nil, err
-	}
-	st, err := a.State(ctx)
-	if err != nil {
-		return nil, asActivityError(err)
-	}
-	keys, err := st.ReadKeyPage(ctx, in.List, in.Page)
-	if err != nil {
-		return nil, asActivityError(err)
-	}
-	src, err := a.source(ctx, p)
+	p, st, src, keys, err := a.page(ctx, in.Policy, in.List, in.Page)
 	if err != nil {
 		return nil, err
 	}

@@ -38,19 +38,9 @@ func runReconcile(t *testing.T, env interface {
 	return &res
 }
 
-func registerReconcile(env interface {
-	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
-}) {
-	env.RegisterWorkflowWithOptions(Reconcile, workflow.RegisterOptions{Name: ReconcileName})
-}
 
 func TestReconcileNothingToDo(t *testing.T) {
 	env := newEnv(t)
-	registerReconcile(env)
-	var a *activities.Activities
-	env.RegisterActivityWithOptions(a.PlanReconcile, activityName(activities.PlanReconcileName))
-	env.RegisterActivityWithOptions(a.FinishReconcile, activityName(activities.FinishReconcileName))
-	env.RegisterActivityWithOptions(a.DeleteChunk, activityName(activities.DeleteChunkName))
 	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(0, 0, false), nil).Once()
 	env.OnActivity(activities.FinishReconcileName, mock.Anything, activities.FinishReconcileInput{Policy: "p", Outcome: "ok"}).Return(nil).Once()
 	if res := runReconcile(t, env, ReconcileInput{Policy: "p"}); res.Outcome != OutcomeOK {
@@ -60,11 +50,6 @@ func TestReconcileNothingToDo(t *testing.T) {
 
 func TestReconcileStoppedDoesNothing(t *testing.T) {
 	env := newEnv(t)
-	registerReconcile(env)
-	var a *activities.Activities
-	env.RegisterActivityWithOptions(a.PlanReconcile, activityName(activities.PlanReconcileName))
-	env.RegisterActivityWithOptions(a.FinishReconcile, activityName(activities.FinishReconcileName))
-	env.RegisterActivityWithOptions(a.DeleteChunk, activityName(activities.DeleteChunkName))
 	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(5, 3, true), nil).Once()
 	env.OnActivity(activities.FinishReconcileName, mock.Anything, activities.FinishReconcileInput{Policy: "p", Outcome: "stopped"}).Return(nil).Once()
 	res := runReconcile(t, env, ReconcileInput{Policy: "p"})
@@ -76,10 +61,6 @@ func TestReconcileStoppedDoesNothing(t *testing.T) {
 
 func TestReconcileDryRunOnlyPlans(t *testing.T) {
 	env := newEnv(t)
-	registerReconcile(env)
-	var a *activities.Activities
-	env.RegisterActivityWithOptions(a.PlanReconcile, activityName(activities.PlanReconcileName))
-	env.RegisterActivityWithOptions(a.FinishReconcile, activityName(activities.FinishReconcileName))
 	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.MatchedBy(func(in activities.PlanInput) bool { return in.DryRun })).Return(plan(5, 3, false), nil).Once()
 	env.OnActivity(activities.FinishReconcileName, mock.Anything, mock.Anything).Return(nil).Once()
 	if res := runReconcile(t, env, ReconcileInput{Policy: "p", DryRun: true}); res.Outcome != OutcomeSkipped || !res.DryRun {
@@ -89,11 +70,6 @@ func TestReconcileDryRunOnlyPlans(t *testing.T) {
 
 func TestReconcileSyncsAndDeletes(t *testing.T) {
 	env := newEnv(t)
-	registerReconcile(env)
-	var a *activities.Activities
-	env.RegisterActivityWithOptions(a.PlanReconcile, activityName(activities.PlanReconcileName))
-	env.RegisterActivityWithOptions(a.FinishReconcile, activityName(activities.FinishReconcileName))
-	env.RegisterActivityWithOptions(a.DeleteChunk, activityName(activities.DeleteChunkName))
 	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(100, 2, false), nil).Once()
 	env.OnWorkflow(ReplicateBatchName, mock.Anything, mock.MatchedBy(func(in ReplicateBatchInput) bool { return in.RecordSkips && in.List.Count == 100 })).
 		Return(&BatchSummary{Keys: 100, Destinations: []activities.DestinationCounts{{Destination: "s3", Counts: activities.Counts{Copied: 100, Bytes: 1000}}}}, nil).Once()
@@ -107,10 +83,6 @@ func TestReconcileSyncsAndDeletes(t *testing.T) {
 
 func TestReconcileContinuesAsNewThroughManyDeletes(t *testing.T) {
 	env := newEnv(t)
-	registerReconcile(env)
-	var a *activities.Activities
-	env.RegisterActivityWithOptions(a.PlanReconcile, activityName(activities.PlanReconcileName))
-	env.RegisterActivityWithOptions(a.DeleteChunk, activityName(activities.DeleteChunkName))
 	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(0, deletePagesPerRun, false), nil).Once()
 	env.OnActivity(activities.DeleteChunkName, mock.Anything, mock.Anything).Return(&activities.Counts{Deleted: 64}, nil).Times(deletePagesPerRun)
 	env.ExecuteWorkflow(Reconcile, ReconcileInput{Policy: "p"})

@@ -32,19 +32,19 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(ReplicateFile, workflow.RegisterOptions{Name: ReplicateFileName})
 	env.RegisterWorkflowWithOptions(ReplicateBatch, workflow.RegisterOptions{Name: ReplicateBatchName})
+	env.RegisterWorkflowWithOptions(Reconcile, workflow.RegisterOptions{Name: ReconcileName})
 	var a *activities.Activities
 	for name, fn := range map[string]any{
 		activities.PrepareName: a.Prepare, activities.TransferName: a.Transfer, activities.CommitName: a.Commit,
 		activities.CleanupName: a.Cleanup, activities.DeleteReplicaName: a.DeleteReplica, activities.RecordDeadLetterName: a.RecordDeadLetter,
 		activities.DescribePolicyName: a.DescribePolicy, activities.ReplicateChunkName: a.ReplicateChunk, activities.ReadKeyPageName: a.ReadKeyPage,
+		activities.PlanReconcileName: a.PlanReconcile, activities.DeleteChunkName: a.DeleteChunk, activities.FinishReconcileName: a.FinishReconcile,
 	} {
 		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
 	t.Cleanup(func() { env.AssertExpectations(t) })
 	return env
 }
-
-func activityName(name string) activity.RegisterOptions { return activity.RegisterOptions{Name: name} }
 
 func permanent(typ string) error {
 	return temporal.NewNonRetryableApplicationError("boom on purpose", typ, errors.New("cause"))

@@ -47,18 +47,23 @@ func scrape(t *testing.T, base string) map[string]map[string]float64 {
 	return out
 }
 
+// writeTree fills the source with n small files in 100 directories.
+func (w *world) writeTree(n int) {
+	for i := range n {
+		p := filepath.Join(w.src, fmt.Sprintf("d%03d", i%100), fmt.Sprintf("f%05d.txt", i))
+		if i < 100 {
+			must(w.t, os.MkdirAll(filepath.Dir(p), 0o755))
+		}
+		must(w.t, os.WriteFile(p, []byte(fmt.Sprintf("file %d\n", i)), 0o644))
+	}
+}
+
 // noopReconcile builds a tree of n files, replicates it with a reconcile, folds the
 // journal with a second one, and returns the history length of a third, which has
 // nothing to do, and the requests each destination served during it.
 func noopReconcile(t *testing.T, n int) (events int, requests map[string]map[string]float64) {
 	w := newWorld(t, worldOptions{mode: "mirror"})
-	for i := range n {
-		p := filepath.Join(w.src, fmt.Sprintf("d%03d", i%100), fmt.Sprintf("f%05d.txt", i))
-		if i < 100 {
-			must(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		}
-		must(t, os.WriteFile(p, []byte(fmt.Sprintf("file %d\n", i)), 0o644))
-	}
+	w.writeTree(n)
 	wk := w.startWorker()
 	defer wk.stop(t) // workers share the task queue: the next world brings its own
 	r, code := w.reconcile()

@@ -100,6 +100,7 @@ func TestReconcileRepairsDrift(t *testing.T) {
 			if code != 0 || r.Result.Outcome != "ok" {
 				t.Fatalf("exit %d %+v", code, r.Result)
 			}
+			recordHistory(t, r.WorkflowID, "reconcile_repair_"+mode)
 			wantDeletes := map[string]int{"s3": 1, "gcs": 2, "azure": 1}
 			for _, d := range []string{"s3", "gcs", "azure"} {
 				p := r.dest(d)
