@@ -38,7 +38,6 @@ func runReconcile(t *testing.T, env interface {
 	return &res
 }
 
-
 func TestReconcileNothingToDo(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(0, 0, false), nil).Once()
