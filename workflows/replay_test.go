@@ -20,12 +20,13 @@ func replayer() worker.WorkflowReplayer {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(ReplicateFile, workflow.RegisterOptions{Name: ReplicateFileName})
 	r.RegisterWorkflowWithOptions(ReplicateBatch, workflow.RegisterOptions{Name: ReplicateBatchName})
+	r.RegisterWorkflowWithOptions(Reconcile, workflow.RegisterOptions{Name: ReconcileName})
 	return r
 }
 
 func histories(t *testing.T) []string {
 	files, err := filepath.Glob("testdata/*.json")
-	if err != nil || len(files) < 6 {
+	if err != nil || len(files) < 9 {
 		t.Fatalf("recorded histories: %v %v", files, err)
 	}
 	return files

@@ -44,15 +44,19 @@ for part in $wanted; do
 		;;
 	gcs)
 		mkdir -p "$STACK_DIR/gcs"
+		# Its filesystem backend reads every object's metadata file to list a bucket;
+		# stacks for tests and benchmarks keep it in memory (REPLICATOR_EMULATORS_IN_MEMORY=1).
+		backend=(-backend filesystem -filesystem-root "$STACK_DIR/gcs")
+		[[ "${REPLICATOR_EMULATORS_IN_MEMORY:-}" == 1 ]] && backend=(-backend memory)
 		launch gcs "$TOOLS_BIN/fake-gcs-server" -scheme http -host 127.0.0.1 -port "$GCS_PORT" \
-			-public-host "127.0.0.1:$GCS_PORT" -backend filesystem -filesystem-root "$STACK_DIR/gcs" -log-level warn
+			-public-host "127.0.0.1:$GCS_PORT" "${backend[@]}" -log-level warn
 		;;
 	azurite)
 		mkdir -p "$STACK_DIR/azurite"
 		# Azurite's disk persistence costs ~25 ms per request here and serializes
-		# them; the test stack keeps its data in memory instead (REPLICATOR_AZURITE_IN_MEMORY=1).
+		# them; stacks for tests and benchmarks keep data in memory instead.
 		persist=(--location "$STACK_DIR/azurite")
-		[[ "${REPLICATOR_AZURITE_IN_MEMORY:-}" == 1 ]] && persist=(--inMemoryPersistence)
+		[[ "${REPLICATOR_EMULATORS_IN_MEMORY:-}" == 1 ]] && persist=(--inMemoryPersistence)
 		(cd "$STACK_DIR/azurite" && launch azurite "$TOOLS_DIR/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 \
 			--blobPort "$AZURITE_PORT" "${persist[@]}" --skipApiVersionCheck --disableTelemetry --silent)
 		;;
