@@ -361,6 +361,15 @@ func (a *Activities) transfer(ctx context.Context, p *config.Policy, src, dst st
 		if err != nil && !store.IsNotFound(err) {
 			return nil, asActivityError(err)
 		}
+		if exists && current.SHA256 == in.Source.SHA256 && in.VerifyContent {
+			same, err := contentIs(ctx, dst, in.Key, in.Source.SHA256)
+			if err != nil {
+				return nil, asActivityError(err)
+			}
+			if !same {
+				current.SHA256 = "" // its metadata lies about its bytes: rewrite it
+			}
+		}
 		if exists {
 			if current.SHA256 == in.Source.SHA256 {
 				if in.RecordSkips {
@@ -408,6 +417,20 @@ func (a *Activities) transfer(ctx context.Context, p *config.Policy, src, dst st
 		}
 		return &TransferResult{Outcome: OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
 	}
+}
+
+// contentIs reads an object and reports whether its bytes have the given SHA-256.
+func contentIs(ctx context.Context, s store.Store, key, sha string) (bool, error) {
+	r, err := s.Open(ctx, key, 0)
+	if err != nil {
+		return false, err
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, &heartbeatReader{ctx: ctx, r: r}); err != nil {
+		return false, fmt.Errorf("verify %s: %w", key, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)) == sha, nil
 }
 
 // put streams the source version to target, verifying its SHA-256 on the way.

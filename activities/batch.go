@@ -182,7 +182,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 						}
 						out, err = a.DeleteReplica(ctx, DeleteInput{Policy: p.Name, Destination: t, Key: key})
 					} else {
-						out, err = a.transfer(ctx, p, src, d.s, d.lim, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips}, false, sink)
+						out, err = a.transfer(ctx, p, src, d.s, d.lim, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent}, false, sink)
 						a.observe(p.Name, t, sv, out, err, true)
 					}
 					if err == nil {

@@ -74,6 +74,8 @@ type PlanResult struct {
 	// Stopped and Reason: the plan must not run (safety).
 	Stopped bool
 	Reason  string
+	// Checksum: the plan compares content, so the sync must read replicas.
+	Checksum bool `json:",omitempty"`
 }
 
 // PlanLine is one line of a plan file.
@@ -102,7 +104,7 @@ func (a *Activities) PlanReconcile(ctx context.Context, in PlanInput) (*PlanResu
 	if err != nil {
 		return nil, err
 	}
-	res := &PlanResult{PlanID: in.PlanID}
+	res := &PlanResult{PlanID: in.PlanID, Checksum: in.Checksum || p.Checksum}
 	if err := src.Check(ctx); err != nil {
 		res.Stopped = true
 		res.Reason = fmt.Sprintf("the source cannot be read (unmounted, missing or denied), so nothing was planned: %v", err)

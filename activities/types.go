@@ -109,6 +109,9 @@ type TransferInput struct {
 	// RecordSkips writes a manifest entry also when the destination already holds
 	// the version (a reconcile adopting existing replicas).
 	RecordSkips bool `json:",omitempty"`
+	// VerifyContent reads and hashes a destination object whose metadata claims the
+	// source's SHA-256 before skipping it (a reconcile with the checksum option).
+	VerifyContent bool `json:",omitempty"`
 }
 
 // TransferResult says what a transfer, commit or delete did.
@@ -172,8 +175,9 @@ type ChunkInput struct {
 	// LargeThreshold: files larger than this are returned in ChunkResult.Large for
 	// their own ReplicateFile workflow (resumable, heartbeated transfers).
 	LargeThreshold int64
-	// RecordSkips: see TransferInput.
-	RecordSkips bool `json:",omitempty"`
+	// RecordSkips and VerifyContent: see TransferInput.
+	RecordSkips   bool `json:",omitempty"`
+	VerifyContent bool `json:",omitempty"`
 }
 
 // Counts add up per-destination results.

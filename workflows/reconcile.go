@@ -129,7 +129,7 @@ func (r *reconcileRun) run(ctx workflow.Context) (*ReconcileResult, error) {
 				ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_TERMINATE,
 			})
 			var sum BatchSummary
-			if err := workflow.ExecuteChildWorkflow(cctx, ReplicateBatch, ReplicateBatchInput{Policy: r.in.Policy, List: plan.Sync, RecordSkips: true}).Get(ctx, &sum); err != nil {
+			if err := workflow.ExecuteChildWorkflow(cctx, ReplicateBatch, ReplicateBatchInput{Policy: r.in.Policy, List: plan.Sync, RecordSkips: true, VerifyContent: plan.Checksum}).Get(ctx, &sum); err != nil {
 				return nil, r.fail(ctx, fmt.Errorf("sync: %w", err))
 			}
 			res.Sync = &sum

@@ -27,8 +27,9 @@ type ReplicateBatchInput struct {
 	// PagesPerRun bounds the pages one run handles before it continues as new; 0
 	// means 200.
 	PagesPerRun int
-	// RecordSkips: see ReplicateFileInput (set when a reconcile runs the batch).
-	RecordSkips bool `json:",omitempty"`
+	// RecordSkips and VerifyContent: see ReplicateFileInput (set by reconciles).
+	RecordSkips   bool `json:",omitempty"`
+	VerifyContent bool `json:",omitempty"`
 
 	// NextPage and Summary carry the state across continue-as-new.
 	NextPage int
@@ -193,7 +194,7 @@ func (r *batchRun) chunks(ctx workflow.Context, stop int) error {
 				Summary: fmt.Sprintf("chunk %d/%d → %v", page+1, r.in.List.Pages, g.Destinations),
 			})
 			f := workflow.ExecuteActivity(actx, acts.ReplicateChunk, activities.ChunkInput{
-				Policy: r.in.Policy, List: r.in.List, Page: page, Destinations: g.Destinations, LargeThreshold: r.in.LargeThreshold, RecordSkips: r.in.RecordSkips,
+				Policy: r.in.Policy, List: r.in.List, Page: page, Destinations: g.Destinations, LargeThreshold: r.in.LargeThreshold, RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent,
 			})
 			inFlight++
 			sel.AddFuture(f, handle(pending{page, gi}))
@@ -250,7 +251,7 @@ func (r *batchRun) children(ctx workflow.Context, keys []string) error {
 			TypedSearchAttributes: temporal.NewSearchAttributes(PolicyAttr.ValueSet(r.in.Policy), KeyAttr.ValueSet(key)),
 			StaticSummary:         fmt.Sprintf("replicate %s (from batch)", key),
 		})
-		f := workflow.ExecuteChildWorkflow(cctx, ReplicateFile, ReplicateFileInput{Policy: r.in.Policy, Key: key, RecordSkips: r.in.RecordSkips})
+		f := workflow.ExecuteChildWorkflow(cctx, ReplicateFile, ReplicateFileInput{Policy: r.in.Policy, Key: key, RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent})
 		inFlight++
 		sel.AddFuture(f, func(f workflow.Future) {
 			inFlight--

@@ -18,6 +18,9 @@ type ReplicateFileInput struct {
 	// RecordSkips records destinations already in place in their manifests (set by
 	// reconciles, which adopt existing replicas).
 	RecordSkips bool `json:",omitempty"`
+	// VerifyContent hashes replicas whose metadata claims the version before skipping
+	// them (reconciles with the checksum option).
+	VerifyContent bool `json:",omitempty"`
 }
 
 // DestinationOutcome is what happened on one destination.
@@ -201,7 +204,7 @@ func transferOptions(ctx workflow.Context, prep *activities.PrepareResult, route
 }
 
 func (r *fileRun) transferInput(prep *activities.PrepareResult, dest, staging string) activities.TransferInput {
-	return activities.TransferInput{Policy: r.in.Policy, Destination: dest, Key: r.in.Key, Source: prep.Source, StagingKey: staging, RecordSkips: r.in.RecordSkips}
+	return activities.TransferInput{Policy: r.in.Policy, Destination: dest, Key: r.in.Key, Source: prep.Source, StagingKey: staging, RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent}
 }
 
 // eventual writes each destination directly, in parallel; a permanent failure

@@ -84,6 +84,18 @@ func noopReconcile(t *testing.T, n int) (events int, requests map[string]map[str
 		}
 	}
 	after := scrape(t, wk.metricsURL(t))
+	resp, err := http.Get(wk.metricsURL(t) + "/metrics")
+	must(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf(`replicator_drift_objects{destination="gcs",kind="copy",policy=%q} 0`, w.policy),
+		fmt.Sprintf(`replicator_last_reconcile_success_timestamp_seconds{policy=%q} 1.`, w.policy),
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	requests = map[string]map[string]float64{}
 	for _, d := range []string{"s3", "gcs", "azure"} {
 		requests[d] = map[string]float64{"list": after[d]["list"] - before[d]["list"], "object": after[d]["object"] - before[d]["object"]}

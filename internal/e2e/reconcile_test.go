@@ -69,7 +69,7 @@ func snapshot(t *testing.T, s store.Store) map[string]string {
 func TestReconcileRepairsDrift(t *testing.T) {
 	for _, mode := range []string{"mirror", "copy"} {
 		t.Run(mode, func(t *testing.T) {
-			w := newWorld(t, worldOptions{mode: mode, extra: "    safety: {max_delete: 10, max_delete_percent: 100}\n"})
+			w := newWorld(t, worldOptions{mode: mode, extra: "    safety: {max_delete: 10, max_delete_percent: 100, trash_retention: 24h}\n"})
 			w.startWorker()
 			w.writeFile("a/unchanged.txt", []byte("unchanged"))
 			w.writeFile("b/modified.txt", []byte("first version"))
@@ -139,6 +139,18 @@ func TestReconcileRepairsDrift(t *testing.T) {
 			}
 			if mode == "copy" && err != nil {
 				t.Errorf("copy mode removed the extra object: %v", err)
+			}
+			// The deleted and the overwritten versions wait in the trash.
+			day := time.Now().UTC().Format("2006-01-02")
+			for _, d := range []string{"s3", "gcs", "azure"} {
+				trash := w.destination(d)
+				if got := readSHA(t, trash, ".replicator/trash/"+day+"/b/modified.txt"); got != sha([]byte("first version")) {
+					t.Errorf("%s: overwritten version not in the trash", d)
+				}
+				_, err := trash.Stat(context.Background(), ".replicator/trash/"+day+"/c/deleted.txt")
+				if mode == "mirror" && err != nil {
+					t.Errorf("%s: deleted file not in the trash: %v", d, err)
+				}
 			}
 			// Nothing left to do: the next reconcile changes nothing.
 			r, code = w.reconcile()
@@ -320,5 +332,50 @@ func TestScheduleFiresAndPausedDoesNot(t *testing.T) {
 			t.Fatal("trigger did not run the reconcile")
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func TestVerifyFindsDifferencesAndChecksumReconcileRepairs(t *testing.T) {
+	w := newWorld(t, worldOptions{mode: "mirror", extra: "    safety: {max_delete: 10, max_delete_percent: 100}\n"})
+	w.startWorker()
+	for _, k := range []string{"v/1.txt", "v/2.txt", "v/3.txt"} {
+		w.writeFile(k, []byte("content of "+k))
+	}
+	if _, code := w.reconcile(); code != 0 {
+		t.Fatal("initial reconcile failed")
+	}
+	type verifyOut struct {
+		Checked     int
+		Differences []struct{ Key, Destination, Status string }
+	}
+	verify := func() (verifyOut, int) {
+		out, code := w.starter("verify", "--json")
+		var v verifyOut
+		must(t, json.Unmarshal([]byte(out), &v))
+		return v, code
+	}
+	if v, code := verify(); code != 0 || v.Checked != 9 || len(v.Differences) != 0 {
+		t.Fatalf("verify of a good replication: exit %d %+v", code, v)
+	}
+	bad := []byte("corrupted bytes")
+	_, err := w.destination("gcs").Put(context.Background(), "v/1.txt", strings.NewReader(string(bad)), store.PutOptions{SHA256: sha(bad), Size: int64(len(bad))})
+	must(t, err)
+	must(t, w.destination("azure").Delete(context.Background(), "v/2.txt"))
+	_, err = w.destination("s3").Put(context.Background(), "v/extra.txt", strings.NewReader(string(bad)), store.PutOptions{SHA256: sha(bad), Size: int64(len(bad))})
+	must(t, err)
+	v, code := verify()
+	got := map[string]string{}
+	for _, d := range v.Differences {
+		got[d.Destination+" "+d.Key] = d.Status
+	}
+	if code != 1 || got["gcs v/1.txt"] != "differs" || got["azure v/2.txt"] != "missing" || got["s3 v/extra.txt"] != "extra" || len(got) != 3 {
+		t.Fatalf("verify: exit %d %v", code, got)
+	}
+	r, code := w.reconcile("--checksum")
+	if code != 0 || r.dest("gcs").Adopt != 1 || r.dest("azure").Copy != 1 || r.dest("s3").Delete != 1 {
+		t.Fatalf("checksum reconcile: exit %d %+v", code, r.Result)
+	}
+	if v, code := verify(); code != 0 || len(v.Differences) != 0 {
+		t.Fatalf("verify after the repair: exit %d %+v", code, v)
 	}
 }
