@@ -1,7 +1,7 @@
 # The two commands of the README are `make run` and `make test`.
 SHELL := /bin/bash
 
-.PHONY: run test unit bench-reconcile stack-up stack-down stack-health tools lint
+.PHONY: run test unit bench bench-reconcile stack-up stack-down stack-health tools lint
 
 ## run: the demo on the embedded default: local stack, worker, replication of samples.
 run:
@@ -10,6 +10,10 @@ run:
 ## test: everything, integration tests on real servers included (what CI runs).
 test:
 	bash deploy/local/test.sh
+
+## bench: transfers of one 1 GiB file, 2000 x 16 KiB and 200 x 8 MiB beside rclone (deploy/bench/transfers.md).
+bench:
+	bash deploy/bench/transfers.sh
 
 ## bench-reconcile: no-op reconcile of 20,000 files beside rclone (deploy/bench/reconcile.md).
 bench-reconcile:

@@ -44,12 +44,10 @@ for part in $wanted; do
 		;;
 	gcs)
 		mkdir -p "$STACK_DIR/gcs"
-		# Its filesystem backend reads every object's metadata file to list a bucket;
-		# stacks for tests and benchmarks keep it in memory (REPLICATOR_EMULATORS_IN_MEMORY=1).
-		backend=(-backend filesystem -filesystem-root "$STACK_DIR/gcs")
-		[[ "${REPLICATOR_EMULATORS_IN_MEMORY:-}" == 1 ]] && backend=(-backend memory)
+		# Not its memory backend: it slows down with every object a bucket holds
+		# (20,000 objects took more than twice as long as on the filesystem backend).
 		launch gcs "$TOOLS_BIN/fake-gcs-server" -scheme http -host 127.0.0.1 -port "$GCS_PORT" \
-			-public-host "127.0.0.1:$GCS_PORT" "${backend[@]}" -log-level warn
+			-public-host "127.0.0.1:$GCS_PORT" -backend filesystem -filesystem-root "$STACK_DIR/gcs" -log-level warn
 		;;
 	azurite)
 		mkdir -p "$STACK_DIR/azurite"

@@ -13,8 +13,8 @@ export REPLICATOR_STACK_DIR=$repo/.stack/$name
 export REPLICATOR_TEMPORAL_PORT=$((7233 + offset * 10000)) REPLICATOR_TEMPORAL_UI_PORT=$((8233 + offset * 10000))
 export REPLICATOR_MINIO_PORT=$((9000 + offset * 10000)) REPLICATOR_MINIO_CONSOLE_PORT=$((9001 + offset * 10000))
 export REPLICATOR_GCS_PORT=$((4443 + offset * 10000)) REPLICATOR_AZURITE_PORT=$((10000 + offset * 10000))
-# Emulator data in memory: Azurite's disk persistence costs ~25 ms per request here and
-# serializes requests; fake-gcs-server's filesystem backend reads every object to list.
+# Azurite's data in memory: its disk persistence costs ~25 ms per request here and
+# serializes requests.
 export REPLICATOR_EMULATORS_IN_MEMORY=1
 # A fresh S3 secret per run, so tests can prove it never reaches a workflow history.
 export REPLICATOR_MINIO_PASSWORD=secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
