@@ -286,7 +286,7 @@ func (a *Activities) storePlan(ctx context.Context, st *state.State, policy, id 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", err
 	}
-	key := fmt.Sprintf("plans/%s/%s.jsonl", policy, id)
+	key := state.PlanKey(policy, id)
 	_, err = st.Store().Put(ctx, key, f, store.PutOptions{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n, ContentType: "application/x-ndjson"})
 	return key, err
 }
@@ -411,6 +411,9 @@ func (a *Activities) trash(ctx context.Context, p *config.Policy, dst store.Stor
 type FinishReconcileInput struct {
 	Policy  string
 	Outcome string
+	// PlanID names the plan files to remove; "" keeps them (a dry run's plan is read
+	// by the starter).
+	PlanID string `json:",omitempty"`
 }
 
 // FinishReconcile records a successful reconcile's time and clears the drift gauges
@@ -426,6 +429,15 @@ func (a *Activities) FinishReconcile(ctx context.Context, in FinishReconcileInpu
 			for _, kind := range []string{"copy", "update", "delete", "adopt"} {
 				a.Metrics.Drift.WithLabelValues(p.Name, d.Name, kind).Set(0)
 			}
+		}
+	}
+	if in.PlanID != "" {
+		st, err := a.State(ctx)
+		if err != nil {
+			return asActivityError(err)
+		}
+		if err := st.RemovePlan(ctx, p.Name, in.PlanID); err != nil {
+			return asActivityError(err)
 		}
 	}
 	if p.Safety.TrashRetention == 0 {
@@ -451,3 +463,4 @@ func (a *Activities) FinishReconcile(ctx context.Context, in FinishReconcileInpu
 	}
 	return nil
 }
+

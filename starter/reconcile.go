@@ -135,6 +135,10 @@ func (e *env) printReconcile(ctx context.Context, id string, res *workflows.Reco
 			}
 			lines = append(lines, l)
 		}
+		// A dry run's plan has been shown: it is not kept in the state location.
+		if err := st.RemovePlan(ctx, res.Policy, res.PlanID); err != nil {
+			return fmt.Errorf("remove plan %s: %w", res.Plan, err)
+		}
 	}
 	if e.g.json {
 		if err := e.printJSON(map[string]any{"workflow_id": id, "result": res, "plan": lines}); err != nil {

@@ -201,7 +201,11 @@ func (r *reconcileRun) finish(ctx workflow.Context, outcome string) (*ReconcileR
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: activities.NonRetryable},
 		Summary:             "finish reconcile: " + outcome,
 	})
-	if err := workflow.ExecuteActivity(actx, acts.FinishReconcile, activities.FinishReconcileInput{Policy: r.in.Policy, Outcome: outcome}).Get(ctx, nil); err != nil {
+	finish := activities.FinishReconcileInput{Policy: r.in.Policy, Outcome: outcome}
+	if !r.in.DryRun && r.in.Result.PlanID != "" {
+		finish.PlanID = r.in.Result.PlanID
+	}
+	if err := workflow.ExecuteActivity(actx, acts.FinishReconcile, finish).Get(ctx, nil); err != nil {
 		return nil, r.fail(ctx, err)
 	}
 	var bytes int64

@@ -41,7 +41,7 @@ func runReconcile(t *testing.T, env interface {
 func TestReconcileNothingToDo(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(0, 0, false), nil).Once()
-	env.OnActivity(activities.FinishReconcileName, mock.Anything, activities.FinishReconcileInput{Policy: "p", Outcome: "ok"}).Return(nil).Once()
+	env.OnActivity(activities.FinishReconcileName, mock.Anything, activities.FinishReconcileInput{Policy: "p", Outcome: "ok", PlanID: "p1"}).Return(nil).Once()
 	if res := runReconcile(t, env, ReconcileInput{Policy: "p"}); res.Outcome != OutcomeOK {
 		t.Fatalf("outcome %s", res.Outcome)
 	}
@@ -50,7 +50,7 @@ func TestReconcileNothingToDo(t *testing.T) {
 func TestReconcileStoppedDoesNothing(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(5, 3, true), nil).Once()
-	env.OnActivity(activities.FinishReconcileName, mock.Anything, activities.FinishReconcileInput{Policy: "p", Outcome: "stopped"}).Return(nil).Once()
+	env.OnActivity(activities.FinishReconcileName, mock.Anything, activities.FinishReconcileInput{Policy: "p", Outcome: "stopped", PlanID: "p1"}).Return(nil).Once()
 	res := runReconcile(t, env, ReconcileInput{Policy: "p"})
 	if res.Outcome != OutcomeStopped || res.Reason == "" {
 		t.Fatalf("result %+v", res)
@@ -73,7 +73,7 @@ func TestReconcileSyncsAndDeletes(t *testing.T) {
 	env.OnWorkflow(ReplicateBatchName, mock.Anything, mock.MatchedBy(func(in ReplicateBatchInput) bool { return in.RecordSkips && in.List.Count == 100 })).
 		Return(&BatchSummary{Keys: 100, Destinations: []activities.DestinationCounts{{Destination: "s3", Counts: activities.Counts{Copied: 100, Bytes: 1000}}}}, nil).Once()
 	env.OnActivity(activities.DeleteChunkName, mock.Anything, mock.Anything).Return(&activities.Counts{Deleted: 64}, nil).Times(4)
-	env.OnActivity(activities.FinishReconcileName, mock.Anything, activities.FinishReconcileInput{Policy: "p", Outcome: "ok"}).Return(nil).Once()
+	env.OnActivity(activities.FinishReconcileName, mock.Anything, activities.FinishReconcileInput{Policy: "p", Outcome: "ok", PlanID: "p1"}).Return(nil).Once()
 	res := runReconcile(t, env, ReconcileInput{Policy: "p"})
 	if res.Outcome != OutcomeOK || res.Deleted.Deleted != 256 || res.Sync.Totals().Copied != 100 {
 		t.Fatalf("result %+v", res)

@@ -254,6 +254,12 @@ func TestReconcileDryRunChangesNothing(t *testing.T) {
 			}
 		}
 	}
+	// Plans do not pile up in the state location, shown or run.
+	left, _ := filepath.Glob(filepath.Join(w.dir, "state", "plans", "*", "*"))
+	pages, _ := filepath.Glob(filepath.Join(w.dir, "state", "batches", "*", "*", "*", "*"))
+	if len(left)+len(pages) != 0 {
+		t.Errorf("plan files left in the state location: %q %q", left, pages)
+	}
 }
 
 func TestScheduleFiresAndPausedDoesNot(t *testing.T) {

@@ -323,3 +323,19 @@ func (st *State) DeleteKeyList(ctx context.Context, l KeyList) error {
 	}
 	return nil
 }
+
+// PlanKey is where a reconcile's plan lines are kept.
+func PlanKey(policy, planID string) string { return fmt.Sprintf("plans/%s/%s.jsonl", policy, planID) }
+
+// RemovePlan deletes a reconcile plan's files: its lines and its key lists.
+func (st *State) RemovePlan(ctx context.Context, policy, planID string) error {
+	for o, err := range st.s.List(ctx, store.ListOptions{Prefix: fmt.Sprintf("batches/%s/%s/", policy, planID)}) {
+		if err != nil {
+			return err
+		}
+		if err := st.s.Delete(ctx, o.Key); err != nil {
+			return err
+		}
+	}
+	return st.s.Delete(ctx, PlanKey(policy, planID))
+}
