@@ -463,4 +463,3 @@ func (a *Activities) FinishReconcile(ctx context.Context, in FinishReconcileInpu
 	}
 	return nil
 }
-
