@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"slices"
@@ -50,6 +51,7 @@ func run() error {
 	queues := flag.String("queues", "", "comma-separated task queues to poll (default: replication and every dedicated destination queue of the config)")
 	metricsAddr := flag.String("metrics-addr", envOr("REPLICATOR_METRICS_ADDR", "127.0.0.1:9464"), "address of /metrics and /healthz")
 	stopTimeout := flag.Duration("stop-timeout", 30*time.Second, "how long running activities get to finish on SIGTERM before they are handed over")
+	profile := flag.Bool("pprof", false, "also serve Go's profiler under /debug/pprof/ on the metrics address")
 	flag.Parse()
 
 	cfg, path, err := config.Load(*configPath)
@@ -82,7 +84,7 @@ func run() error {
 	acts := activities.New(cfg, stores, m)
 
 	var healthy atomic.Bool
-	srv, err := serve(*metricsAddr, reg, c, &healthy)
+	srv, err := serve(*metricsAddr, reg, c, &healthy, *profile)
 	if err != nil {
 		return err
 	}
@@ -159,8 +161,14 @@ func taskQueues(cfg *config.File, asked string) []queue {
 	return out
 }
 
-func serve(addr string, reg *prometheus.Registry, c client.Client, healthy *atomic.Bool) (*http.Server, error) {
+func serve(addr string, reg *prometheus.Registry, c client.Client, healthy *atomic.Bool, profile bool) (*http.Server, error) {
 	mux := http.NewServeMux()
+	if profile {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
