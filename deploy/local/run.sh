@@ -38,6 +38,12 @@ echo
 echo "run: replicating all samples as one ReplicateBatch (already copied files are skipped)"
 "$bin/starter" batch --wait --id "demo-$(date +%H%M%S)" "$STACK_DIR/demo/keys.txt" || true
 echo
+echo "run: reconciling the demo policy (source, manifests and the three listings merged; what differs is repaired)"
+"$bin/starter" reconcile --wait || true
+echo
+echo "run: scheduling that reconcile every 5 minutes (Temporal Schedule reconcile/demo)"
+"$bin/starter" schedule create 2>/dev/null || "$bin/starter" schedule update
+echo
 "$bin/starter" status --policy demo --limit 5
 cat <<EOM
 
@@ -49,5 +55,6 @@ Where to look:
   Try:              export REPLICATOR_CONFIG=$REPLICATOR_CONFIG; eval "\$(deploy/local/env.sh)"
                     $bin/starter replicate --wait images/products/sku-001.jpg
                     $bin/starter failed list
+                    $bin/starter reconcile --dry-run; $bin/starter schedule describe
   Stop everything:  make stack-down
 EOM

@@ -67,9 +67,13 @@ func (st *State) ReadJournal(ctx context.Context, policy, destination string) (*
 		if err != nil {
 			return nil, err
 		}
-		var entries []ManifestEntry
-		if _, err := st.getJSON(ctx, obj.Key, &entries); err != nil {
+		var raw json.RawMessage
+		if _, err := st.getJSON(ctx, obj.Key, &raw); err != nil {
 			return nil, err
+		}
+		entries, err := journalEntries(raw)
+		if err != nil {
+			return nil, fmt.Errorf("decode %s: %w", obj.Key, err)
 		}
 		j.objects = append(j.objects, obj.Key)
 		for _, e := range entries {
@@ -83,6 +87,20 @@ func (st *State) ReadJournal(ctx context.Context, policy, destination string) (*
 	}
 	slices.SortFunc(j.Entries, func(a, b ManifestEntry) int { return strings.Compare(a.Key, b.Key) })
 	return j, nil
+}
+
+// journalEntries decodes a journal object: an array of entries, or the single entry
+// that journals written before batching hold.
+func journalEntries(raw json.RawMessage) ([]ManifestEntry, error) {
+	var entries []ManifestEntry
+	if err := json.Unmarshal(raw, &entries); err == nil {
+		return entries, nil
+	}
+	var e ManifestEntry
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return nil, err
+	}
+	return []ManifestEntry{e}, nil
 }
 
 // Merged yields the manifest with the journal applied: a journal entry replaces the

@@ -153,3 +153,15 @@ func TestManifestCompaction(t *testing.T) {
 		t.Fatalf("stored manifest %q", got)
 	}
 }
+
+func TestJournalReadsSingleEntryObjects(t *testing.T) {
+	ctx := context.Background()
+	st := newState(t)
+	must(t, st.putJSON(ctx, "manifests/p/d/journal/00000000000000000001-old.json", ManifestEntry{Key: "old", ETag: "e"}))
+	must(t, st.AppendManifest(ctx, "p", "d", ManifestEntry{Key: "new", ETag: "f"}))
+	j, err := st.ReadJournal(ctx, "p", "d")
+	must(t, err)
+	if len(j.Entries) != 2 || j.Entries[0].Key != "new" || j.Entries[1].Key != "old" {
+		t.Fatalf("entries %+v", j.Entries)
+	}
+}
