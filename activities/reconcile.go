@@ -84,6 +84,10 @@ type PlanLine struct {
 	Actions map[string]string `json:"actions"`
 }
 
+// prefetchDepth is how far each stream of the merge reads ahead: two listing pages,
+// so every backend has a request in flight while the merge works.
+const prefetchDepth = 2000
+
 // reconcilePageSize is the keys per page of a reconcile's lists.
 const reconcilePageSize = 64
 
@@ -140,8 +144,8 @@ func (a *Activities) PlanReconcile(ctx context.Context, in PlanInput) (*PlanResu
 		dests[i] = ds
 		rdests[i] = reconcile.Destination{
 			Name:     d.Name,
-			Manifest: manifestEntries(j.Merged(st.Manifest(ctx, p.Name, d.Name))),
-			Listing:  countListing(s.List(ctx, store.ListOptions{}), &ds.plan.Objects),
+			Manifest: reconcile.Prefetch(manifestEntries(j.Merged(st.Manifest(ctx, p.Name, d.Name))), prefetchDepth),
+			Listing:  reconcile.Prefetch(countListing(s.List(ctx, store.ListOptions{}), &ds.plan.Objects), prefetchDepth),
 		}
 	}
 	sync := st.NewKeyList(p.Name, in.PlanID+"/sync", reconcilePageSize)
@@ -162,7 +166,7 @@ func (a *Activities) PlanReconcile(ctx context.Context, in PlanInput) (*PlanResu
 		return slices.Contains(route, dest)
 	}
 	lastBeat := time.Now()
-	err = reconcile.Diff(sourceEntries(src.List(ctx, store.ListOptions{}), p, &res.SourceKeys),
+	err = reconcile.Diff(reconcile.Prefetch(sourceEntries(src.List(ctx, store.ListOptions{}), p, &res.SourceKeys), prefetchDepth),
 		rdests, reconcile.Options{Mirror: p.Mode == config.ModeMirror, Checksum: in.Checksum || p.Checksum, Routed: routed},
 		func(d *reconcile.Decision) error {
 			if time.Since(lastBeat) > 5*time.Second {

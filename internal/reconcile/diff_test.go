@@ -147,3 +147,36 @@ func TestStreamErrorStops(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestPrefetchKeepsOrderAndStops(t *testing.T) {
+	var keys []string
+	for i := range 5000 {
+		keys = append(keys, string(rune('a'+i%26))+strings.Repeat("x", i/26))
+	}
+	var got []string
+	for k, err := range Prefetch(seq(keys...), 100) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, k)
+	}
+	if !slices.Equal(got, keys) {
+		t.Fatal("prefetch changed the stream")
+	}
+	n := 0
+	for range Prefetch(seq(keys...), 10) {
+		n++
+		if n == 3 {
+			break
+		}
+	}
+	boom := errors.New("boom")
+	failing := func(yield func(string, error) bool) { yield("a", nil); yield("", boom) }
+	var last error
+	for _, err := range Prefetch(iter.Seq2[string, error](failing), 4) {
+		last = err
+	}
+	if !errors.Is(last, boom) {
+		t.Fatalf("error lost: %v", last)
+	}
+}
