@@ -81,7 +81,7 @@ func (a *Activities) destination(ctx context.Context, p *config.Policy, name str
 		return nil, nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrPermission, err)
 	}
 	s, err := a.Stores.Get(ctx, backends.Spec{Name: d.Name, URL: d.URL, Options: store.Options{
-		Credentials: d.Credentials, StorageClass: d.StorageClass, SSE: d.SSE, SSEKMSKeyID: d.SSEKMSKeyID,
+		Credentials: d.Credentials, StorageClass: d.StorageClass, SSE: d.SSE, SSEKMSKeyID: d.SSEKMSKeyID, Tuning: d.Tuning.Store(),
 	}})
 	return d, s, asActivityError(err)
 }

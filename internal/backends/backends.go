@@ -62,7 +62,7 @@ func NewCache() *Cache { return &Cache{stores: map[string]store.Store{}} }
 
 // Get returns the store for spec, opening it on first use.
 func (c *Cache) Get(ctx context.Context, spec Spec) (store.Store, error) {
-	id := fmt.Sprintf("%s\x00%s\x00%+v\x00%s\x00%s\x00%s", spec.Name, spec.URL, spec.Options.Credentials, spec.Options.StorageClass, spec.Options.SSE, spec.Options.SSEKMSKeyID)
+	id := fmt.Sprintf("%s\x00%s\x00%+v\x00%s\x00%s\x00%s\x00%+v", spec.Name, spec.URL, spec.Options.Credentials, spec.Options.StorageClass, spec.Options.SSE, spec.Options.SSEKMSKeyID, spec.Options.Tuning)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s, ok := c.stores[id]; ok {

@@ -105,6 +105,29 @@ type Destination struct {
 	DedicatedQueue bool `yaml:"dedicated_queue"`
 	// Limits override the policy's limits for this destination.
 	Limits *Limits `yaml:"limits"`
+	// Tuning sets how bytes move to this destination; zero fields keep the
+	// driver's defaults, which suit the real cloud services.
+	Tuning Tuning `yaml:"tuning"`
+}
+
+// Tuning of a destination's uploads (store.Tuning, as written in the config).
+type Tuning struct {
+	// PartSize is the multipart part, resumable chunk or block size.
+	PartSize ByteSize `yaml:"part_size"`
+	// Threshold is the largest object sent in one buffered request.
+	Threshold ByteSize `yaml:"threshold"`
+	// Concurrency is the number of parts in flight for one object.
+	Concurrency int `yaml:"concurrency"`
+	// SingleRequest streams every object larger than Threshold in one request
+	// instead of a resumable upload (GCS only): a failure restarts the object, but
+	// servers that pay per chunk (fake-gcs-server rehashes the whole object on each
+	// one) take it in one pass.
+	SingleRequest bool `yaml:"single_request"`
+}
+
+// Store converts the tuning for the drivers.
+func (t Tuning) Store() store.Tuning {
+	return store.Tuning{PartSize: int64(t.PartSize), Threshold: int64(t.Threshold), Concurrency: t.Concurrency, SingleRequest: t.SingleRequest}
 }
 
 // Rule routes keys matching a glob ("**" crosses directories) to destinations.

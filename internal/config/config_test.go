@@ -175,3 +175,57 @@ func TestByteRates(t *testing.T) {
 		t.Error("ParseByteRate(fast) succeeded")
 	}
 }
+
+func TestDestinationTuning(t *testing.T) {
+	f, err := Parse(strings.NewReader(`
+state: file:///state
+policies:
+  - name: p
+    source: file:///src
+    destinations:
+      - name: gcs
+        url: gs://b/p
+        tuning: {part_size: 16MiB, threshold: 4MiB, concurrency: 8, single_request: true}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := f.Policies[0].Destinations[0].Tuning.Store()
+	if got.PartSize != 16<<20 || got.Threshold != 4<<20 || got.Concurrency != 8 || !got.SingleRequest {
+		t.Errorf("tuning = %+v", got)
+	}
+
+	_, err = Parse(strings.NewReader(`
+state: file:///state
+policies:
+  - name: p
+    source: file:///src
+    destinations:
+      - name: s3
+        url: s3://b/p
+        tuning: {part_size: 2GiB, threshold: 3GiB, concurrency: 100, single_request: true}
+`))
+	want := []string{
+		"policies[0].destinations[0].tuning.part_size: part size 2147483648 out of range",
+		"policies[0].destinations[0].tuning.threshold: threshold 3221225472 out of range",
+		"policies[0].destinations[0].tuning.concurrency: concurrency 100 out of range",
+		"policies[0].destinations[0].tuning.single_request: single_request on a non-GCS destination",
+	}
+	if err == nil {
+		t.Fatal("out-of-range tuning accepted")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
+	}
+	if _, err := Parse(strings.NewReader(`
+state: file:///state
+policies:
+  - name: p
+    source: file:///src
+    destinations: [{name: s3, url: "s3://b/p", tuning: {part_size: 16MiB/s, threshold: -1}}]
+`)); err == nil || !strings.Contains(err.Error(), "is a rate, not a size") {
+		t.Errorf("a rate as a size: %v", err)
+	}
+}

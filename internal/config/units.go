@@ -57,6 +57,31 @@ func ParseByteRate(s string) (ByteRate, error) {
 	return ByteRate(n * float64(factor)), nil
 }
 
+// ByteSize is a number of bytes, written like 16MiB, 8MB or 1048576.
+type ByteSize int64
+
+// ParseByteSize parses 16MiB, 8MB, 1GiB or a plain number of bytes.
+func ParseByteSize(s string) (ByteSize, error) {
+	if strings.HasSuffix(strings.TrimSpace(s), "/s") {
+		return 0, fmt.Errorf("%q is a rate, not a size (write 16MiB, 8MB or bytes)", s)
+	}
+	v, err := ParseByteRate(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size (write 16MiB, 8MB or bytes)", s)
+	}
+	return ByteSize(v), nil
+}
+
+// UnmarshalYAML parses a byte size.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
 // UnmarshalYAML parses a byte rate.
 func (b *ByteRate) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseByteRate(n.Value)

@@ -154,6 +154,7 @@ func (c *checker) policy(at string, p *Policy) {
 		if d.Limits != nil {
 			c.limits(dat+".limits", *d.Limits)
 		}
+		c.tuning(dat+".tuning", d)
 	}
 	catchAll := -1
 	for i, r := range p.Rules {
@@ -215,6 +216,22 @@ func (c *checker) policy(at string, p *Policy) {
 func (c *checker) limits(at string, l Limits) {
 	if l.Concurrency < 0 || l.Concurrency > 1024 {
 		c.add(at+".concurrency", "between 1 and 1024", "concurrency %d out of range", l.Concurrency)
+	}
+}
+
+func (c *checker) tuning(at string, d Destination) {
+	t := d.Tuning
+	if t.PartSize < 0 || t.PartSize > 1<<30 {
+		c.add(at+".part_size", "at most 1GiB (each part is held in memory)", "part size %d out of range", t.PartSize)
+	}
+	if t.Threshold < 0 || t.Threshold > 1<<30 {
+		c.add(at+".threshold", "at most 1GiB (objects up to it are held in memory)", "threshold %d out of range", t.Threshold)
+	}
+	if t.Concurrency < 0 || t.Concurrency > 64 {
+		c.add(at+".concurrency", "between 1 and 64 parts in flight per object", "concurrency %d out of range", t.Concurrency)
+	}
+	if t.SingleRequest && !strings.HasPrefix(d.URL, "gs://") {
+		c.add(at+".single_request", "only gs:// destinations have resumable uploads to turn off; remove it", "single_request on a non-GCS destination")
 	}
 }
 

@@ -33,6 +33,9 @@ type Tuning struct {
 	CopyPartSize int64
 	// PageSize is the default number of entries per listing request.
 	PageSize int
+	// SingleRequest streams objects larger than Threshold in one request instead
+	// of a resumable upload (GCS only; other drivers ignore it).
+	SingleRequest bool
 }
 
 // Options are what every driver's constructor takes.

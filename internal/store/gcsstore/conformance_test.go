@@ -94,3 +94,27 @@ func TestConformance(t *testing.T) {
 func TestPut1GiBBoundedMemory(t *testing.T) {
 	storetest.BoundedMemoryPut(t, newAt(store.Tuning{}), 1<<30, 200<<20)
 }
+
+// singleTuning streams everything beyond 5 MiB in one request.
+var singleTuning = store.Tuning{Threshold: 5 << 20, SingleRequest: true}
+
+// TestConformanceSingleRequest holds single-request uploads to the same contract:
+// verified before the object appears, nothing left by a failed or cancelled put.
+func TestConformanceSingleRequest(t *testing.T) {
+	ensureBucket(t, testBucket)
+	storetest.Run(t, storetest.Harness{
+		NewAt:         newAt(singleTuning),
+		PartSize:      5 << 20,
+		CopyLargeSize: 12 << 20,
+		MissingLocation: func(t *testing.T) store.Store {
+			return open(t, "gs://replicator-no-such-bucket/x", singleTuning)
+		},
+		Unreachable: func(t *testing.T) store.Store {
+			return open(t, "gs://"+testBucket+"/x?endpoint=http://127.0.0.1:1", singleTuning)
+		},
+	})
+}
+
+func TestPut1GiBBoundedMemorySingleRequest(t *testing.T) {
+	storetest.BoundedMemoryPut(t, newAt(store.Tuning{SingleRequest: true}), 1<<30, 200<<20)
+}

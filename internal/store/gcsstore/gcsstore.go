@@ -49,9 +49,11 @@ const (
 	// held in memory (twice: ours, to verify the hash before sending, and the SDK's,
 	// to retry), so it stays well below the part size.
 	DefaultThreshold = 8 << 20
-	// DefaultPageSize is the number of objects asked per listing request (GCS's
-	// maximum is 1000).
-	DefaultPageSize = 1000
+	// DefaultPageSize is the number of objects asked per listing request. GCS
+	// returns at most 1000 whatever is asked; emulators such as fake-gcs-server read
+	// every object of the bucket on each request, so asking for more saves them
+	// whole passes.
+	DefaultPageSize = 10000
 )
 
 // Retry policy of the SDK. The activity layer retries transient failures with its
@@ -98,6 +100,8 @@ type gcsStore struct {
 	// emulated is set for an emulator endpoint: fake-gcs-server ignores generation
 	// conditions on rewrites, so Copy checks them itself there first.
 	emulated bool
+	// single streams large objects in one request instead of resumable chunks.
+	single bool
 }
 
 // New returns a store for opts.URL, gs://bucket[/prefix][?endpoint=URL]. endpoint
@@ -105,6 +109,7 @@ type gcsStore struct {
 // endpoint is taken to be an emulator, so no credentials are sent to it.
 // Tuning.Concurrency, CopyThreshold and CopyPartSize do not apply: a resumable upload
 // sends its chunks in order, and server-side copies are rewrites paced by GCS.
+// Tuning.SingleRequest streams objects beyond the threshold in one request.
 func New(ctx context.Context, opts store.Options) (store.Store, error) {
 	u := opts.URL
 	if u == nil || u.Scheme != "gs" {
@@ -128,6 +133,7 @@ func New(ctx context.Context, opts store.Options) (store.Store, error) {
 		partSize:  opts.Tuning.PartSize,
 		threshold: opts.Tuning.Threshold,
 		pageSize:  opts.Tuning.PageSize,
+		single:    opts.Tuning.SingleRequest,
 		hints:     hints{bucket: u.Host, url: u.Redacted()},
 	}
 	if s.partSize <= 0 {

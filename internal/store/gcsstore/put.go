@@ -2,7 +2,6 @@ package gcsstore
 
 import (
 	"context"
-	"crypto/md5"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -20,10 +19,12 @@ const cleanupTimeout = 30 * time.Second
 var crc32cTable = crc32.MakeTable(crc32.Castagnoli)
 
 // Put writes r to key. Up to the threshold the bytes are verified in memory and sent
-// in one request carrying their CRC32C and MD5, which GCS checks. Beyond it they
+// in one request carrying their CRC32C, which GCS checks. Beyond it they
 // stream through one resumable upload in chunks of the part size; GCS only creates
 // the object on the upload's final request, which Writer.Close sends, so the stream
-// is verified before Close and a failure cancels the upload instead.
+// is verified before Close and a failure cancels the upload instead. With
+// Tuning.SingleRequest the rest streams in one request instead, whose body only ends
+// at Close: the same check holds, and a failure restarts the object from its start.
 func (s *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (*store.Object, error) {
 	const op = "put"
 	name, err := s.objectName(key)
@@ -104,13 +105,12 @@ func (s *gcsStore) putSmall(ctx context.Context, obj *storage.ObjectHandle, key 
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := s.newWriter(wctx, obj, key, opts)
-	// A chunk larger than the data makes the SDK send one request from a buffer it
-	// can resend, rather than a resumable session.
-	w.ChunkSize = len(data) + 1
+	// ChunkSize 0 sends one request streamed from data, without the copy a resendable
+	// buffer would cost (a failed request fails the put; the caller retries it). The
+	// CRC32C, which GCS checks, guards the bytes on the way at a fraction of MD5's cost.
+	w.ChunkSize = 0
 	w.CRC32C = crc32.Checksum(data, crc32cTable)
 	w.SendCRC32C = true
-	sum := md5.Sum(data)
-	w.MD5 = sum[:]
 	if _, err := w.Write(data); err != nil {
 		cancel() // never finalize a partial write
 		_ = w.Close()
@@ -136,6 +136,13 @@ func (s *gcsStore) putLarge(ctx context.Context, obj *storage.ObjectHandle, key 
 	if opts.Progress != nil {
 		w.ProgressFunc = opts.Progress
 	}
+	src := &sourceReader{r: v}
+	if s.single {
+		// ChunkSize 0 is the SDK's one streamed request; it reports no progress, so
+		// the source read stands in for it.
+		w.ChunkSize = 0
+		src.progress, src.offset = opts.Progress, int64(len(head))
+	}
 	abandon := func(cause error) (*storage.ObjectAttrs, error) {
 		cancel()
 		done := make(chan struct{})
@@ -151,7 +158,6 @@ func (s *gcsStore) putLarge(ctx context.Context, obj *storage.ObjectHandle, key 
 		return abandon(err)
 	}
 	head = nil
-	src := &sourceReader{r: v}
 	if _, err := io.Copy(w, src); err != nil {
 		if src.err != nil {
 			return abandon(s.readError(v, opts.Size, src.err))
@@ -168,17 +174,29 @@ func (s *gcsStore) putLarge(ctx context.Context, obj *storage.ObjectHandle, key 
 }
 
 // sourceReader remembers a read failure, so that a failed copy can be blamed on the
-// source or on the upload.
+// source or on the upload, and reports progress when the SDK cannot.
 type sourceReader struct {
-	r   io.Reader
-	err error
+	r        io.Reader
+	err      error
+	progress func(int64)
+	offset   int64 // bytes sent before this reader
+	read     int64
+	reported int64
 }
+
+// progressEvery is how often a single-request upload reports the bytes sent.
+const progressEvery = 8 << 20
 
 // Read reads from the source, recording any error but io.EOF.
 func (s *sourceReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	if err != nil && !errors.Is(err, io.EOF) {
 		s.err = err
+	}
+	s.read += int64(n)
+	if s.progress != nil && s.read-s.reported >= progressEvery {
+		s.reported = s.read
+		s.progress(s.offset + s.read)
 	}
 	return n, err
 }
