@@ -355,6 +355,24 @@ func (a *Activities) Transfer(ctx context.Context, in TransferInput) (*TransferR
 // transfer is Transfer's logic, shared with ReplicateChunk; sink, when set, collects
 // the manifest entries for one journal write per chunk.
 func (a *Activities) transfer(ctx context.Context, p *config.Policy, src, dst store.Store, lim *destLimits, in TransferInput, heartbeat bool, sink *manifestSink) (*TransferResult, error) {
+	if in.StagingKey == "" && in.Source.Size <= optimisticCreateMax && !in.VerifyContent {
+		// Most small keys of a batch are new: a create-only put settles them in one
+		// request instead of a stat and a put. A key that exists fails the
+		// precondition having cost at most one small request, and takes the full path.
+		obj, err := a.put(ctx, src, dst, lim, in, in.Key, store.Precondition{IfNoneMatch: true}, heartbeat)
+		if err == nil {
+			if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, sink); err != nil {
+				return nil, err
+			}
+			return &TransferResult{Outcome: OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
+		}
+		if store.IsNotFound(err) {
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("source %s disappeared during the copy", in.Key), ErrSourceMissing, err)
+		}
+		if !store.IsPrecondition(err) {
+			return nil, asActivityError(err)
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		current, err := dst.Stat(ctx, in.Key)
 		exists := err == nil
@@ -418,6 +436,11 @@ func (a *Activities) transfer(ctx context.Context, p *config.Policy, src, dst st
 		return &TransferResult{Outcome: OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
 	}
 }
+
+// optimisticCreateMax is the largest source a transfer puts create-only before it
+// looks at the destination: beyond it, a key that turns out to exist would have cost
+// a large upload for nothing.
+const optimisticCreateMax = 1 << 20
 
 // contentIs reads an object and reports whether its bytes have the given SHA-256.
 func contentIs(ctx context.Context, s store.Store, key, sha string) (bool, error) {

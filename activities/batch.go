@@ -123,6 +123,65 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 			mu.Unlock()
 		}
 	}
+	replicateTo := func(key, t string, sv SourceVersion) {
+		d := dests[t]
+		select {
+		case d.lim.slots <- struct{}{}:
+			defer func() { <-d.lim.slots }()
+		case <-ctx.Done():
+			return
+		}
+		var out *TransferResult
+		var err error
+		for try := 0; try < chunkTries; try++ {
+			if !sv.Exists {
+				if p.Mode != config.ModeMirror {
+					out = &TransferResult{Outcome: OutcomeSkipped}
+					break
+				}
+				out, err = a.DeleteReplica(ctx, DeleteInput{Policy: p.Name, Destination: t, Key: key})
+			} else {
+				out, err = a.transfer(ctx, p, src, d.s, d.lim, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent}, false, sink)
+				a.observe(p.Name, t, sv, out, err, true)
+			}
+			if err == nil {
+				break
+			}
+			if ErrorClass(err) == ErrSourceChanged {
+				if nsv, perr := a.prepareSource(ctx, p, src, key); perr == nil {
+					sv = nsv
+				}
+			} else if isPermanent(err) {
+				break
+			}
+			sleep(ctx, try)
+		}
+		if err != nil {
+			deadLetter(key, t, err)
+			return
+		}
+		record(t, out.Outcome, out.Bytes)
+	}
+	// The chunk's liveness: a heartbeat every second whether or not a key finished,
+	// so that slow keys under a short heartbeat timeout do not fail the chunk; a hung
+	// request is bounded by the drivers' own timeouts.
+	beatCtx, stopBeats := context.WithCancel(ctx)
+	defer stopBeats()
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-beatCtx.Done():
+				return
+			case <-tick.C:
+				mu.Lock()
+				n := done
+				mu.Unlock()
+				activity.RecordHeartbeat(ctx, n)
+			}
+		}
+	}()
 	for _, key := range keys {
 		if ctx.Err() != nil {
 			break
@@ -148,7 +207,6 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 			defer func() {
 				mu.Lock()
 				done++
-				activity.RecordHeartbeat(ctx, done)
 				mu.Unlock()
 			}()
 			var sv SourceVersion
@@ -171,38 +229,13 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 				mu.Unlock()
 				return
 			}
+			// The destinations of a key move at once, each within its own limit of
+			// transfers in flight on this worker, shared with every other activity.
+			var kwg sync.WaitGroup
 			for _, t := range targets {
-				d := dests[t]
-				var out *TransferResult
-				for try := 0; try < chunkTries; try++ {
-					if !sv.Exists {
-						if p.Mode != config.ModeMirror {
-							out = &TransferResult{Outcome: OutcomeSkipped}
-							break
-						}
-						out, err = a.DeleteReplica(ctx, DeleteInput{Policy: p.Name, Destination: t, Key: key})
-					} else {
-						out, err = a.transfer(ctx, p, src, d.s, d.lim, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent}, false, sink)
-						a.observe(p.Name, t, sv, out, err, true)
-					}
-					if err == nil {
-						break
-					}
-					if ErrorClass(err) == ErrSourceChanged {
-						if nsv, perr := a.prepareSource(ctx, p, src, key); perr == nil {
-							sv = nsv
-						}
-					} else if isPermanent(err) {
-						break
-					}
-					sleep(ctx, try)
-				}
-				if err != nil {
-					deadLetter(key, t, err)
-					continue
-				}
-				record(t, out.Outcome, out.Bytes)
+				kwg.Go(func() { replicateTo(key, t, sv) })
 			}
+			kwg.Wait()
 		}()
 	}
 	wg.Wait()
