@@ -17,6 +17,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -52,7 +53,20 @@ func run() error {
 	metricsAddr := flag.String("metrics-addr", envOr("REPLICATOR_METRICS_ADDR", "127.0.0.1:9464"), "address of /metrics and /healthz")
 	stopTimeout := flag.Duration("stop-timeout", 30*time.Second, "how long running activities get to finish on SIGTERM before they are handed over")
 	profile := flag.Bool("pprof", false, "also serve Go's profiler under /debug/pprof/ on the metrics address")
+	memoryLimit := flag.String("memory-limit", "512MiB", "soft memory limit of the Go runtime (GOMEMLIMIT, when set, wins): the GC works harder near it instead of letting upload buffers pile up; 0 turns it off")
 	flag.Parse()
+
+	if os.Getenv("GOMEMLIMIT") == "" {
+		limit, err := config.ParseByteSize(*memoryLimit)
+		if err != nil {
+			return fmt.Errorf("--memory-limit: %w", err)
+		}
+		if limit > 0 {
+			// Upload buffers are pointer-free, so collecting them more often costs
+			// little; without a limit the heap may double the bytes in flight.
+			debug.SetMemoryLimit(int64(limit))
+		}
+	}
 
 	cfg, path, err := config.Load(*configPath)
 	if err != nil {

@@ -63,8 +63,9 @@ const (
 	DefaultThreshold = 16 << 20
 	// DefaultConcurrency is the number of blocks staged at once for one object.
 	DefaultConcurrency = 4
-	// DefaultPageSize is the number of entries asked per List Blobs request.
-	DefaultPageSize = 1000
+	// DefaultPageSize is the number of entries asked per List Blobs request, Azure's
+	// maximum: fewer round trips for a reconcile's listings.
+	DefaultPageSize = 5000
 )
 
 // Service limits (https://learn.microsoft.com/rest/api/storageservices/put-block-list).

@@ -109,17 +109,15 @@ func (s *s3Store) mismatch(key string, err error) error {
 }
 
 // putSingle stores data, already verified against opts.SHA256, in one request. The
-// server checks both Content-MD5 and the declared SHA-256, so bytes damaged on the
-// way are refused as well.
+// server checks the declared SHA-256 (x-amz-checksum-sha256), so bytes damaged on the
+// way are refused as well; a Content-MD5 on top would only cost another pass.
 func (s *s3Store) putSingle(ctx context.Context, key string, data []byte, opts store.PutOptions, hdr objectHeaders) (*store.Object, error) {
 	sum, _ := hex.DecodeString(opts.SHA256) // validated by Put
-	md := md5.Sum(data)
 	in := &s3.PutObjectInput{
 		Bucket:         &s.bucket,
 		Key:            aws.String(s.full(key)),
 		Body:           bytes.NewReader(data),
 		ContentLength:  aws.Int64(int64(len(data))),
-		ContentMD5:     aws.String(base64.StdEncoding.EncodeToString(md[:])),
 		ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum)),
 		ContentType:    &hdr.contentType,
 		Metadata:       hdr.metadata,
@@ -309,8 +307,8 @@ func (s *s3Store) precheck(ctx context.Context, op, key string, pre store.Precon
 // unsignedPayload leaves the body out of the SigV4 signature, which otherwise costs a
 // SHA-256 pass over every byte on the client and another on the server (it halved
 // throughput against MinIO here). Integrity does not depend on it: the signed
-// Content-MD5 of every request, and the SHA-256 of single puts, are checked by the
-// server.
+// Content-MD5 of every part, and the signed SHA-256 checksum of single puts, are
+// checked by the server.
 func unsignedPayload(o *s3.Options) {
 	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 }
