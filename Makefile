@@ -1,7 +1,7 @@
 # The two commands of the README are `make run` and `make test`.
 SHELL := /bin/bash
 
-.PHONY: run test unit bench bench-reconcile stack-up stack-down stack-health tools lint
+.PHONY: run test unit bench bench-transfers bench-reconcile stack-up stack-down stack-health tools lint
 
 ## run: the demo on the embedded default: local stack, worker, replication of samples.
 run:
@@ -11,8 +11,11 @@ run:
 test:
 	bash deploy/local/test.sh
 
-## bench: transfers of one 1 GiB file, 2000 x 16 KiB and 200 x 8 MiB beside rclone (deploy/bench/transfers.md).
-bench:
+## bench: every benchmark case (DESIGN section 9): transfers, then the no-op reconcile (deploy/bench/*.md).
+bench: bench-transfers bench-reconcile
+
+## bench-transfers: one 1 GiB file, 2000 x 16 KiB and 200 x 8 MiB beside rclone and the SDK limit (deploy/bench/transfers.md).
+bench-transfers:
 	bash deploy/bench/transfers.sh
 
 ## bench-reconcile: no-op reconcile of 20,000 files beside rclone (deploy/bench/reconcile.md).

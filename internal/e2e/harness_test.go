@@ -90,6 +90,8 @@ type world struct {
 	configPath string
 	prefix     string
 	extraEnv   []string
+	// workerArgs are extra worker flags.
+	workerArgs []string
 }
 
 // destinationsYAML are the three clouds, with per-test overrides.
@@ -103,7 +105,9 @@ type worldOptions struct {
 	s3Profile string
 	// azureDedicated gives Azure its own task queue.
 	azureDedicated bool
-	extra          string
+	// gcsExtra is appended to the GCS destination (tuning, limits).
+	gcsExtra string
+	extra    string
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
@@ -148,12 +152,12 @@ policies:
       - name: s3
         url: s3://%s/%s?region=us-east-1&endpoint=%s%s
       - name: gcs
-        url: gs://%s/%s
+        url: gs://%s/%s%s
       - name: azure
         url: azblob://devstoreaccount1/%s/%s?endpoint=%s
         credentials: {azure_connection_string_env: %s}%s
 %s`, w.dir, w.policy, w.src, o.mode, o.consistency, o.s3Bucket, w.prefix, os.Getenv("REPLICATOR_S3_ENDPOINT"), s3creds,
-		gcsBucket, w.prefix, azContainer, w.prefix, os.Getenv("REPLICATOR_AZURE_ENDPOINT"), o.azureConnEnv, dedicated, o.extra)
+		gcsBucket, w.prefix, o.gcsExtra, azContainer, w.prefix, os.Getenv("REPLICATOR_AZURE_ENDPOINT"), o.azureConnEnv, dedicated, o.extra)
 	w.configPath = filepath.Join(w.dir, "replicator.yaml")
 	must(t, os.WriteFile(w.configPath, []byte(cfg), 0o644))
 	return w
@@ -179,7 +183,7 @@ type proc struct {
 func (w *world) startWorker(env ...string) *proc {
 	w.t.Helper()
 	bin, _ := binaries(w.t)
-	cmd := exec.Command(bin, "--config", w.configPath, "--metrics-addr", "127.0.0.1:0", "--stop-timeout", "5s")
+	cmd := exec.Command(bin, append([]string{"--config", w.configPath, "--metrics-addr", "127.0.0.1:0", "--stop-timeout", "5s"}, w.workerArgs...)...)
 	cmd.Env = append(append(os.Environ(), w.extraEnv...), env...)
 	out := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
