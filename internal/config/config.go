@@ -121,7 +121,8 @@ type Tuning struct {
 	// SingleRequest streams every object larger than Threshold in one request
 	// instead of a resumable upload (GCS only): a failure restarts the object, but
 	// servers that pay per chunk (fake-gcs-server rehashes the whole object on each
-	// one) take it in one pass.
+	// one) take it in one pass. fake-gcs-server also stores a request cut short, so
+	// there a put refused mid-stream can leave the cut object; real GCS does not.
 	SingleRequest bool `yaml:"single_request"`
 }
 

@@ -64,9 +64,6 @@ policies:
         url: s3://%[2]s/replica?region=us-east-1&endpoint=%[3]s
       - name: gcp-gcs
         url: gs://%[2]s/replica
-        # fake-gcs-server rehashes the whole object on every resumable chunk:
-        # one streamed request per object suits it (drop this for real GCS).
-        tuning: {single_request: true}
       - name: azure-blob
         url: azblob://devstoreaccount1/%[2]s/replica?endpoint=%[4]s
         credentials: {azure_connection_string_env: AZURE_STORAGE_CONNECTION_STRING}

@@ -113,6 +113,7 @@ func (s *gcsStore) putSmall(ctx context.Context, obj *storage.ObjectHandle, key 
 	w.SendCRC32C = true
 	if _, err := w.Write(data); err != nil {
 		cancel() // never finalize a partial write
+		abort(w, err)
 		_ = w.Close()
 		return nil, err
 	}
@@ -145,6 +146,7 @@ func (s *gcsStore) putLarge(ctx context.Context, obj *storage.ObjectHandle, key 
 	}
 	abandon := func(cause error) (*storage.ObjectAttrs, error) {
 		cancel()
+		abort(w, cause)
 		done := make(chan struct{})
 		go func() { _ = w.Close(); close(done) }()
 		select {
@@ -173,6 +175,15 @@ func (s *gcsStore) putLarge(ctx context.Context, obj *storage.ObjectHandle, key 
 	return w.Attrs(), nil
 }
 
+// abort fails the writer's request body before Close runs. A single-request upload
+// is finalized by the end of its body, and Close ends it cleanly: should the transport
+// not have seen the cancelled context yet, the server would store the object the put
+// is refusing (the conformance suite caught it on fake-gcs-server). The SDK
+// deprecates CloseWithError in favour of cancelling, which alone races here.
+func abort(w *storage.Writer, cause error) {
+	_ = w.CloseWithError(cause) //nolint:staticcheck // see above
+}
+
 // sourceReader remembers a read failure, so that a failed copy can be blamed on the
 // source or on the upload, and reports progress when the SDK cannot.
 type sourceReader struct {
@@ -194,7 +205,7 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 		s.err = err
 	}
 	s.read += int64(n)
-	if s.progress != nil && s.read-s.reported >= progressEvery {
+	if s.progress != nil && (s.read-s.reported >= progressEvery || errors.Is(err, io.EOF) && s.read > s.reported) {
 		s.reported = s.read
 		s.progress(s.offset + s.read)
 	}

@@ -39,6 +39,11 @@ type Harness struct {
 	// Unreachable returns a store whose endpoint refuses connections; nil for stores
 	// without a network.
 	Unreachable func(t *testing.T) store.Store
+	// StoresCutRequests is set when the server stores a single-request upload whose
+	// connection was cut before its body ended (fake-gcs-server, for GCS puts with
+	// Tuning.SingleRequest): a put refused after its bytes went out then leaves the
+	// cut object behind, so the suite checks the refusal but not the leftovers.
+	StoresCutRequests bool
 }
 
 // UniquePrefix returns a fresh prefix for one test.
@@ -83,8 +88,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
 	t.Run("ListOrder", func(t *testing.T) { testListOrder(t, newStore(t)) })
 	t.Run("ListPagination", func(t *testing.T) { testPagination(t, newStore(t)) })
-	t.Run("HashMismatch", func(t *testing.T) { testMismatch(t, newStore(t), 1000) })
-	t.Run("HashMismatchMultipart", func(t *testing.T) { testMismatch(t, newStore(t), 2*h.PartSize+5) })
+	t.Run("HashMismatch", func(t *testing.T) { testMismatch(t, newStore(t), 1000, false) })
+	t.Run("HashMismatchMultipart", func(t *testing.T) { testMismatch(t, newStore(t), 2*h.PartSize+5, h.StoresCutRequests) })
 	t.Run("InvalidKeys", func(t *testing.T) { testInvalidKeys(t, newStore(t)) })
 	t.Run("ErrorClasses", func(t *testing.T) { testErrorClasses(t, h) })
 }
@@ -446,7 +451,7 @@ func testPagination(t *testing.T, s store.Store) {
 	}
 }
 
-func testMismatch(t *testing.T, s store.Store, size int64) {
+func testMismatch(t *testing.T, s store.Store, size int64, storesCutRequests bool) {
 	data := bytes.Repeat([]byte("x"), int(size))
 	lie := SHA256Hex([]byte("something else"))
 	_, err := s.Put(ctx(t), "mm/new", bytes.NewReader(data), store.PutOptions{SHA256: lie, Size: size})
@@ -456,6 +461,10 @@ func testMismatch(t *testing.T, s store.Store, size int64) {
 
 	_, err = s.Put(ctx(t), "mm/new", bytes.NewReader(data[:size-1]), store.PutOptions{SHA256: SHA256Hex(data), Size: size})
 	WantCode(t, "put of a short stream", err, store.CodeMismatch)
+	if storesCutRequests {
+		t.Log("the server stores cut requests: the refusals are checked, not the leftovers")
+		return
+	}
 
 	old := []byte("the previous version")
 	Put(t, s, "mm/existing", old, store.PutOptions{})
