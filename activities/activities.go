@@ -14,6 +14,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/cloudrepl/replicator/internal/backends"
@@ -40,6 +41,10 @@ type Activities struct {
 
 	limitsMu sync.Mutex
 	limits   map[string]*destLimits
+
+	// sharedReads bounds the bytes of small sources held in memory at once for all
+	// their destinations (ReplicateChunk).
+	sharedReads *semaphore.Weighted
 }
 
 // destLimits bound one destination's transfers in this worker.
@@ -50,7 +55,7 @@ type destLimits struct {
 
 // New returns the activities for a config.
 func New(cfg *config.File, stores *backends.Cache, m *metrics.Metrics) *Activities {
-	return &Activities{Config: cfg, Stores: stores, Metrics: m, limits: map[string]*destLimits{}}
+	return &Activities{Config: cfg, Stores: stores, Metrics: m, limits: map[string]*destLimits{}, sharedReads: semaphore.NewWeighted(sharedReadBudget)}
 }
 
 // State opens the config's state location once.
@@ -347,19 +352,32 @@ func (a *Activities) Transfer(ctx context.Context, in TransferInput) (*TransferR
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	res, err := a.transfer(ctx, p, src, dst, lim, in, true, nil)
+	res, err := a.transfer(ctx, p, copyJob{src: src, dst: dst, lim: lim, heartbeat: true}, in)
 	a.observe(p.Name, in.Destination, in.Source, res, err, in.StagingKey == "")
 	return res, err
 }
 
-// transfer is Transfer's logic, shared with ReplicateChunk; sink, when set, collects
-// the manifest entries for one journal write per chunk.
-func (a *Activities) transfer(ctx context.Context, p *config.Policy, src, dst store.Store, lim *destLimits, in TransferInput, heartbeat bool, sink *manifestSink) (*TransferResult, error) {
+// copyJob is where a transfer reads and writes, and how.
+type copyJob struct {
+	src, dst store.Store
+	lim      *destLimits
+	// heartbeat records progress and resume state (the Transfer activity).
+	heartbeat bool
+	// sink, when set, collects the manifest entries for one journal write per chunk.
+	sink *manifestSink
+	// data is the source version read into memory and hashed once for every
+	// destination (ReplicateChunk's small files); nil reads the source.
+	data []byte
+}
+
+// transfer is Transfer's logic, shared with ReplicateChunk.
+func (a *Activities) transfer(ctx context.Context, p *config.Policy, job copyJob, in TransferInput) (*TransferResult, error) {
+	dst, sink := job.dst, job.sink
 	if in.StagingKey == "" && in.Source.Size <= optimisticCreateMax && !in.VerifyContent {
 		// Most small keys of a batch are new: a create-only put settles them in one
 		// request instead of a stat and a put. A key that exists fails the
 		// precondition having cost at most one small request, and takes the full path.
-		obj, err := a.put(ctx, src, dst, lim, in, in.Key, store.Precondition{IfNoneMatch: true}, heartbeat)
+		obj, err := a.put(ctx, job, in, in.Key, store.Precondition{IfNoneMatch: true})
 		if err == nil {
 			if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, sink); err != nil {
 				return nil, err
@@ -417,7 +435,7 @@ func (a *Activities) transfer(ctx context.Context, p *config.Policy, src, dst st
 		if in.StagingKey != "" {
 			target, pre = in.StagingKey, store.Precondition{}
 		}
-		obj, err := a.put(ctx, src, dst, lim, in, target, pre, heartbeat)
+		obj, err := a.put(ctx, job, in, target, pre)
 		if store.IsPrecondition(err) && attempt < 5 {
 			continue // another writer got there first: look again and decide again
 		}
@@ -457,17 +475,26 @@ func contentIs(ctx context.Context, s store.Store, key, sha string) (bool, error
 }
 
 // put streams the source version to target, verifying its SHA-256 on the way.
-func (a *Activities) put(ctx context.Context, src, dst store.Store, lim *destLimits, in TransferInput, target string, pre store.Precondition, heartbeat bool) (*store.Object, error) {
-	r, err := src.Open(ctx, in.Key, 0)
-	if err != nil {
-		return nil, err
+func (a *Activities) put(ctx context.Context, job copyJob, in TransferInput, target string, pre store.Precondition) (*store.Object, error) {
+	var r io.Reader
+	if job.data != nil {
+		r = store.NewVerified(job.data, in.Source.SHA256)
+	} else {
+		rc, err := job.src.Open(ctx, in.Key, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		r = rc
 	}
-	defer r.Close()
+	if job.lim.limiter.Limit() != rate.Inf {
+		r = limitedReader{ctx: ctx, r: r, l: job.lim.limiter}
+	}
 	opts := store.PutOptions{
 		SHA256: in.Source.SHA256, Size: in.Source.Size, ContentType: in.Source.ContentType,
 		SourceVersion: in.Source.Version, Metadata: in.Source.Metadata, Precondition: pre,
 	}
-	if heartbeat && activity.IsActivity(ctx) {
+	if job.heartbeat && activity.IsActivity(ctx) {
 		p := Progress{Total: in.Source.Size, Target: target, Version: in.Source.Version}
 		opts.Resume = resumeState(ctx, p)
 		var mu sync.Mutex
@@ -484,7 +511,7 @@ func (a *Activities) put(ctx context.Context, src, dst store.Store, lim *destLim
 			mu.Unlock()
 		}
 	}
-	return dst.Put(ctx, target, limitedReader{ctx: ctx, r: r, l: lim.limiter}, opts)
+	return job.dst.Put(ctx, target, r, opts)
 }
 
 // resumeState is what an attempt passes as PutOptions.Resume: the upload an earlier

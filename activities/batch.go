@@ -2,7 +2,11 @@ package activities
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"time"
@@ -123,7 +127,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 			mu.Unlock()
 		}
 	}
-	replicateTo := func(key, t string, sv SourceVersion) {
+	replicateTo := func(key, t string, sv SourceVersion, data []byte) {
 		d := dests[t]
 		select {
 		case d.lim.slots <- struct{}{}:
@@ -141,15 +145,17 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 				}
 				out, err = a.DeleteReplica(ctx, DeleteInput{Policy: p.Name, Destination: t, Key: key})
 			} else {
-				out, err = a.transfer(ctx, p, src, d.s, d.lim, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent}, false, sink)
+				job := copyJob{src: src, dst: d.s, lim: d.lim, sink: sink, data: data}
+				out, err = a.transfer(ctx, p, job, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent})
 				a.observe(p.Name, t, sv, out, err, true)
 			}
 			if err == nil {
 				break
 			}
 			if ErrorClass(err) == ErrSourceChanged {
+				// Only a streamed source can change under a put: data is a snapshot.
 				if nsv, perr := a.prepareSource(ctx, p, src, key); perr == nil {
-					sv = nsv
+					sv, data = nsv, nil
 				}
 			} else if isPermanent(err) {
 				break
@@ -210,11 +216,15 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 				mu.Unlock()
 			}()
 			var sv SourceVersion
+			var data []byte
 			var err error
 			for try := 0; try < chunkTries; try++ {
-				if sv, err = a.prepareSource(ctx, p, src, key); err == nil || isPermanent(err) {
+				var release func()
+				if sv, data, release, err = a.readSource(ctx, p, src, key); err == nil || isPermanent(err) {
+					defer release()
 					break
 				}
+				release()
 				sleep(ctx, try)
 			}
 			if err != nil {
@@ -233,7 +243,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 			// transfers in flight on this worker, shared with every other activity.
 			var kwg sync.WaitGroup
 			for _, t := range targets {
-				kwg.Go(func() { replicateTo(key, t, sv) })
+				kwg.Go(func() { replicateTo(key, t, sv, data) })
 			}
 			kwg.Wait()
 		}()
@@ -252,6 +262,64 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 		res.Destinations = append(res.Destinations, DestinationCounts{Destination: name, Counts: *counts[name]})
 	}
 	return res, nil
+}
+
+// sharedReadMax is the largest source ReplicateChunk reads into memory once for all
+// its destinations, hashing it once; larger ones stream to each destination, each
+// put hashing its own read. sharedReadBudget bounds such bytes on one worker.
+const (
+	sharedReadMax    = 16 << 20
+	sharedReadBudget = 128 << 20
+)
+
+// readSource is prepareSource for a chunk: a source up to sharedReadMax is read into
+// memory within the worker's budget and hashed on the way, so one read serves every
+// destination. A write during the read would tear the snapshot, so the source is
+// stated again after it: a changed version is a changed source. release returns the
+// budget once the destinations are done.
+func (a *Activities) readSource(ctx context.Context, p *config.Policy, src store.Store, key string) (sv SourceVersion, data []byte, release func(), err error) {
+	release = func() {}
+	attrs, err := src.Stat(ctx, key)
+	if store.IsNotFound(err) {
+		return SourceVersion{}, nil, release, nil
+	}
+	if err != nil {
+		return SourceVersion{}, nil, release, asActivityError(err)
+	}
+	if attrs.Size > sharedReadMax {
+		sv, err = a.prepareSource(ctx, p, src, key)
+		return sv, nil, release, err
+	}
+	if err := a.sharedReads.Acquire(ctx, max(attrs.Size, 1)); err != nil {
+		return SourceVersion{}, nil, release, err
+	}
+	release = func() { a.sharedReads.Release(max(attrs.Size, 1)) }
+	r, err := src.Open(ctx, key, 0)
+	if store.IsNotFound(err) {
+		return SourceVersion{}, nil, release, nil
+	}
+	if err != nil {
+		return SourceVersion{}, nil, release, asActivityError(err)
+	}
+	data = make([]byte, attrs.Size+1)
+	n, err := io.ReadFull(r, data)
+	r.Close()
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return SourceVersion{}, nil, release, asActivityError(fmt.Errorf("read %s: %w", key, err))
+	}
+	after, serr := src.Stat(ctx, key)
+	if int64(n) != attrs.Size || serr != nil || sourceVersion(after.Object) != sourceVersion(attrs.Object) {
+		return SourceVersion{}, nil, release, temporal.NewApplicationError(
+			fmt.Sprintf("source %s changed while it was read (%d bytes read, %d stated)", key, n, attrs.Size), ErrSourceChanged)
+	}
+	data = data[:n]
+	sum := sha256.Sum256(data)
+	sv = SourceVersion{Exists: true, Version: sourceVersion(attrs.Object), Size: attrs.Size, ModTime: attrs.ModTime,
+		ContentType: attrs.ContentType, Metadata: attrs.Metadata, SHA256: hex.EncodeToString(sum[:])}
+	if len(sv.Metadata) == 0 {
+		sv.Metadata = nil
+	}
+	return sv, data, release, nil
 }
 
 func isPermanent(err error) bool {

@@ -1,0 +1,59 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"strings"
+	"testing"
+)
+
+func shaOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func TestVerifierTrustsContentHashedIntoMemory(t *testing.T) {
+	data := []byte("invoice 42")
+	v := NewVerifier(NewVerified(data, shaOf(data)), strings.ToUpper(shaOf(data)), int64(len(data)))
+	if v.h != nil {
+		t.Fatal("the verifier hashes content whose digest is already known")
+	}
+	if got, err := io.ReadAll(v); err != nil || string(got) != string(data) {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	if err := v.Verify(); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+}
+
+func TestVerifierHashesWhenDigestsDiffer(t *testing.T) {
+	data := []byte("invoice 42")
+	other := shaOf([]byte("invoice 43"))
+	// The caller expects another version than the one in memory: hash and refuse.
+	v := NewVerifier(NewVerified(data, shaOf(data)), other, int64(len(data)))
+	if v.h == nil {
+		t.Fatal("the verifier trusts content hashed to another digest")
+	}
+	if _, err := io.ReadAll(v); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Verify(); err == nil || !strings.Contains(err.Error(), "differs from the declared") {
+		t.Fatalf("Verify = %v, want a SHA-256 mismatch", err)
+	}
+}
+
+func TestVerifierCountsTrustedContent(t *testing.T) {
+	data := []byte("invoice 42")
+	v := NewVerifier(NewVerified(data, shaOf(data)), shaOf(data), int64(len(data))+1)
+	if _, err := io.ReadAll(v); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Verify(); err == nil || !strings.Contains(err.Error(), "declared 11") {
+		t.Fatalf("Verify = %v, want a size mismatch", err)
+	}
+	v = NewVerifier(NewVerified(data, shaOf(data)), shaOf(data), 3)
+	if _, err := io.ReadAll(v); err == nil {
+		t.Fatal("a stream longer than declared was read to its end")
+	}
+}
