@@ -631,7 +631,9 @@ func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferRes
 		if exists {
 			pre.IfMatch = current.ETag
 		}
+		stop := keepAlive(ctx)
 		obj, err := dst.Copy(ctx, in.Key, in.StagingKey, store.CopyOptions{Attributes: attrs, Precondition: pre})
+		stop()
 		if store.IsPrecondition(err) && attempt < 5 {
 			continue
 		}
@@ -645,6 +647,32 @@ func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferRes
 		a.observe(p.Name, in.Destination, in.Source, res, nil, true)
 		return res, nil
 	}
+}
+
+// keepAlive heartbeats every second until stop is called: a server-side copy of a
+// large object reports no progress, and can outlast the heartbeat timeout (1 GiB on
+// fake-gcs-server takes longer than the 5 s the tests use). A copy that hangs is
+// bounded by the drivers' request timeouts and the activity's start-to-close.
+func keepAlive(ctx context.Context) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // UploadAborter is implemented by drivers that can find and abort unfinished
