@@ -274,7 +274,7 @@ func TestCommitPreconditions(t *testing.T) {
 		{"if-match a stale ETag", "exists", store.Precondition{IfMatch: `"0123456789abcdef0123456789abcdef"`}},
 		{"if-match on a missing key", "missing", store.Precondition{IfMatch: existing.ETag}},
 	} {
-		u, err := s.createUpload(ctx, c.key, hdr)
+		u, err := s.createUpload(ctx, c.key, hdr, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -117,7 +117,7 @@ func (s *s3Store) copyMultipart(ctx context.Context, dstKey, srcKey, srcETag str
 		return nil, err
 	}
 	partSize := s.partSizeFor(size, s.copyPartSize)
-	u, err := s.createUpload(ctx, dstKey, hdr)
+	u, err := s.createUpload(ctx, dstKey, hdr, false)
 	if err != nil {
 		return nil, s.classify("copy", dstKey, false, err)
 	}

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 	"strings"
@@ -150,7 +152,7 @@ func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, 
 		return nil, s.classify("put", key, false, err)
 	}
 	if u == nil {
-		if u, err = s.createUpload(ctx, key, hdr); err != nil {
+		if u, err = s.createUpload(ctx, key, hdr, true); err != nil {
 			return nil, s.classify("put", key, false, err)
 		}
 	}
@@ -164,7 +166,8 @@ func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, 
 				"the object needs more than %d parts of %d bytes", maxParts, partSize)
 		}
 		if p, ok := stored[number]; ok && p.size == int64(len(data)) && p.etag == partETag(data) {
-			u.done(number, aws.String(p.etag)) // stored by an earlier attempt, same bytes
+			// Stored by an earlier attempt, same bytes.
+			u.done(types.CompletedPart{PartNumber: aws.Int32(int32(number)), ETag: aws.String(p.etag), ChecksumCRC32C: p.crc32c})
 			return nil
 		}
 		return u.putPart(ctx, number, data)
@@ -202,8 +205,9 @@ func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, 
 
 // storedPart is a part an earlier attempt stored.
 type storedPart struct {
-	etag string
-	size int64
+	etag   string
+	size   int64
+	crc32c *string // the part's checksum, in an upload created with CRC32C
 }
 
 // partETag is the ETag S3 gives a part stored without SSE-KMS: its quoted MD5.
@@ -220,6 +224,8 @@ func (s *s3Store) resumeUpload(ctx context.Context, key string, partSize int64, 
 		return nil, nil, nil
 	}
 	u := &upload{s: s, key: s.full(key), id: rs.UploadID}
+	// An upload keeps the checksum algorithm it was created with, also across
+	// versions of this driver: its parts must carry that algorithm's checksums.
 	stored := map[int]storedPart{}
 	p := s3.NewListPartsPaginator(s.client, &s3.ListPartsInput{Bucket: &s.bucket, Key: &u.key, UploadId: &u.id})
 	for p.HasMorePages() {
@@ -231,8 +237,9 @@ func (s *s3Store) resumeUpload(ctx context.Context, key string, partSize int64, 
 			}
 			return nil, nil, err
 		}
+		u.crc32c = page.ChecksumAlgorithm == types.ChecksumAlgorithmCrc32c
 		for _, part := range page.Parts {
-			stored[int(aws.ToInt32(part.PartNumber))] = storedPart{etag: quoteETag(aws.ToString(part.ETag)), size: aws.ToInt64(part.Size)}
+			stored[int(aws.ToInt32(part.PartNumber))] = storedPart{etag: quoteETag(aws.ToString(part.ETag)), size: aws.ToInt64(part.Size), crc32c: part.ChecksumCRC32C}
 		}
 	}
 	return u, stored, nil
@@ -342,45 +349,70 @@ type upload struct {
 	key string // full object name in the bucket
 	id  string
 
+	// crc32c: the upload was created with the CRC32C checksum algorithm, so each
+	// part carries its CRC32C (which the server checks) and the completion names
+	// them. Uploads of copies and those created before carry none.
+	crc32c bool
+
 	mu     sync.Mutex
 	parts  []types.CompletedPart
 	failed bool // a part request failed (as opposed to reading the source)
 }
 
-// createUpload starts a multipart upload of key with the object's headers.
-func (s *s3Store) createUpload(ctx context.Context, key string, hdr objectHeaders) (*upload, error) {
+// createUpload starts a multipart upload of key with the object's headers. Uploads
+// of streamed bytes (withCRC32C) check each part with CRC32C: the server refuses a
+// part damaged on the way as it would with Content-MD5, at a thirtieth of MD5's CPU
+// cost (about 18 GB/s against 0.55 GB/s on this project's machines).
+func (s *s3Store) createUpload(ctx context.Context, key string, hdr objectHeaders, withCRC32C bool) (*upload, error) {
 	in := &s3.CreateMultipartUploadInput{
 		Bucket:      &s.bucket,
 		Key:         aws.String(s.full(key)),
 		ContentType: &hdr.contentType,
 		Metadata:    hdr.metadata,
 	}
+	if withCRC32C {
+		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32c
+	}
 	s.applyStorageOptions(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 	out, err := s.client.CreateMultipartUpload(ctx, in)
 	if err != nil {
 		return nil, err
 	}
-	return &upload{s: s, key: s.full(key), id: aws.ToString(out.UploadId)}, nil
+	return &upload{s: s, key: s.full(key), id: aws.ToString(out.UploadId), crc32c: withCRC32C}, nil
 }
 
-// putPart stores part number with its Content-MD5, which the server checks.
+// putPart stores part number with a checksum the server checks: its CRC32C in an
+// upload created with that algorithm, its Content-MD5 otherwise.
 func (u *upload) putPart(ctx context.Context, number int, data []byte) error {
-	md := md5.Sum(data)
-	out, err := u.s.client.UploadPart(ctx, &s3.UploadPartInput{
+	in := &s3.UploadPartInput{
 		Bucket:        &u.s.bucket,
 		Key:           &u.key,
 		UploadId:      &u.id,
 		PartNumber:    aws.Int32(int32(number)),
 		Body:          bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))),
-		ContentMD5:    aws.String(base64.StdEncoding.EncodeToString(md[:])),
-	}, unsignedPayload)
+	}
+	if u.crc32c {
+		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32c
+		in.ChecksumCRC32C = aws.String(crc32cOf(data))
+	} else {
+		md := md5.Sum(data)
+		in.ContentMD5 = aws.String(base64.StdEncoding.EncodeToString(md[:]))
+	}
+	out, err := u.s.client.UploadPart(ctx, in, unsignedPayload)
 	if err != nil {
 		u.fail()
 		return fmt.Errorf("upload part %d: %w", number, err)
 	}
-	u.done(number, out.ETag)
+	u.done(types.CompletedPart{PartNumber: aws.Int32(int32(number)), ETag: out.ETag, ChecksumCRC32C: in.ChecksumCRC32C})
 	return nil
+}
+
+var crc32cTable = crc32.MakeTable(crc32.Castagnoli)
+
+// crc32cOf is data's CRC32C as S3 headers carry it: big-endian, base64.
+func crc32cOf(data []byte) string {
+	return base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc32.Checksum(data, crc32cTable)))
 }
 
 // copyPart stores part number as bytes first..last of the source object, which must
@@ -402,14 +434,14 @@ func (u *upload) copyPart(ctx context.Context, number int, srcKey, srcETag strin
 		u.fail()
 		return fmt.Errorf("copy part %d: %w", number, err)
 	}
-	u.done(number, out.CopyPartResult.ETag)
+	u.done(types.CompletedPart{PartNumber: aws.Int32(int32(number)), ETag: out.CopyPartResult.ETag})
 	return nil
 }
 
-func (u *upload) done(number int, etag *string) {
+func (u *upload) done(part types.CompletedPart) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.parts = append(u.parts, types.CompletedPart{PartNumber: aws.Int32(int32(number)), ETag: etag})
+	u.parts = append(u.parts, part)
 }
 
 func (u *upload) fail() {

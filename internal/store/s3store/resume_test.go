@@ -3,12 +3,15 @@
 package s3store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/cloudrepl/replicator/internal/store"
 	"github.com/cloudrepl/replicator/internal/store/storetest"
@@ -108,3 +111,40 @@ func TestAbortUploadsRemovesLeftovers(t *testing.T) {
 }
 
 func stringPtr(s string) *string { return &s }
+
+// TestPartChecksumIsChecked sends a part whose declared CRC32C is not its bytes' and
+// expects the server to refuse it as damaged in transit: the part checksum replaces
+// Content-MD5 only because the server checks it as well.
+func TestPartChecksumIsChecked(t *testing.T) {
+	endpoint, _, _ := env(t)
+	ensureBucket(t)
+	s := open(t, endpoint, testBucket, storetest.UniquePrefix(t), "", testTuning)
+	ctx := context.Background()
+	u, err := s.createUpload(ctx, "damaged.bin", objectHeaders{contentType: "application/octet-stream"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.abort(ctx)
+	part := make([]byte, 5<<20)
+	_, err = s.client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket: &s.bucket, Key: &u.key, UploadId: &u.id, PartNumber: aws.Int32(1),
+		Body: bytes.NewReader(part), ContentLength: aws.Int64(int64(len(part))),
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c, ChecksumCRC32C: aws.String(crc32cOf([]byte("other bytes"))),
+	}, unsignedPayload)
+	if err == nil {
+		t.Fatal("the server stored a part whose CRC32C does not match")
+	}
+	if got := store.CodeOf(s.classify("put", "damaged.bin", false, err)); got != store.CodeTransient {
+		t.Errorf("a damaged part classifies as %v (%v), want transient (a retry resends it)", got, err)
+	}
+	if err := u.putPart(ctx, 1, part); err != nil {
+		t.Fatalf("the same part with its own CRC32C: %v", err)
+	}
+	parts, err := s.client.ListParts(ctx, &s3.ListPartsInput{Bucket: &s.bucket, Key: &u.key, UploadId: &u.id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parts.ChecksumAlgorithm != types.ChecksumAlgorithmCrc32c || len(parts.Parts) != 1 || aws.ToString(parts.Parts[0].ChecksumCRC32C) != crc32cOf(part) {
+		t.Errorf("ListParts does not show the upload's CRC32C (algorithm %q, parts %+v): a resumed upload could not name it", parts.ChecksumAlgorithm, parts.Parts)
+	}
+}
