@@ -45,6 +45,9 @@ type Activities struct {
 	// sharedReads bounds the bytes of small sources held in memory at once for all
 	// their destinations (ReplicateChunk).
 	sharedReads *semaphore.Weighted
+	// shares lets the concurrent transfers of one large source version read and
+	// hash it once (shared_stream.go).
+	shares streamShares
 }
 
 // destLimits bound one destination's transfers in this worker.
@@ -226,11 +229,7 @@ func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src st
 	if err != nil {
 		return SourceVersion{}, asActivityError(err)
 	}
-	sv := SourceVersion{Exists: true, Version: sourceVersion(attrs.Object), Size: attrs.Size, ModTime: attrs.ModTime,
-		ContentType: attrs.ContentType, Metadata: attrs.Metadata}
-	if len(sv.Metadata) == 0 {
-		sv.Metadata = nil
-	}
+	sv := sourceVersionOf(attrs)
 	if attrs.SHA256 != "" && attrs.SourceSize == attrs.Size {
 		// A bucket source written by the replicator carries its hash.
 		sv.SHA256 = attrs.SHA256
@@ -273,6 +272,18 @@ func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src st
 		}
 	}
 	return sv, nil
+}
+
+// sourceVersionOf is what the source's attributes say of the version, all but its
+// SHA-256. Empty metadata is nil, so that histories do not depend on how a driver
+// returns none.
+func sourceVersionOf(attrs *store.Attributes) SourceVersion {
+	sv := SourceVersion{Exists: true, Version: sourceVersion(attrs.Object), Size: attrs.Size, ModTime: attrs.ModTime,
+		ContentType: attrs.ContentType, Metadata: attrs.Metadata}
+	if len(sv.Metadata) == 0 {
+		sv.Metadata = nil
+	}
+	return sv
 }
 
 // heartbeatReader heartbeats the bytes read so far, so a long read shows progress and
@@ -352,7 +363,12 @@ func (a *Activities) Transfer(ctx context.Context, in TransferInput) (*TransferR
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	res, err := a.transfer(ctx, p, copyJob{src: src, dst: dst, lim: lim, heartbeat: true}, in)
+	job := copyJob{src: src, dst: dst, lim: lim, heartbeat: true}
+	if info := activity.GetInfo(ctx); info.Attempt == 1 {
+		// A retry runs alone: the other destinations' transfers are over or apart.
+		job.sharers = a.sharers(p, in.Key, func(d *config.Destination) bool { return d.TaskQueue(DefaultTaskQueue) == info.TaskQueue })
+	}
+	res, err := a.transfer(ctx, p, job, in)
 	a.observe(p.Name, in.Destination, in.Source, res, err, in.StagingKey == "")
 	return res, err
 }
@@ -368,6 +384,9 @@ type copyJob struct {
 	// data is the source version read into memory and hashed once for every
 	// destination (ReplicateChunk's small files); nil reads the source.
 	data []byte
+	// sharers is how many transfers of this source version run together on this
+	// worker; above one, a large source is read once for all of them.
+	sharers int
 }
 
 // transfer is Transfer's logic, shared with ReplicateChunk.
@@ -479,6 +498,11 @@ func (a *Activities) put(ctx context.Context, job copyJob, in TransferInput, tar
 	var r io.Reader
 	if job.data != nil {
 		r = store.NewVerified(job.data, in.Source.SHA256)
+	} else if sr, err := a.joinShare(ctx, job, in); err != nil {
+		return nil, err
+	} else if sr != nil {
+		defer sr.Close()
+		r = sr
 	} else {
 		rc, err := job.src.Open(ctx, in.Key, 0)
 		if err != nil {
@@ -512,6 +536,34 @@ func (a *Activities) put(ctx context.Context, job copyJob, in TransferInput, tar
 		}
 	}
 	return job.dst.Put(ctx, target, r, opts)
+}
+
+// sharers counts the destinations of key, among those local says this worker
+// serves, that have no bandwidth limit: the transfers that can read one stream of
+// the source together.
+func (a *Activities) sharers(p *config.Policy, key string, local func(*config.Destination) bool) int {
+	n := 0
+	for _, name := range p.Route(key) {
+		d, err := p.Destination(name)
+		if err == nil && local(d) && a.limitsFor(p, d).limiter.Limit() == rate.Inf {
+			n++
+		}
+	}
+	return n
+}
+
+// joinShare returns the stream of the source version that job's sharers read
+// together, or nil when this transfer reads on its own: a small source (hashing it
+// again costs less than coordinating), a single transfer, or a bandwidth-limited
+// destination, whose pace would hold the others back.
+func (a *Activities) joinShare(ctx context.Context, job copyJob, in TransferInput) (*sharedReader, error) {
+	if job.sharers < 2 || in.Source.Size <= sharedReadMax || job.lim.limiter.Limit() != rate.Inf {
+		return nil, nil
+	}
+	id := strings.Join([]string{in.Policy, in.Key, in.Source.Version, in.Source.SHA256}, "\x00")
+	return a.shares.join(ctx, id, job.sharers, in.Source.SHA256, in.Source.Size, func(ctx context.Context, offset int64) (io.ReadCloser, error) {
+		return job.src.Open(ctx, in.Key, offset)
+	})
 }
 
 // resumeState is what an attempt passes as PutOptions.Resume: the upload an earlier
@@ -631,7 +683,7 @@ func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferRes
 		if exists {
 			pre.IfMatch = current.ETag
 		}
-		stop := keepAlive(ctx)
+		stop := keepAlive(ctx, nil)
 		obj, err := dst.Copy(ctx, in.Key, in.StagingKey, store.CopyOptions{Attributes: attrs, Precondition: pre})
 		stop()
 		if store.IsPrecondition(err) && attempt < 5 {
@@ -649,11 +701,12 @@ func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferRes
 	}
 }
 
-// keepAlive heartbeats every second until stop is called: a server-side copy of a
-// large object reports no progress, and can outlast the heartbeat timeout (1 GiB on
-// fake-gcs-server takes longer than the 5 s the tests use). A copy that hangs is
-// bounded by the drivers' request timeouts and the activity's start-to-close.
-func keepAlive(ctx context.Context) (stop func()) {
+// keepAlive heartbeats every second until stop is called, with the details that
+// details returns (none when it is nil): a server-side copy of a large object reports
+// no progress, and can outlast the heartbeat timeout (1 GiB on fake-gcs-server takes
+// longer than the 5 s the tests use); a chunk's slow keys likewise. Work that hangs
+// is bounded by the drivers' request timeouts and the activity's start-to-close.
+func keepAlive(ctx context.Context, details func() []any) (stop func()) {
 	if !activity.IsActivity(ctx) {
 		return func() {}
 	}
@@ -668,7 +721,11 @@ func keepAlive(ctx context.Context) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				activity.RecordHeartbeat(ctx)
+				var d []any
+				if details != nil {
+					d = details()
+				}
+				activity.RecordHeartbeat(ctx, d...)
 			}
 		}
 	}()

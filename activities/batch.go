@@ -127,6 +127,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 			mu.Unlock()
 		}
 	}
+	inChunk := func(d *config.Destination) bool { _, ok := dests[d.Name]; return ok }
 	replicateTo := func(key, t string, sv SourceVersion, data []byte) {
 		d := dests[t]
 		select {
@@ -146,6 +147,9 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 				out, err = a.DeleteReplica(ctx, DeleteInput{Policy: p.Name, Destination: t, Key: key})
 			} else {
 				job := copyJob{src: src, dst: d.s, lim: d.lim, sink: sink, data: data}
+				if try == 0 && data == nil {
+					job.sharers = a.sharers(p, key, inChunk)
+				}
 				out, err = a.transfer(ctx, p, job, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent})
 				a.observe(p.Name, t, sv, out, err, true)
 			}
@@ -169,25 +173,12 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 		record(t, out.Outcome, out.Bytes)
 	}
 	// The chunk's liveness: a heartbeat every second whether or not a key finished,
-	// so that slow keys under a short heartbeat timeout do not fail the chunk; a hung
-	// request is bounded by the drivers' own timeouts.
-	beatCtx, stopBeats := context.WithCancel(ctx)
-	defer stopBeats()
-	go func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-beatCtx.Done():
-				return
-			case <-tick.C:
-				mu.Lock()
-				n := done
-				mu.Unlock()
-				activity.RecordHeartbeat(ctx, n)
-			}
-		}
-	}()
+	// so that slow keys under a short heartbeat timeout do not fail the chunk.
+	defer keepAlive(ctx, func() []any {
+		mu.Lock()
+		defer mu.Unlock()
+		return []any{done}
+	})()
 	for _, key := range keys {
 		if ctx.Err() != nil {
 			break
@@ -314,11 +305,8 @@ func (a *Activities) readSource(ctx context.Context, p *config.Policy, src store
 	}
 	data = data[:n]
 	sum := sha256.Sum256(data)
-	sv = SourceVersion{Exists: true, Version: sourceVersion(attrs.Object), Size: attrs.Size, ModTime: attrs.ModTime,
-		ContentType: attrs.ContentType, Metadata: attrs.Metadata, SHA256: hex.EncodeToString(sum[:])}
-	if len(sv.Metadata) == 0 {
-		sv.Metadata = nil
-	}
+	sv = sourceVersionOf(attrs)
+	sv.SHA256 = hex.EncodeToString(sum[:])
 	return sv, data, release, nil
 }
 

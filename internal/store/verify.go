@@ -14,7 +14,8 @@ import (
 // commit an object whose bytes are not the ones the caller declared.
 type Verifier struct {
 	r          io.Reader
-	h          hash.Hash // nil when the content was verified before (Verified)
+	h          hash.Hash // nil when the stream's producer hashes it (Prehashed)
+	pre        Prehashed
 	n          int64
 	wantSHA256 string
 	wantSize   int64
@@ -23,15 +24,29 @@ type Verifier struct {
 
 // NewVerifier returns a Verifier over r expecting the hex SHA-256 want and size (-1
 // when unknown).
-// Over a *Verified holding the same SHA-256 it only counts: the bytes were hashed
-// when they were read into memory and cannot change since.
+// Over a Prehashed stream of the same SHA-256 it only counts and leaves the hash to
+// the stream's producer, which hashed the bytes once for every reader of them.
 func NewVerifier(r io.Reader, wantSHA256 string, wantSize int64) *Verifier {
 	want := strings.ToLower(wantSHA256)
 	v := &Verifier{r: r, wantSHA256: want, wantSize: wantSize}
-	if pv, ok := r.(*Verified); !ok || pv.sha256 != want || want == "" {
+	if pv, ok := r.(Prehashed); ok && want != "" && strings.ToLower(pv.SHA256()) == want {
+		v.pre = pv
+	} else {
 		v.h = sha256.New()
 	}
 	return v
+}
+
+// Prehashed is a stream whose producer hashes the bytes it hands out, so that one
+// hash serves every destination that reads them. Its contract:
+//   - SHA256 is the hex SHA-256 the producer expects of the whole stream;
+//   - the stream returns io.EOF only after the producer has hashed every byte, and
+//     Verify, called after io.EOF, returns nil only if the bytes it delivered hash
+//     to SHA256 (an error naming the difference otherwise).
+type Prehashed interface {
+	io.Reader
+	SHA256() string
+	Verify() error
 }
 
 // Verified is content read into memory whose SHA-256 the reader computed on the way
@@ -48,6 +63,13 @@ type Verified struct {
 func NewVerified(data []byte, sha string) *Verified {
 	return &Verified{data: data, sha256: strings.ToLower(sha)}
 }
+
+// SHA256 is the hash the bytes were read with.
+func (v *Verified) SHA256() string { return v.sha256 }
+
+// Verify is nil: the bytes were hashed when they were read into memory and cannot
+// change since.
+func (v *Verified) Verify() error { return nil }
 
 // Read copies the next bytes.
 func (v *Verified) Read(p []byte) (int, error) {
@@ -89,8 +111,8 @@ func (v *Verifier) Verify() error {
 	if v.wantSize >= 0 && v.n != v.wantSize {
 		return fmt.Errorf("stream had %d bytes, declared %d: the source changed while it was read", v.n, v.wantSize)
 	}
-	if v.h == nil {
-		return nil // hashed when it was read into memory
+	if v.pre != nil {
+		return v.pre.Verify()
 	}
 	got := hex.EncodeToString(v.h.Sum(nil))
 	if got != v.wantSHA256 {

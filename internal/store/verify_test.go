@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -55,5 +56,28 @@ func TestVerifierCountsTrustedContent(t *testing.T) {
 	v = NewVerifier(NewVerified(data, shaOf(data)), shaOf(data), 3)
 	if _, err := io.ReadAll(v); err == nil {
 		t.Fatal("a stream longer than declared was read to its end")
+	}
+}
+
+// refusingStream is a Prehashed stream whose producer found other bytes.
+type refusingStream struct {
+	io.Reader
+	sha string
+}
+
+func (r refusingStream) SHA256() string { return r.sha }
+func (r refusingStream) Verify() error  { return errors.New("producer: source changed") }
+
+func TestVerifierTakesThePrehashedStreamsVerdict(t *testing.T) {
+	data := []byte("invoice 42")
+	v := NewVerifier(refusingStream{strings.NewReader(string(data)), shaOf(data)}, shaOf(data), int64(len(data)))
+	if v.h != nil {
+		t.Fatal("the verifier hashes a stream its producer hashes")
+	}
+	if _, err := io.ReadAll(v); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Verify(); err == nil || !strings.Contains(err.Error(), "producer") {
+		t.Fatalf("Verify = %v, want the producer's verdict", err)
 	}
 }
