@@ -45,9 +45,6 @@ type Activities struct {
 	// sharedReads bounds the bytes of small sources held in memory at once for all
 	// their destinations (ReplicateChunk).
 	sharedReads *semaphore.Weighted
-	// shares lets the concurrent transfers of one large source version read and
-	// hash it once (shared_stream.go).
-	shares streamShares
 }
 
 // destLimits bound one destination's transfers in this worker.
@@ -363,12 +360,7 @@ func (a *Activities) Transfer(ctx context.Context, in TransferInput) (*TransferR
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	job := copyJob{src: src, dst: dst, lim: lim, heartbeat: true}
-	if info := activity.GetInfo(ctx); info.Attempt == 1 {
-		// A retry runs alone: the other destinations' transfers are over or apart.
-		job.sharers = a.sharers(p, in.Key, func(d *config.Destination) bool { return d.TaskQueue(DefaultTaskQueue) == info.TaskQueue })
-	}
-	res, err := a.transfer(ctx, p, job, in)
+	res, err := a.transfer(ctx, p, copyJob{src: src, dst: dst, lim: lim, heartbeat: true}, in)
 	a.observe(p.Name, in.Destination, in.Source, res, err, in.StagingKey == "")
 	return res, err
 }
@@ -384,9 +376,6 @@ type copyJob struct {
 	// data is the source version read into memory and hashed once for every
 	// destination (ReplicateChunk's small files); nil reads the source.
 	data []byte
-	// sharers is how many transfers of this source version run together on this
-	// worker; above one, a large source is read once for all of them.
-	sharers int
 }
 
 // transfer is Transfer's logic, shared with ReplicateChunk.
@@ -498,11 +487,6 @@ func (a *Activities) put(ctx context.Context, job copyJob, in TransferInput, tar
 	var r io.Reader
 	if job.data != nil {
 		r = store.NewVerified(job.data, in.Source.SHA256)
-	} else if sr, err := a.joinShare(ctx, job, in); err != nil {
-		return nil, err
-	} else if sr != nil {
-		defer sr.Close()
-		r = sr
 	} else {
 		rc, err := job.src.Open(ctx, in.Key, 0)
 		if err != nil {
@@ -536,34 +520,6 @@ func (a *Activities) put(ctx context.Context, job copyJob, in TransferInput, tar
 		}
 	}
 	return job.dst.Put(ctx, target, r, opts)
-}
-
-// sharers counts the destinations of key, among those local says this worker
-// serves, that have no bandwidth limit: the transfers that can read one stream of
-// the source together.
-func (a *Activities) sharers(p *config.Policy, key string, local func(*config.Destination) bool) int {
-	n := 0
-	for _, name := range p.Route(key) {
-		d, err := p.Destination(name)
-		if err == nil && local(d) && a.limitsFor(p, d).limiter.Limit() == rate.Inf {
-			n++
-		}
-	}
-	return n
-}
-
-// joinShare returns the stream of the source version that job's sharers read
-// together, or nil when this transfer reads on its own: a small source (hashing it
-// again costs less than coordinating), a single transfer, or a bandwidth-limited
-// destination, whose pace would hold the others back.
-func (a *Activities) joinShare(ctx context.Context, job copyJob, in TransferInput) (*sharedReader, error) {
-	if job.sharers < 2 || in.Source.Size <= sharedReadMax || job.lim.limiter.Limit() != rate.Inf {
-		return nil, nil
-	}
-	id := strings.Join([]string{in.Policy, in.Key, in.Source.Version, in.Source.SHA256}, "\x00")
-	return a.shares.join(ctx, id, job.sharers, in.Source.SHA256, in.Source.Size, func(ctx context.Context, offset int64) (io.ReadCloser, error) {
-		return job.src.Open(ctx, in.Key, offset)
-	})
 }
 
 // resumeState is what an attempt passes as PutOptions.Resume: the upload an earlier

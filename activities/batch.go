@@ -127,7 +127,6 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 			mu.Unlock()
 		}
 	}
-	inChunk := func(d *config.Destination) bool { _, ok := dests[d.Name]; return ok }
 	replicateTo := func(key, t string, sv SourceVersion, data []byte) {
 		d := dests[t]
 		select {
@@ -147,9 +146,6 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 				out, err = a.DeleteReplica(ctx, DeleteInput{Policy: p.Name, Destination: t, Key: key})
 			} else {
 				job := copyJob{src: src, dst: d.s, lim: d.lim, sink: sink, data: data}
-				if try == 0 && data == nil {
-					job.sharers = a.sharers(p, key, inChunk)
-				}
 				out, err = a.transfer(ctx, p, job, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent})
 				a.observe(p.Name, t, sv, out, err, true)
 			}
