@@ -81,3 +81,42 @@ func TestVerifierTakesThePrehashedStreamsVerdict(t *testing.T) {
 		t.Fatalf("Verify = %v, want the producer's verdict", err)
 	}
 }
+
+func TestInMemoryHandsOverWithoutCopy(t *testing.T) {
+	data := []byte("invoice 42")
+	v := NewVerifier(NewVerified(data, shaOf(data)), shaOf(data), int64(len(data)))
+	if _, ok := v.InMemory(int64(len(data)) - 1); ok {
+		t.Fatal("content above the limit was handed over")
+	}
+	got, ok := v.InMemory(int64(len(data)))
+	if !ok || &got[0] != &data[0] || len(got) != len(data) {
+		t.Fatalf("InMemory = %q, %v; want the caller's own slice", got, ok)
+	}
+	if err := v.Verify(); err != nil {
+		t.Fatalf("Verify after InMemory: %v", err)
+	}
+	if _, ok := v.InMemory(100); ok {
+		t.Fatal("the content was handed over twice")
+	}
+
+	// A stream that is not hashed into memory, or was partly read, is read as usual.
+	if _, ok := NewVerifier(strings.NewReader("x"), shaOf([]byte("x")), 1).InMemory(100); ok {
+		t.Fatal("a plain stream was handed over as in memory")
+	}
+	v = NewVerifier(NewVerified(data, shaOf(data)), shaOf(data), int64(len(data)))
+	if _, err := v.Read(make([]byte, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v.InMemory(100); ok {
+		t.Fatal("a partly read stream was handed over whole")
+	}
+
+	// The declared size still counts.
+	v = NewVerifier(NewVerified(data, shaOf(data)), shaOf(data), 3)
+	if _, ok := v.InMemory(100); !ok {
+		t.Fatal("not handed over")
+	}
+	if err := v.Verify(); err == nil {
+		t.Fatal("a size mismatch passed after InMemory")
+	}
+}

@@ -43,7 +43,11 @@ func (s *blobStore) Put(ctx context.Context, key string, r io.Reader, opts store
 	// Size unknown or small: read up to threshold+1 bytes to decide. For an unknown
 	// size that turns out large, the head (threshold bytes) is held until its parts
 	// are copied out, on top of UploadParts' buffers.
-	head, ended, err := readHead(src, s.threshold+1, opts.Size)
+	head, ended := v.InMemory(s.threshold)
+	var err error
+	if !ended {
+		head, ended, err = readHead(src, s.threshold+1, opts.Size)
+	}
 	switch {
 	case err != nil:
 		return nil, s.sourceFailure(op, key, err, v, opts)

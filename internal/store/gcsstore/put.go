@@ -40,9 +40,11 @@ func (s *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts store.
 	}
 	v := store.NewVerifier(r, opts.SHA256, opts.Size)
 
-	head, err := readHead(v, s.threshold+1, opts.Size)
-	if err != nil {
-		return nil, s.fail(op, key, s.readError(v, opts.Size, err))
+	head, inMemory := v.InMemory(s.threshold)
+	if !inMemory {
+		if head, err = readHead(v, s.threshold+1, opts.Size); err != nil {
+			return nil, s.fail(op, key, s.readError(v, opts.Size, err))
+		}
 	}
 	var attrs *storage.ObjectAttrs
 	if int64(len(head)) <= s.threshold {

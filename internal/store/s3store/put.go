@@ -51,9 +51,11 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, opts store.P
 		hdr.contentType = store.ContentTypeOf(key)
 	}
 	v := store.NewVerifier(r, opts.SHA256, opts.Size)
-	head, ended, err := readHead(v, s.threshold, opts.Size)
-	if err != nil {
-		return nil, s.readError(key, v, opts.Size, err)
+	head, ended := v.InMemory(s.threshold)
+	if !ended {
+		if head, ended, err = readHead(v, s.threshold, opts.Size); err != nil {
+			return nil, s.readError(key, v, opts.Size, err)
+		}
 	}
 	if ended {
 		if err := v.Verify(); err != nil {
