@@ -55,6 +55,12 @@ for part in $wanted; do
 		# them; stacks for tests and benchmarks keep data in memory instead.
 		persist=(--location "$STACK_DIR/azurite")
 		[[ "${REPLICATOR_EMULATORS_IN_MEMORY:-}" == 1 ]] && persist=(--inMemoryPersistence)
+		# Deleted blobs' memory comes back only at Azurite's extent GC (every 10
+		# minutes), so a benchmark that writes many GiB raises the cap (default: half
+		# the machine's memory).
+		if [[ "${REPLICATOR_EMULATORS_IN_MEMORY:-}" == 1 && -n "${REPLICATOR_AZURITE_MEMORY_MB:-}" ]]; then
+			persist+=(--extentMemoryLimit "$REPLICATOR_AZURITE_MEMORY_MB")
+		fi
 		(cd "$STACK_DIR/azurite" && launch azurite "$TOOLS_DIR/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 \
 			--blobPort "$AZURITE_PORT" "${persist[@]}" --skipApiVersionCheck --disableTelemetry --silent)
 		;;
