@@ -18,7 +18,7 @@ for c in ${cases//,/ }; do
 	REPLICATOR_BENCH_CASES=$c bash deploy/local/with-stack.sh bench 2 env REPLICATOR_BENCH=1 REPLICATOR_BENCH_OUT="$part" \
 		go test -tags integration -count=1 -timeout 90m -run '^TestBenchTransfers$' -v ./internal/e2e/ || failed=1
 done
-cat "${parts[@]}" >"$out"
+for part in "${parts[@]}"; do cat "$part"; echo; done | sed '$d' >"$out"
 rm -f "${parts[@]}"
 echo "wrote $out"
 exit "${failed:-0}"

@@ -316,7 +316,7 @@ func (s *s3Store) precheck(ctx context.Context, op, key string, pre store.Precon
 // unsignedPayload leaves the body out of the SigV4 signature, which otherwise costs a
 // SHA-256 pass over every byte on the client and another on the server (it halved
 // throughput against MinIO here). Integrity does not depend on it: the signed
-// Content-MD5 of every part, and the signed SHA-256 checksum of single puts, are
+// CRC32C of every part, and the signed SHA-256 checksum of single puts, are
 // checked by the server.
 func unsignedPayload(o *s3.Options) {
 	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)

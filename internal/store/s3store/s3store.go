@@ -140,7 +140,7 @@ func newStore(ctx context.Context, opts store.Options, optFns ...func(*s3.Option
 		if s.endpoint != "" {
 			o.BaseEndpoint = aws.String(s.endpoint)
 		}
-		// The driver sends its own integrity headers (Content-MD5 per part, the declared
+		// The driver sends its own integrity headers (CRC32C per part, the declared
 		// SHA-256 on single puts); the SDK's default streaming CRC trailers would come on
 		// top of them, cost CPU and are not accepted by every S3-compatible server.
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
