@@ -512,20 +512,33 @@ func (a *Activities) put(ctx context.Context, job copyJob, in TransferInput, tar
 			activity.RecordHeartbeat(ctx, p)
 			mu.Unlock()
 		}
+		// Once every byte went out, none moves while the server takes them in
+		// (fake-gcs-server hashing and writing a 1 GiB single request, a multipart
+		// completion), which took longer than the bench's 5 s heartbeat timeout: the
+		// last progress is repeated until the driver returns. Before that, only real
+		// progress heartbeats, so an upload stalled mid-body is still noticed.
+		var stopIdle func()
 		opts.Progress = func(n int64) {
 			mu.Lock()
+			defer mu.Unlock()
 			p.Bytes = n
 			activity.RecordHeartbeat(ctx, p)
-			mu.Unlock()
+			if n >= p.Total && stopIdle == nil {
+				stopIdle = keepAlive(ctx, func() []any {
+					mu.Lock()
+					defer mu.Unlock()
+					return []any{p}
+				})
+			}
 		}
-		// No bytes move while a server takes in what it received (fake-gcs-server
-		// hashing and writing a 1 GiB single request took longer than the bench's 5 s
-		// heartbeat timeout); the last progress is repeated meanwhile.
-		defer keepAlive(ctx, func() []any {
+		defer func() {
 			mu.Lock()
-			defer mu.Unlock()
-			return []any{p}
-		})()
+			stop := stopIdle
+			mu.Unlock()
+			if stop != nil {
+				stop()
+			}
+		}()
 	}
 	return job.dst.Put(ctx, target, r, opts)
 }
