@@ -14,6 +14,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
@@ -637,6 +638,12 @@ func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferRes
 	if err != nil {
 		return nil, err
 	}
+	return a.commit(ctx, p, dst, in, nil)
+}
+
+// commit is Commit's logic, shared with CommitChunk, which collects the manifest
+// entries in sink and heartbeats for all its keys itself.
+func (a *Activities) commit(ctx context.Context, p *config.Policy, dst store.Store, in TransferInput, sink *manifestSink) (*TransferResult, error) {
 	attrs := &store.Attributes{ContentType: in.Source.ContentType, SHA256: in.Source.SHA256, SourceVersion: in.Source.Version,
 		SourceSize: in.Source.Size, Metadata: in.Source.Metadata}
 	for attempt := 0; ; attempt++ {
@@ -660,7 +667,10 @@ func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferRes
 		if exists {
 			pre.IfMatch = current.ETag
 		}
-		stop := keepAlive(ctx, nil)
+		stop := func() {}
+		if sink == nil {
+			stop = keepAlive(ctx, nil)
+		}
 		obj, err := dst.Copy(ctx, in.Key, in.StagingKey, store.CopyOptions{Attributes: attrs, Precondition: pre})
 		stop()
 		if store.IsPrecondition(err) && attempt < 5 {
@@ -669,7 +679,7 @@ func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferRes
 		if err != nil {
 			return nil, asActivityError(err)
 		}
-		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, nil); err != nil {
+		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, sink); err != nil {
 			return nil, err
 		}
 		res := &TransferResult{Outcome: OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}
@@ -715,6 +725,10 @@ type UploadAborter interface {
 	AbortUploads(ctx context.Context, key string) error
 }
 
+// cleanupConcurrency is how many stages one Cleanup removes at once: an atomic
+// batch cleans a page of them, and a delete costs ~14 ms on Azurite.
+const cleanupConcurrency = 16
+
 // Cleanup removes staging objects and aborts their unfinished uploads: the
 // compensation of atomic mode and its last step after a commit.
 func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
@@ -730,16 +744,20 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
 		if !strings.HasPrefix(k, store.InternalPrefix) {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("refusing to clean up %q: not a staging key", k), ErrInvalid, nil)
 		}
-		if ab, ok := dst.(UploadAborter); ok {
-			if err := ab.AbortUploads(ctx, k); err != nil {
-				return asActivityError(err)
-			}
-		}
-		if err := dst.Delete(ctx, k); err != nil {
-			return asActivityError(err)
-		}
 	}
-	return nil
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cleanupConcurrency)
+	for _, k := range in.Keys {
+		g.Go(func() error {
+			if ab, ok := dst.(UploadAborter); ok {
+				if err := ab.AbortUploads(gctx, k); err != nil {
+					return asActivityError(err)
+				}
+			}
+			return asActivityError(dst.Delete(gctx, k))
+		})
+	}
+	return g.Wait()
 }
 
 // DeleteReplica propagates a source delete to one destination (mirror mode). An

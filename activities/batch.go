@@ -75,118 +75,109 @@ func (a *Activities) page(ctx context.Context, policy string, list state.KeyList
 // becomes a dead letter; the chunk itself is not failed for one bad key.
 const chunkTries = 3
 
-// ReplicateChunk replicates one page of a batch's keys to the given destinations in
-// eventual mode, several keys at once within the policy's concurrency. Small files
-// thus cost a share of one activity instead of a workflow each. A key that fails
-// permanently on a destination becomes a dead letter there; the chunk goes on.
-// A retried chunk redoes its page, and keys already in place cost a metadata check.
-func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkResult, error) {
-	p, st, src, keys, err := a.page(ctx, in.Policy, in.List, in.Page)
+// chunkDest is one destination of a chunk activity.
+type chunkDest struct {
+	cfg *config.Destination
+	s   store.Store
+	lim *destLimits
+}
+
+// chunkWork is what the chunk activities share: one page of a key list, the policy's
+// source and the destinations this activity serves, and the manifest entries its
+// writes produce.
+type chunkWork struct {
+	a     *Activities
+	p     *config.Policy
+	st    *state.State
+	src   store.Store
+	keys  []string
+	dests map[string]chunkDest
+	sink  *manifestSink
+
+	mu   sync.Mutex
+	done int
+	errs error
+}
+
+// openChunk resolves a chunk's policy, state, source, keys and destinations.
+func (a *Activities) openChunk(ctx context.Context, policy string, list state.KeyList, page int, destinations []string) (*chunkWork, error) {
+	p, st, src, keys, err := a.page(ctx, policy, list, page)
 	if err != nil {
 		return nil, err
 	}
-	type dest struct {
-		cfg *config.Destination
-		s   store.Store
-		lim *destLimits
-	}
-	dests := map[string]dest{}
-	for _, name := range in.Destinations {
+	w := &chunkWork{a: a, p: p, st: st, src: src, keys: keys, dests: map[string]chunkDest{}, sink: &manifestSink{}}
+	for _, name := range destinations {
 		d, s, err := a.destination(ctx, p, name)
 		if err != nil {
 			return nil, err
 		}
-		dests[name] = dest{d, s, a.limitsFor(p, d)}
+		w.dests[name] = chunkDest{d, s, a.limitsFor(p, d)}
 	}
+	return w, nil
+}
 
-	res := &ChunkResult{Keys: len(keys)}
-	sink := &manifestSink{}
-	counts := map[string]*Counts{}
-	for _, name := range in.Destinations {
-		counts[name] = &Counts{}
+// withSlot runs fn within one of the destination's transfer slots on this worker,
+// shared with every other activity; it returns false when ctx ended first.
+func (d chunkDest) withSlot(ctx context.Context, fn func()) bool {
+	select {
+	case d.lim.slots <- struct{}{}:
+		defer func() { <-d.lim.slots }()
+	case <-ctx.Done():
+		return false
 	}
-	var (
-		mu       sync.Mutex
-		wg       sync.WaitGroup
-		done     int
-		firstErr error
-	)
-	sem := make(chan struct{}, max(p.Limits.Concurrency, 1))
-	record := func(dest, outcome string, n int64) {
-		mu.Lock()
-		counts[dest].Record(outcome, n)
-		mu.Unlock()
+	fn()
+	return true
+}
+
+// deadLetter records a key's permanent failure on a destination; a record that
+// cannot be written fails the chunk (after its other keys), so nothing is lost.
+func (w *chunkWork) deadLetter(ctx context.Context, key, dest string, err error) {
+	derr := w.st.RecordDeadLetter(ctx, state.DeadLetter{Policy: w.p.Name, Key: key, Destination: dest, Class: ErrorClass(err),
+		Message: err.Error(), Attempts: chunkTries, WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID})
+	if derr != nil {
+		w.mu.Lock()
+		w.errs = errors.Join(w.errs, derr)
+		w.mu.Unlock()
 	}
-	deadLetter := func(key, dest string, err error) {
-		record(dest, OutcomeFailed, 0)
-		derr := st.RecordDeadLetter(ctx, state.DeadLetter{Policy: p.Name, Key: key, Destination: dest, Class: ErrorClass(err),
-			Message: err.Error(), Attempts: chunkTries, WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID})
-		if derr != nil {
-			mu.Lock()
-			firstErr = errors.Join(firstErr, derr)
-			mu.Unlock()
-		}
-	}
-	replicateTo := func(key, t string, sv SourceVersion, data []byte) {
-		d := dests[t]
-		select {
-		case d.lim.slots <- struct{}{}:
-			defer func() { <-d.lim.slots }()
-		case <-ctx.Done():
-			return
-		}
-		var out *TransferResult
-		var err error
-		for try := 0; try < chunkTries; try++ {
-			if !sv.Exists {
-				if p.Mode != config.ModeMirror {
-					out = &TransferResult{Outcome: OutcomeSkipped}
-					break
-				}
-				out, err = a.DeleteReplica(ctx, DeleteInput{Policy: p.Name, Destination: t, Key: key})
-			} else {
-				job := copyJob{src: src, dst: d.s, lim: d.lim, sink: sink, data: data}
-				out, err = a.transfer(ctx, p, job, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent})
-				a.observe(p.Name, t, sv, out, err, true)
-			}
-			if err == nil {
-				break
-			}
-			if ErrorClass(err) == ErrSourceChanged {
-				// Only a streamed source can change under a put: data is a snapshot.
-				if nsv, perr := a.prepareSource(ctx, p, src, key); perr == nil {
-					sv, data = nsv, nil
-				}
-			} else if isPermanent(err) {
-				break
-			}
-			sleep(ctx, try)
-		}
-		if err != nil {
-			deadLetter(key, t, err)
-			return
-		}
-		record(t, out.Outcome, out.Bytes)
-	}
-	// The chunk's liveness: a heartbeat every second whether or not a key finished,
-	// so that slow keys under a short heartbeat timeout do not fail the chunk.
-	defer keepAlive(ctx, func() []any {
-		mu.Lock()
-		defer mu.Unlock()
-		return []any{done}
-	})()
-	for _, key := range keys {
+}
+
+// keyJob is one key of a chunk with its source read: data holds the bytes of a small
+// source (read and hashed once for every destination), readErr a source that could
+// not be read.
+type keyJob struct {
+	key     string
+	targets []string
+	sv      SourceVersion
+	data    []byte
+	readErr error
+}
+
+// eachKey runs fn for every key of the page routed to the chunk's destinations, up to
+// the policy's concurrency at once, with the source read (retried chunkTries times).
+// Keys larger than largeThreshold are not passed to fn but returned, for their own
+// workflow. It heartbeats the number of keys done every second, whether or not a key
+// finished, so that slow keys under a short heartbeat timeout do not fail the chunk.
+func (w *chunkWork) eachKey(ctx context.Context, largeThreshold int64, fn func(keyJob)) (excluded int, large []string) {
+	stop := keepAlive(ctx, func() []any {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return []any{w.done}
+	})
+	defer stop()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(w.p.Limits.Concurrency, 1))
+	for _, key := range w.keys {
 		if ctx.Err() != nil {
 			break
 		}
-		route := p.Route(key)
+		route := w.p.Route(key)
 		if len(route) == 0 {
-			res.Excluded++
+			excluded++
 			continue
 		}
 		var targets []string
 		for _, r := range route {
-			if _, ok := dests[r]; ok {
+			if _, ok := w.dests[r]; ok {
 				targets = append(targets, r)
 			}
 		}
@@ -198,53 +189,126 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			defer func() {
-				mu.Lock()
-				done++
-				mu.Unlock()
+				w.mu.Lock()
+				w.done++
+				w.mu.Unlock()
 			}()
-			var sv SourceVersion
-			var data []byte
-			var err error
+			job := keyJob{key: key, targets: targets}
 			for try := 0; try < chunkTries; try++ {
 				var release func()
-				if sv, data, release, err = a.readSource(ctx, p, src, key); err == nil || isPermanent(err) {
+				job.sv, job.data, release, job.readErr = w.a.readSource(ctx, w.p, w.src, key)
+				if job.readErr == nil || isPermanent(job.readErr) {
 					defer release()
 					break
 				}
 				release()
 				sleep(ctx, try)
 			}
-			if err != nil {
-				for _, t := range targets {
-					deadLetter(key, t, err)
-				}
+			if job.readErr == nil && job.sv.Exists && job.sv.Size > largeThreshold {
+				w.mu.Lock()
+				large = append(large, key)
+				w.mu.Unlock()
 				return
 			}
-			if sv.Exists && sv.Size > in.LargeThreshold {
-				mu.Lock()
-				res.Large = append(res.Large, key)
-				mu.Unlock()
-				return
-			}
-			// The destinations of a key move at once, each within its own limit of
-			// transfers in flight on this worker, shared with every other activity.
-			var kwg sync.WaitGroup
-			for _, t := range targets {
-				kwg.Go(func() { replicateTo(key, t, sv, data) })
-			}
-			kwg.Wait()
+			fn(job)
 		}()
 	}
 	wg.Wait()
-	if err := sink.flush(ctx, st, p.Name); err != nil {
-		return nil, asActivityError(err)
+	return excluded, large
+}
+
+// finish writes the chunk's manifest entries and reports what went wrong.
+func (w *chunkWork) finish(ctx context.Context) error {
+	if err := w.sink.flush(ctx, w.st, w.p.Name); err != nil {
+		return asActivityError(err)
 	}
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return w.errs
+}
+
+// ReplicateChunk replicates one page of a batch's keys to the given destinations in
+// eventual mode, several keys at once within the policy's concurrency. Small files
+// thus cost a share of one activity instead of a workflow each. A key that fails
+// permanently on a destination becomes a dead letter there; the chunk goes on.
+// A retried chunk redoes its page, and keys already in place cost a metadata check.
+func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkResult, error) {
+	w, err := a.openChunk(ctx, in.Policy, in.List, in.Page, in.Destinations)
+	if err != nil {
 		return nil, err
 	}
-	if firstErr != nil {
-		return nil, firstErr
+	p := w.p
+	counts := map[string]*Counts{}
+	for _, name := range in.Destinations {
+		counts[name] = &Counts{}
 	}
+	record := func(dest, outcome string, n int64) {
+		w.mu.Lock()
+		counts[dest].Record(outcome, n)
+		w.mu.Unlock()
+	}
+	replicateTo := func(key, t string, sv SourceVersion, data []byte) {
+		d := w.dests[t]
+		var out *TransferResult
+		var err error
+		ok := d.withSlot(ctx, func() {
+			for try := 0; try < chunkTries; try++ {
+				if !sv.Exists {
+					if p.Mode != config.ModeMirror {
+						out = &TransferResult{Outcome: OutcomeSkipped}
+						break
+					}
+					out, err = a.DeleteReplica(ctx, DeleteInput{Policy: p.Name, Destination: t, Key: key})
+				} else {
+					job := copyJob{src: w.src, dst: d.s, lim: d.lim, sink: w.sink, data: data}
+					out, err = a.transfer(ctx, p, job, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent})
+					a.observe(p.Name, t, sv, out, err, true)
+				}
+				if err == nil {
+					break
+				}
+				if ErrorClass(err) == ErrSourceChanged {
+					// Only a streamed source can change under a put: data is a snapshot.
+					if nsv, perr := a.prepareSource(ctx, p, w.src, key); perr == nil {
+						sv, data = nsv, nil
+					}
+				} else if isPermanent(err) {
+					break
+				}
+				sleep(ctx, try)
+			}
+		})
+		if !ok {
+			return
+		}
+		if err != nil {
+			record(t, OutcomeFailed, 0)
+			w.deadLetter(ctx, key, t, err)
+			return
+		}
+		record(t, out.Outcome, out.Bytes)
+	}
+	excluded, large := w.eachKey(ctx, in.LargeThreshold, func(job keyJob) {
+		if job.readErr != nil {
+			for _, t := range job.targets {
+				record(t, OutcomeFailed, 0)
+				w.deadLetter(ctx, job.key, t, job.readErr)
+			}
+			return
+		}
+		// The destinations of a key move at once, each within its own limit of
+		// transfers in flight on this worker, shared with every other activity.
+		var kwg sync.WaitGroup
+		for _, t := range job.targets {
+			kwg.Go(func() { replicateTo(job.key, t, job.sv, job.data) })
+		}
+		kwg.Wait()
+	})
+	if err := w.finish(ctx); err != nil {
+		return nil, err
+	}
+	res := &ChunkResult{Keys: len(w.keys), Excluded: excluded, Large: large}
 	for _, name := range in.Destinations {
 		res.Destinations = append(res.Destinations, DestinationCounts{Destination: name, Counts: *counts[name]})
 	}

@@ -23,6 +23,8 @@ const (
 	DescribePolicyName   = "DescribePolicy"
 	ReplicateChunkName   = "ReplicateChunk"
 	ReadKeyPageName      = "ReadKeyPage"
+	StageChunkName       = "StageChunk"
+	CommitChunkName      = "CommitChunk"
 )
 
 // Types of the non-retryable application errors activities return.
@@ -237,4 +239,60 @@ type ChunkResult struct {
 type ReadKeyPageInput struct {
 	List state.KeyList
 	Page int
+}
+
+// KeyDestination is what happened to one key on one destination in a chunk of an
+// atomic batch.
+type KeyDestination struct {
+	Destination string
+	Outcome     string
+	Bytes       int64  `json:",omitempty"`
+	ErrorClass  string `json:",omitempty"`
+	Error       string `json:",omitempty"`
+}
+
+// StagedKey is one key of a StageChunk: the source version it read and what each of
+// the chunk's destinations did with it (staged, or skipped, superseded, left, deleted
+// or failed).
+type StagedKey struct {
+	Key          string
+	Source       SourceVersion
+	Destinations []KeyDestination
+	// Changed: the source changed or vanished while the key was staged, so its
+	// stages may hold different versions.
+	Changed bool `json:",omitempty"`
+}
+
+// StageChunkResult sums up one StageChunk: its keys in page order.
+type StageChunkResult struct {
+	Keys     int
+	Excluded int
+	Large    []string `json:",omitempty"`
+	Staged   []StagedKey
+}
+
+// CommitKey asks to commit one staged source version on some destinations.
+type CommitKey struct {
+	Key          string
+	Source       SourceVersion
+	Destinations []string
+}
+
+// CommitChunkInput lists the keys of one page to commit, on the destinations of one
+// queue group.
+type CommitChunkInput struct {
+	Policy string
+	Keys   []CommitKey
+}
+
+// CommittedKey is what the commit did on each destination of a CommitKey, in the
+// same order.
+type CommittedKey struct {
+	Key          string
+	Destinations []KeyDestination
+}
+
+// CommitChunkResult answers a CommitChunkInput, key for key.
+type CommitChunkResult struct {
+	Keys []CommittedKey
 }

@@ -28,6 +28,8 @@ func registerActivities(w worker.Registry, a *activities.Activities) {
 		activities.DescribePolicyName:   a.DescribePolicy,
 		activities.ReplicateChunkName:   a.ReplicateChunk,
 		activities.ReadKeyPageName:      a.ReadKeyPage,
+		activities.StageChunkName:       a.StageChunk,
+		activities.CommitChunkName:      a.CommitChunk,
 		activities.PlanReconcileName:    a.PlanReconcile,
 		activities.DeleteChunkName:      a.DeleteChunk,
 		activities.FinishReconcileName:  a.FinishReconcile,

@@ -76,8 +76,8 @@ type BatchProgress struct {
 
 // ReplicateBatch replicates every key of a list. Small files go through chunk
 // activities that each handle a page of keys, so the Temporal cost per file is a
-// fraction of one activity; large files and atomic policies get a ReplicateFile child
-// per key. The run continues as new every PagesPerRun pages so history stays bounded.
+// fraction of one activity (atomic policies stage a page, commit it key by key and
+// then clean up); large files get a ReplicateFile child per key. The run continues as new every PagesPerRun pages so history stays bounded.
 func ReplicateBatch(ctx workflow.Context, in ReplicateBatchInput) (*BatchSummary, error) {
 	r := &batchRun{in: in}
 	if err := r.setup(ctx); err != nil {
@@ -118,10 +118,13 @@ func (r *batchRun) run(ctx workflow.Context) (*BatchSummary, error) {
 	desc := r.in.Description
 	stop := min(r.in.List.Pages, r.in.NextPage+r.in.PagesPerRun)
 	var err error
-	if desc.Consistency == "atomic" {
-		err = r.perFile(ctx, stop)
-	} else {
+	switch {
+	case desc.Consistency != "atomic":
 		err = r.chunks(ctx, stop)
+	case workflow.GetVersion(ctx, atomicChunksVersion, workflow.DefaultVersion, 1) == workflow.DefaultVersion:
+		err = r.perFile(ctx, stop)
+	default:
+		err = r.atomicChunks(ctx, min(stop, r.in.NextPage+atomicPagesPerRun))
 	}
 	if err != nil {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, OutcomeAttr.ValueSet(OutcomeFailed))
@@ -212,8 +215,8 @@ func (r *batchRun) chunks(ctx workflow.Context, stop int) error {
 	return r.children(ctx, large)
 }
 
-// perFile runs a ReplicateFile child for every key of pages [NextPage, stop): atomic
-// policies need each key's stage-commit protocol.
+// perFile runs a ReplicateFile child for every key of pages [NextPage, stop): how
+// atomic batches ran before atomicChunksVersion, kept for the runs that started so.
 func (r *batchRun) perFile(ctx workflow.Context, stop int) error {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,

@@ -2,9 +2,12 @@ package workflows
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/cloudrepl/replicator/activities"
@@ -73,8 +76,9 @@ func TestBatchGivesLargeFilesTheirOwnWorkflow(t *testing.T) {
 	}
 }
 
-func TestAtomicBatchRunsAWorkflowPerKey(t *testing.T) {
+func TestAtomicBatchStartedBeforeChunksRunsAWorkflowPerKey(t *testing.T) {
 	env := newEnv(t)
+	env.OnGetVersion(atomicChunksVersion, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	env.OnActivity(activities.ReadKeyPageName, mock.Anything, mock.Anything).Return([]string{"a", "b"}, nil).Once()
 	env.OnWorkflow(ReplicateFileName, mock.Anything, mock.Anything).Return(&ReplicateFileResult{
 		Outcome: OutcomeCompensated, Destinations: []DestinationOutcome{{Destination: "s3", Outcome: "rolled back"}}}, nil).Twice()
@@ -86,5 +90,158 @@ func TestAtomicBatchRunsAWorkflowPerKey(t *testing.T) {
 	_ = env.GetWorkflowResult(&sum)
 	if sum.Keys != 2 || sum.Totals().Failed != 2 {
 		t.Fatalf("summary %+v", sum)
+	}
+}
+
+// stageChunk answers StageChunk with the given outcome per key and destination
+// ("staged" when a key is not in outcomes); changed keys are marked so.
+func stageChunk(keys []string, outcomes map[string]string, changed ...string) func(context.Context, activities.ChunkInput) (*activities.StageChunkResult, error) {
+	return func(_ context.Context, in activities.ChunkInput) (*activities.StageChunkResult, error) {
+		res := &activities.StageChunkResult{Keys: len(keys)}
+		for _, k := range keys {
+			sk := activities.StagedKey{Key: k, Source: activities.SourceVersion{Exists: true, Version: "1:" + k, SHA256: "h-" + k, Size: 10},
+				Changed: slices.Contains(changed, k)}
+			for _, d := range in.Destinations {
+				o := activities.KeyDestination{Destination: d, Outcome: activities.OutcomeStaged, Bytes: 10}
+				if v, ok := outcomes[k+"@"+d]; ok {
+					o = activities.KeyDestination{Destination: d, Outcome: v}
+				}
+				sk.Destinations = append(sk.Destinations, o)
+			}
+			res.Staged = append(res.Staged, sk)
+		}
+		return res, nil
+	}
+}
+
+// commitAll answers CommitChunk with "copied" everywhere and remembers what it was
+// asked to commit.
+func commitAll(asked *[]string) func(context.Context, activities.CommitChunkInput) (*activities.CommitChunkResult, error) {
+	return func(_ context.Context, in activities.CommitChunkInput) (*activities.CommitChunkResult, error) {
+		res := &activities.CommitChunkResult{}
+		for _, k := range in.Keys {
+			ck := activities.CommittedKey{Key: k.Key}
+			for _, d := range k.Destinations {
+				*asked = append(*asked, k.Key+"@"+d)
+				ck.Destinations = append(ck.Destinations, activities.KeyDestination{Destination: d, Outcome: activities.OutcomeCopied})
+			}
+			res.Keys = append(res.Keys, ck)
+		}
+		return res, nil
+	}
+}
+
+// cleanups remembers the stages each Cleanup removes.
+func cleanups(removed map[string][]string) func(context.Context, activities.CleanupInput) error {
+	return func(_ context.Context, in activities.CleanupInput) error {
+		removed[in.Destination] = append(removed[in.Destination], in.Keys...)
+		return nil
+	}
+}
+
+// atomicPage mocks one page of an atomic batch over describe's two queue groups: a
+// StageChunk and a CommitChunk per group, a Cleanup per destination. It returns what
+// was committed and which stages were removed.
+func atomicPage(env *testsuite.TestWorkflowEnvironment, keys []string, outcomes map[string]string, changed ...string) (*[]string, map[string][]string) {
+	env.OnActivity(activities.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk(keys, outcomes, changed...)).Twice()
+	committed := &[]string{}
+	env.OnActivity(activities.CommitChunkName, mock.Anything, mock.Anything).Return(commitAll(committed)).Twice()
+	removed := map[string][]string{}
+	env.OnActivity(activities.CleanupName, mock.Anything, mock.Anything).Return(cleanups(removed)).Times(3)
+	return committed, removed
+}
+
+func runAtomicBatch(t *testing.T, env *testsuite.TestWorkflowEnvironment) BatchSummary {
+	t.Helper()
+	env.ExecuteWorkflow(ReplicateBatch, ReplicateBatchInput{Policy: "p", List: state.KeyList{Pages: 1}, Description: describe("atomic")})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var sum BatchSummary
+	if err := env.GetWorkflowResult(&sum); err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+func TestAtomicBatchStagesAPageCommitsItAndCleansUp(t *testing.T) {
+	env := newEnv(t)
+	c, removed := atomicPage(env, []string{"a", "b"}, map[string]string{"b@gcs": activities.OutcomeSkipped})
+	sum := runAtomicBatch(t, env)
+	committed := *c
+	slices.Sort(committed)
+	if want := []string{"a@azure", "a@gcs", "a@s3", "b@azure", "b@s3"}; !slices.Equal(committed, want) {
+		t.Fatalf("committed %v, want %v", committed, want)
+	}
+	if len(removed["gcs"]) != 1 || len(removed["s3"]) != 2 || len(removed["azure"]) != 2 {
+		t.Fatalf("stages removed: %v", removed)
+	}
+	if tot := sum.Totals(); sum.Keys != 2 || tot.Copied != 5 || tot.Skipped != 1 || tot.Bytes != 50 || tot.Failed != 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+}
+
+func TestAtomicBatchCompensatesAKeyThatFailedToStage(t *testing.T) {
+	env := newEnv(t)
+	c, removed := atomicPage(env, []string{"a", "b"}, map[string]string{"b@azure": activities.OutcomeFailed})
+	sum := runAtomicBatch(t, env)
+	committed := *c
+	slices.Sort(committed)
+	if want := []string{"a@azure", "a@gcs", "a@s3"}; !slices.Equal(committed, want) {
+		t.Fatalf("committed %v, want only a: %v", committed, want)
+	}
+	stageB := activities.StagingKey("b", "1:b")
+	if !slices.Contains(removed["s3"], stageB) || !slices.Contains(removed["gcs"], stageB) || slices.Contains(removed["azure"], stageB) {
+		t.Fatalf("b's stages must go where they were made: %v", removed)
+	}
+	if tot := sum.Totals(); tot.Copied != 3 || tot.Failed != 3 {
+		t.Fatalf("summary %+v", sum)
+	}
+}
+
+func TestAtomicBatchGivesAChangedKeyItsOwnWorkflow(t *testing.T) {
+	env := newEnv(t)
+	c, removed := atomicPage(env, []string{"a", "c"}, nil, "c")
+	env.OnWorkflow(ReplicateFileName, mock.Anything, ReplicateFileInput{Policy: "p", Key: "c"}).Return(&ReplicateFileResult{
+		Outcome: OutcomeOK, Destinations: []DestinationOutcome{{Destination: "s3", Outcome: "copied", Bytes: 11}}}, nil).Once()
+	sum := runAtomicBatch(t, env)
+	if slices.ContainsFunc(*c, func(s string) bool { return s[0] == 'c' }) {
+		t.Fatalf("changed key committed from its chunk: %v", *c)
+	}
+	if !slices.Contains(removed["azure"], activities.StagingKey("c", "1:c")) {
+		t.Fatalf("the changed key's stage stays: %v", removed)
+	}
+	if tot := sum.Totals(); tot.Copied != 4 || tot.Bytes != 41 {
+		t.Fatalf("summary %+v", sum)
+	}
+}
+
+func TestAtomicBatchCommitRollsForward(t *testing.T) {
+	env := newEnv(t)
+	d := describe("atomic")
+	d.Groups = d.Groups[:1]
+	env.OnActivity(activities.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk([]string{"a"}, nil)).Once()
+	// More failures than the policy's MaxAttempts (2): commits retry until done.
+	env.OnActivity(activities.CommitChunkName, mock.Anything, mock.Anything).Return(nil, errors.New("server busy")).Times(4)
+	var committed []string
+	env.OnActivity(activities.CommitChunkName, mock.Anything, mock.Anything).Return(commitAll(&committed)).Once()
+	env.OnActivity(activities.CleanupName, mock.Anything, mock.Anything).Return(nil).Twice()
+	env.ExecuteWorkflow(ReplicateBatch, ReplicateBatchInput{Policy: "p", List: state.KeyList{Pages: 1}, Description: d})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(committed) != 2 {
+		t.Fatalf("committed %v", committed)
+	}
+}
+
+func TestAtomicBatchContinuesAsNewAfterFewerPages(t *testing.T) {
+	env := newEnv(t)
+	d := describe("atomic")
+	d.Groups = d.Groups[:1]
+	env.OnActivity(activities.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk(nil, nil)).Times(atomicPagesPerRun)
+	env.ExecuteWorkflow(ReplicateBatch, ReplicateBatchInput{Policy: "p", List: state.KeyList{Pages: atomicPagesPerRun + 1}, Description: d})
+	if err := env.GetWorkflowError(); !workflow.IsContinueAsNewError(err) {
+		t.Fatalf("err = %v, want continue-as-new after %d pages", err, atomicPagesPerRun)
 	}
 }

@@ -38,6 +38,7 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 		activities.PrepareName: a.Prepare, activities.TransferName: a.Transfer, activities.CommitName: a.Commit,
 		activities.CleanupName: a.Cleanup, activities.DeleteReplicaName: a.DeleteReplica, activities.RecordDeadLetterName: a.RecordDeadLetter,
 		activities.DescribePolicyName: a.DescribePolicy, activities.ReplicateChunkName: a.ReplicateChunk, activities.ReadKeyPageName: a.ReadKeyPage,
+		activities.StageChunkName: a.StageChunk, activities.CommitChunkName: a.CommitChunk,
 		activities.PlanReconcileName: a.PlanReconcile, activities.DeleteChunkName: a.DeleteChunk, activities.FinishReconcileName: a.FinishReconcile,
 	} {
 		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})

@@ -1,0 +1,243 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/cloudrepl/replicator/internal/config"
+)
+
+// An atomic batch moves a page of small keys in three steps, each one activity per
+// queue group or destination instead of a workflow per key: StageChunk stages every
+// key of the page on its destinations, the workflow decides per key (commit when
+// every routed destination staged it, compensate otherwise), CommitChunk makes the
+// decided keys visible, and Cleanup removes the stages. Each key is still visible on
+// all its destinations or on none.
+
+// StageChunk stages one page of an atomic batch's keys on the given destinations:
+// each key's source version is read once and put to the version's staging key on
+// every destination that does not already hold it. Nothing becomes visible here. A
+// key whose staging fails permanently on a destination gets a dead letter there; the
+// workflow then compensates it everywhere. A key whose source changed while it was
+// staged is marked Changed: its stages may hold different versions, so the workflow
+// hands it to a ReplicateFile run of its own.
+func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) (*StageChunkResult, error) {
+	w, err := a.openChunk(ctx, in.Policy, in.List, in.Page, in.Destinations)
+	if err != nil {
+		return nil, err
+	}
+	res := &StageChunkResult{Keys: len(w.keys)}
+	var resMu sync.Mutex
+	stage := func(job keyJob) StagedKey {
+		sk := StagedKey{Key: job.key, Source: job.sv}
+		if job.readErr != nil {
+			// A source that kept changing while it was read goes to its own
+			// ReplicateFile run; one that cannot be read is a dead letter.
+			sk.Changed = ErrorClass(job.readErr) == ErrSourceChanged
+			for _, t := range job.targets {
+				sk.Destinations = append(sk.Destinations, failedOn(t, job.readErr))
+				if !sk.Changed {
+					w.deadLetter(ctx, job.key, t, job.readErr)
+				}
+			}
+			return sk
+		}
+		outs := make([]KeyDestination, len(job.targets))
+		errs := make([]error, len(job.targets))
+		var kwg sync.WaitGroup
+		for i, t := range job.targets {
+			kwg.Go(func() { outs[i], errs[i] = w.stageOn(ctx, in, job, t) })
+		}
+		kwg.Wait()
+		for _, o := range outs {
+			if o.ErrorClass == ErrSourceChanged || o.ErrorClass == ErrSourceMissing {
+				sk.Changed = true
+			}
+		}
+		sk.Destinations = outs
+		if sk.Changed {
+			return sk // its ReplicateFile run records what fails for good
+		}
+		for i, err := range errs {
+			if err != nil {
+				w.deadLetter(ctx, job.key, outs[i].Destination, err)
+			}
+		}
+		return sk
+	}
+	excluded, large := w.eachKey(ctx, in.LargeThreshold, func(job keyJob) {
+		sk := stage(job)
+		resMu.Lock()
+		res.Staged = append(res.Staged, sk)
+		resMu.Unlock()
+	})
+	if err := w.finish(ctx); err != nil {
+		return nil, err
+	}
+	res.Excluded, res.Large = excluded, large
+	sortStaged(res.Staged, w.keys)
+	return res, nil
+}
+
+// stageOn stages one key on one destination, or propagates its source's delete there
+// (mirror mode: deletes are not staged, as in ReplicateFile). A failure is returned
+// both in the outcome and as the error, whose class the dead letter keeps.
+func (w *chunkWork) stageOn(ctx context.Context, in ChunkInput, job keyJob, dest string) (KeyDestination, error) {
+	d := w.dests[dest]
+	out := KeyDestination{Destination: dest}
+	var res *TransferResult
+	var err error
+	ok := d.withSlot(ctx, func() {
+		for try := 0; try < chunkTries; try++ {
+			switch {
+			case !job.sv.Exists && w.p.Mode != config.ModeMirror:
+				res = &TransferResult{Outcome: OutcomeSkipped}
+			case !job.sv.Exists:
+				res, err = w.a.DeleteReplica(ctx, DeleteInput{Policy: w.p.Name, Destination: dest, Key: job.key})
+			default:
+				cj := copyJob{src: w.src, dst: d.s, lim: d.lim, sink: w.sink, data: job.data}
+				res, err = w.a.transfer(ctx, w.p, cj, TransferInput{Policy: w.p.Name, Destination: dest, Key: job.key, Source: job.sv,
+					StagingKey: StagingKey(job.key, job.sv.Version), RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent})
+				w.a.observe(w.p.Name, dest, job.sv, res, err, false)
+			}
+			if err == nil || isPermanent(err) || ErrorClass(err) == ErrSourceChanged {
+				return
+			}
+			sleep(ctx, try)
+		}
+	})
+	if !ok {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return failedOn(dest, err), err
+	}
+	out.Outcome, out.Bytes = res.Outcome, res.Bytes
+	return out, nil
+}
+
+func failedOn(dest string, err error) KeyDestination {
+	return KeyDestination{Destination: dest, Outcome: OutcomeFailed, ErrorClass: ErrorClass(err), Error: err.Error()}
+}
+
+// sortStaged puts staged keys in the page's order, so that results do not depend on
+// which key finished first.
+func sortStaged(staged []StagedKey, order []string) {
+	pos := make(map[string]int, len(order))
+	for i, k := range order {
+		pos[k] = i
+	}
+	slices.SortFunc(staged, func(a, b StagedKey) int { return pos[a.Key] - pos[b.Key] })
+}
+
+// CommitChunk makes staged versions visible under their final keys, each with the
+// server-side copy of Commit, several at once within the policy's concurrency. It
+// rolls forward: a transient failure that outlasts the chunk's own tries fails the
+// activity, and its retry (the workflow retries it until done) skips what its
+// heartbeats say was committed. A permanent failure on a destination is that key's
+// dead letter there, as a failed commit of ReplicateFile is.
+func (a *Activities) CommitChunk(ctx context.Context, in CommitChunkInput) (*CommitChunkResult, error) {
+	p, err := a.policy(in.Policy)
+	if err != nil {
+		return nil, err
+	}
+	st, err := a.State(ctx)
+	if err != nil {
+		return nil, asActivityError(err)
+	}
+	w := &chunkWork{a: a, p: p, st: st, dests: map[string]chunkDest{}, sink: &manifestSink{}}
+	res := &CommitChunkResult{Keys: make([]CommittedKey, len(in.Keys))}
+	for i, k := range in.Keys {
+		res.Keys[i] = CommittedKey{Key: k.Key, Destinations: make([]KeyDestination, len(k.Destinations))}
+		for _, name := range k.Destinations {
+			if _, ok := w.dests[name]; ok {
+				continue
+			}
+			d, s, err := a.destination(ctx, p, name)
+			if err != nil {
+				return nil, err
+			}
+			w.dests[name] = chunkDest{d, s, a.limitsFor(p, d)}
+		}
+	}
+	// What an earlier attempt committed, from its last heartbeat.
+	var earlier []CommittedKey
+	if activity.HasHeartbeatDetails(ctx) {
+		if activity.GetHeartbeatDetails(ctx, &earlier) != nil || len(earlier) != len(in.Keys) {
+			earlier = nil
+		}
+	}
+	var mu sync.Mutex
+	var transient error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(p.Limits.Concurrency, 1))
+	details := func() []CommittedKey {
+		mu.Lock()
+		defer mu.Unlock()
+		snap := make([]CommittedKey, len(res.Keys))
+		for i, k := range res.Keys {
+			snap[i] = CommittedKey{Key: k.Key, Destinations: append([]KeyDestination(nil), k.Destinations...)}
+		}
+		return snap
+	}
+	stop := keepAlive(ctx, func() []any { return []any{details()} })
+	for i, k := range in.Keys {
+		for j, name := range k.Destinations {
+			if earlier != nil && earlier[i].Key == k.Key && len(earlier[i].Destinations) > j && earlier[i].Destinations[j].Outcome != "" {
+				res.Keys[i].Destinations[j] = earlier[i].Destinations[j]
+				continue
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				d := w.dests[name]
+				in := TransferInput{Policy: p.Name, Destination: name, Key: k.Key, Source: k.Source, StagingKey: StagingKey(k.Key, k.Source.Version)}
+				var out *TransferResult
+				var err error
+				d.withSlot(ctx, func() {
+					for try := 0; try < chunkTries; try++ {
+						if out, err = a.commit(ctx, p, d.s, in, w.sink); err == nil || isPermanent(err) {
+							return
+						}
+						sleep(ctx, try)
+					}
+				})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil && out != nil:
+					res.Keys[i].Destinations[j] = KeyDestination{Destination: name, Outcome: out.Outcome, Bytes: out.Bytes}
+				case err != nil && isPermanent(err):
+					res.Keys[i].Destinations[j] = failedOn(name, err)
+					w.deadLetter(ctx, k.Key, name, err)
+				default:
+					if err == nil {
+						err = ctx.Err()
+					}
+					transient = fmt.Errorf("commit %s on %s: %w", k.Key, name, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	stop()
+	if err := w.sink.flush(ctx, st, p.Name); err != nil {
+		return nil, asActivityError(err)
+	}
+	if transient != nil {
+		// Heartbeat what is done so that the retry does not count it as skipped.
+		activity.RecordHeartbeat(ctx, details())
+		return nil, transient
+	}
+	if w.errs != nil {
+		return nil, w.errs
+	}
+	return res, nil
+}

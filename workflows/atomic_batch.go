@@ -1,0 +1,280 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/cloudrepl/replicator/activities"
+)
+
+// atomicChunksVersion marks the change from a ReplicateFile child per key to staged
+// chunks for atomic batches; runs that started before it keep their children.
+const atomicChunksVersion = "atomic-batch-chunks"
+
+// atomicPagesPerRun bounds an atomic run's pages below PagesPerRun: each page carries
+// its keys' versions through stage, commit and cleanup, about 30 KiB of history.
+const atomicPagesPerRun = 50
+
+// atomicChunks runs pages [NextPage, stop) of an atomic batch, Concurrency pages at
+// once: each page is staged everywhere, then every key that every routed destination
+// staged is committed, and then the stages are removed. A key that failed to stage
+// anywhere is compensated (its stages removed, no final key touched); a key whose
+// source changed meanwhile, and every large key, gets a ReplicateFile run of its own.
+func (r *batchRun) atomicChunks(ctx workflow.Context, stop int) error {
+	slots := workflow.NewBufferedChannel(ctx, r.in.Concurrency)
+	wg := workflow.NewWaitGroup(ctx)
+	var errs []error
+	var later []string
+	for page := r.in.NextPage; page < stop && len(errs) == 0; page++ {
+		slots.Send(ctx, struct{}{})
+		wg.Add(1)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer wg.Done()
+			defer slots.Receive(ctx, nil)
+			own, err := r.atomicPage(ctx, page)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("page %d: %w", page, err))
+			}
+			for _, k := range own {
+				if !slices.Contains(later, k) {
+					later = append(later, k)
+				}
+			}
+		})
+	}
+	wg.Wait(ctx)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	r.in.NextPage = stop
+	return r.children(ctx, later)
+}
+
+// keyRoute is one key of an atomic page as its queue groups staged it.
+type keyRoute struct {
+	key     string
+	source  activities.SourceVersion
+	outs    []activities.KeyDestination
+	queues  []string // the task queue of each of outs
+	changed bool
+	// versions are the source versions the groups read (several if it changed
+	// between their reads).
+	versions []string
+}
+
+func (k *keyRoute) failed() bool {
+	return slices.ContainsFunc(k.outs, func(o activities.KeyDestination) bool { return o.Outcome == activities.OutcomeFailed })
+}
+
+// atomicPage stages, decides, commits and cleans up one page, and returns the keys
+// that need a ReplicateFile run of their own.
+func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) {
+	desc := r.in.Description
+	rp := desc.Retry
+	stageFutures := make([]workflow.Future, len(desc.Groups))
+	for gi, g := range desc.Groups {
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			TaskQueue:           g.TaskQueue,
+			StartToCloseTimeout: 2 * time.Hour,
+			HeartbeatTimeout:    rp.HeartbeatTimeout,
+			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: rp.MaxAttempts, MaximumInterval: rp.MaxInterval,
+				NonRetryableErrorTypes: activities.NonRetryable},
+			Summary: fmt.Sprintf("stage chunk %d/%d → %v", page+1, r.in.List.Pages, g.Destinations),
+		})
+		stageFutures[gi] = workflow.ExecuteActivity(actx, acts.StageChunk, activities.ChunkInput{
+			Policy: r.in.Policy, List: r.in.List, Page: page, Destinations: g.Destinations, LargeThreshold: r.in.LargeThreshold,
+			RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent,
+		})
+	}
+	var keys []*keyRoute
+	var later []string
+	var errs []error
+	for gi, f := range stageFutures {
+		var res activities.StageChunkResult
+		if err := f.Get(ctx, &res); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if gi == 0 { // every group reads the same page: count it once
+			r.in.Summary.Keys += res.Keys
+			r.in.Summary.Excluded += res.Excluded
+		}
+		for _, k := range res.Large {
+			if !slices.Contains(later, k) {
+				later = append(later, k)
+				r.in.Summary.Large++
+			}
+		}
+		for _, s := range res.Staged {
+			i := slices.IndexFunc(keys, func(k *keyRoute) bool { return k.key == s.Key })
+			if i < 0 {
+				keys = append(keys, &keyRoute{key: s.Key, source: s.Source})
+				i = len(keys) - 1
+			}
+			k := keys[i]
+			k.changed = k.changed || s.Changed
+			if !slices.Contains(k.versions, s.Source.Version) {
+				k.versions = append(k.versions, s.Source.Version)
+			}
+			for _, o := range s.Destinations {
+				k.outs = append(k.outs, o)
+				k.queues = append(k.queues, desc.Groups[gi].TaskQueue)
+			}
+		}
+	}
+	// Stages of groups that answered are removed below, also when another failed.
+	commits := map[string][]activities.CommitKey{} // by task queue
+	for _, k := range keys {
+		switch {
+		case !k.source.Exists && len(k.versions) == 1:
+			// A delete (mirror) or nothing to do (copy): deletes are not staged.
+			for _, o := range k.outs {
+				r.record(o.Destination, o.Outcome, o.Bytes)
+			}
+		case k.changed || len(k.versions) > 1:
+			later = append(later, k.key)
+		case k.failed() || len(errs) > 0:
+			// Compensated: the failed destinations have their dead letters (written
+			// by StageChunk); the others are rolled back.
+			for _, o := range k.outs {
+				r.record(o.Destination, activities.OutcomeFailed, 0)
+			}
+		default:
+			for i, o := range k.outs {
+				if o.Outcome != activities.OutcomeStaged {
+					r.record(o.Destination, o.Outcome, o.Bytes)
+					continue
+				}
+				q := k.queues[i]
+				n := len(commits[q])
+				if n == 0 || commits[q][n-1].Key != k.key {
+					commits[q] = append(commits[q], activities.CommitKey{Key: k.key, Source: k.source})
+					n++
+				}
+				commits[q][n-1].Destinations = append(commits[q][n-1].Destinations, o.Destination)
+			}
+		}
+	}
+	if err := r.commitChunks(ctx, page, keys, commits); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.cleanupStages(ctx, keys); err != nil {
+		errs = append(errs, err)
+	}
+	return later, errors.Join(errs...)
+}
+
+// commitChunks commits the decided keys, one CommitChunk per queue group, rolled
+// forward until done (only permission and invalid-request errors stop a commit,
+// and they become dead letters inside the activity).
+func (r *batchRun) commitChunks(ctx workflow.Context, page int, keys []*keyRoute, commits map[string][]activities.CommitKey) error {
+	type pending struct {
+		f    workflow.Future
+		keys []activities.CommitKey
+	}
+	var ps []pending
+	for _, g := range r.in.Description.Groups { // groups, not the map: a fixed order
+		ck := commits[g.TaskQueue]
+		if len(ck) == 0 {
+			continue
+		}
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			TaskQueue:           g.TaskQueue,
+			StartToCloseTimeout: 2 * time.Hour,
+			HeartbeatTimeout:    r.in.Description.Retry.HeartbeatTimeout,
+			RetryPolicy: &temporal.RetryPolicy{MaximumInterval: r.in.Description.Retry.MaxInterval,
+				NonRetryableErrorTypes: []string{activities.ErrPermission, activities.ErrInvalid}},
+			Summary: fmt.Sprintf("commit %d keys of chunk %d/%d → %v", len(ck), page+1, r.in.List.Pages, g.Destinations),
+		})
+		ps = append(ps, pending{workflow.ExecuteActivity(actx, acts.CommitChunk, activities.CommitChunkInput{Policy: r.in.Policy, Keys: ck}), ck})
+	}
+	var errs []error
+	for _, p := range ps {
+		var res activities.CommitChunkResult
+		if err := p.f.Get(ctx, &res); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for i, k := range res.Keys {
+			staged := stagedBytes(keys, p.keys[i].Key)
+			for _, d := range k.Destinations {
+				n := int64(0)
+				if d.Outcome == activities.OutcomeCopied {
+					n = staged[d.Destination]
+				}
+				r.record(d.Destination, d.Outcome, n)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stagedBytes is how many bytes each destination staged for key.
+func stagedBytes(keys []*keyRoute, key string) map[string]int64 {
+	m := map[string]int64{}
+	for _, k := range keys {
+		if k.key == key {
+			for _, o := range k.outs {
+				m[o.Destination] = o.Bytes
+			}
+		}
+	}
+	return m
+}
+
+// cleanupStages removes every stage the page made, one Cleanup per destination,
+// retried until done.
+func (r *batchRun) cleanupStages(ctx workflow.Context, keys []*keyRoute) error {
+	type target struct {
+		dest, queue string
+		stages      []string
+	}
+	var targets []*target
+	for _, k := range keys {
+		for i, o := range k.outs {
+			if o.Outcome != activities.OutcomeStaged {
+				continue
+			}
+			ti := slices.IndexFunc(targets, func(t *target) bool { return t.dest == o.Destination })
+			if ti < 0 {
+				targets = append(targets, &target{dest: o.Destination, queue: k.queues[i]})
+				ti = len(targets) - 1
+			}
+			for _, v := range k.versions {
+				if s := activities.StagingKey(k.key, v); !slices.Contains(targets[ti].stages, s) {
+					targets[ti].stages = append(targets[ti].stages, s)
+				}
+			}
+		}
+	}
+	futures := make([]workflow.Future, len(targets))
+	for i, t := range targets {
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			TaskQueue:           t.queue,
+			StartToCloseTimeout: time.Hour,
+			RetryPolicy: &temporal.RetryPolicy{MaximumInterval: r.in.Description.Retry.MaxInterval,
+				NonRetryableErrorTypes: []string{activities.ErrPermission, activities.ErrInvalid}},
+			Summary: fmt.Sprintf("clean up %d stages on %s", len(t.stages), t.dest),
+		})
+		futures[i] = workflow.ExecuteActivity(actx, acts.Cleanup, activities.CleanupInput{Policy: r.in.Policy, Destination: t.dest, Keys: t.stages})
+	}
+	var errs []error
+	for i, f := range futures {
+		if err := f.Get(ctx, nil); err != nil {
+			errs = append(errs, fmt.Errorf("clean up stages on %s: %w", targets[i].dest, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// record counts one destination outcome in the batch's summary.
+func (r *batchRun) record(dest, outcome string, n int64) {
+	var c activities.Counts
+	c.Record(outcome, n)
+	r.in.Summary.add(dest, c)
+}
