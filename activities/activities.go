@@ -239,10 +239,12 @@ func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src st
 	}
 	useCache := sv.Size >= hashCacheMinSize
 	if useCache {
-		if sv.SHA256, err = st.CachedHash(ctx, p.Name, key, sv.Version); err != nil {
+		cached, err := st.CachedHash(ctx, p.Name, key, sv.Version)
+		if err != nil {
 			return SourceVersion{}, asActivityError(err)
 		}
-		if sv.SHA256 != "" {
+		if cached != nil {
+			sv.SHA256, sv.Fingerprint = cached.SHA256, cached.Fingerprint
 			return sv, nil
 		}
 	}
@@ -255,7 +257,8 @@ func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src st
 	}
 	defer r.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, &heartbeatReader{ctx: ctx, r: r})
+	var fp store.FingerprintWriter
+	n, err := io.Copy(io.MultiWriter(h, &fp), &heartbeatReader{ctx: ctx, r: r})
 	if err != nil {
 		return SourceVersion{}, asActivityError(fmt.Errorf("hash %s: %w", key, err))
 	}
@@ -263,9 +266,9 @@ func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src st
 		return SourceVersion{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("source %s changed while it was hashed (%d bytes read, %d stated)", key, n, sv.Size), ErrSourceChanged, nil)
 	}
-	sv.SHA256 = hex.EncodeToString(h.Sum(nil))
+	sv.SHA256, sv.Fingerprint = hex.EncodeToString(h.Sum(nil)), fp.Sum().String()
 	if useCache {
-		if err := st.CacheHash(ctx, p.Name, key, sv.Version, sv.SHA256); err != nil {
+		if err := st.CacheHash(ctx, p.Name, key, state.HashEntry{Version: sv.Version, SHA256: sv.SHA256, Fingerprint: sv.Fingerprint}); err != nil {
 			return SourceVersion{}, asActivityError(err)
 		}
 	}
@@ -495,6 +498,12 @@ func (a *Activities) put(ctx context.Context, job copyJob, in TransferInput, tar
 		}
 		defer rc.Close()
 		r = rc
+		// The bytes were hashed in Prepare with their fingerprint: checking that
+		// fingerprint catches a source changed since at a fraction of a second
+		// SHA-256 pass per destination.
+		if fp, err := store.ParseFingerprint(in.Source.Fingerprint); err == nil {
+			r = store.NewFingerprinted(rc, in.Source.SHA256, fp)
+		}
 	}
 	if job.lim.limiter.Limit() != rate.Inf {
 		r = limitedReader{ctx: ctx, r: r, l: job.lim.limiter}

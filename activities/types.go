@@ -64,9 +64,13 @@ type PrepareInput struct {
 // SourceVersion describes one state of a source file: what every later step checks
 // against. Version is "<modification time in ns>:<store ETag>", ordered by the time.
 type SourceVersion struct {
-	Exists      bool
-	Version     string
-	SHA256      string
+	Exists  bool
+	Version string
+	SHA256  string
+	// Fingerprint (store.Fingerprint) of the bytes SHA256 was computed from, taken in
+	// the same pass, so that a stream of them is checked without hashing it again;
+	// "" when the hash came from elsewhere (a bucket source's metadata).
+	Fingerprint string `json:",omitempty"`
 	Size        int64
 	ModTime     time.Time
 	ContentType string

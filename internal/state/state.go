@@ -74,6 +74,9 @@ type HashEntry struct {
 	Version string `json:"version"`
 	// SHA256 of that version's bytes.
 	SHA256 string `json:"sha256"`
+	// Fingerprint of the same bytes (store.Fingerprint), taken in the same pass;
+	// absent in records written before it existed.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 func hashKey(policy, key string) string {
@@ -81,19 +84,19 @@ func hashKey(policy, key string) string {
 	return fmt.Sprintf("hashcache/%s/%s/%s.json", policy, id[:2], id)
 }
 
-// CachedHash returns the cached SHA-256 of key at version, or "".
-func (st *State) CachedHash(ctx context.Context, policy, key, version string) (string, error) {
+// CachedHash returns the cached hashes of key at version, or nil.
+func (st *State) CachedHash(ctx context.Context, policy, key, version string) (*HashEntry, error) {
 	var e HashEntry
 	found, err := st.getJSON(ctx, hashKey(policy, key), &e)
 	if err != nil || !found || e.Version != version {
-		return "", err
+		return nil, err
 	}
-	return e.SHA256, nil
+	return &e, nil
 }
 
-// CacheHash records the SHA-256 of key at version.
-func (st *State) CacheHash(ctx context.Context, policy, key, version, sha string) error {
-	return st.putJSON(ctx, hashKey(policy, key), HashEntry{Version: version, SHA256: sha})
+// CacheHash records the hashes of key at e.Version.
+func (st *State) CacheHash(ctx context.Context, policy, key string, e HashEntry) error {
+	return st.putJSON(ctx, hashKey(policy, key), e)
 }
 
 // ManifestEntry records one committed write (or delete) on a destination.

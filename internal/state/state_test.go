@@ -54,12 +54,12 @@ func TestDeadLetterLifecycle(t *testing.T) {
 func TestHashCacheIsPerVersion(t *testing.T) {
 	ctx := context.Background()
 	st := newState(t)
-	must(t, st.CacheHash(ctx, "p", "k", "v1", "aa"))
-	if h, err := st.CachedHash(ctx, "p", "k", "v1"); err != nil || h != "aa" {
-		t.Fatalf("cached = %q, %v", h, err)
+	must(t, st.CacheHash(ctx, "p", "k", HashEntry{Version: "v1", SHA256: "aa", Fingerprint: "0011223344556677"}))
+	if h, err := st.CachedHash(ctx, "p", "k", "v1"); err != nil || h == nil || h.SHA256 != "aa" || h.Fingerprint != "0011223344556677" {
+		t.Fatalf("cached = %+v, %v", h, err)
 	}
-	if h, err := st.CachedHash(ctx, "p", "k", "v2"); err != nil || h != "" {
-		t.Fatalf("other version = %q, %v; want a miss", h, err)
+	if h, err := st.CachedHash(ctx, "p", "k", "v2"); err != nil || h != nil {
+		t.Fatalf("other version = %+v, %v; want a miss", h, err)
 	}
 }
 

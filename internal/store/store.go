@@ -72,8 +72,9 @@ type Precondition struct {
 // PutOptions describe the object a Put writes.
 type PutOptions struct {
 	// SHA256 is the lower-case hex SHA-256 the bytes must have. Required: the driver
-	// recomputes it while streaming and, on a difference, fails with CodeMismatch and
-	// leaves no object (and no open multipart upload) behind.
+	// verifies it while streaming (through a Verifier: it recomputes the hash, or
+	// leaves the check to a Prehashed stream) and, on a difference, fails with
+	// CodeMismatch and leaves no object (and no open multipart upload) behind.
 	SHA256 string
 	// Size is the expected size in bytes, or -1 when unknown. A stream of another
 	// length fails with CodeMismatch.

@@ -37,12 +37,14 @@ func NewVerifier(r io.Reader, wantSHA256 string, wantSize int64) *Verifier {
 	return v
 }
 
-// Prehashed is a stream whose producer hashes the bytes it hands out, so that one
-// hash serves every destination that reads them. Its contract:
+// Prehashed is a stream whose producer vouches for the SHA-256 of the bytes it hands
+// out, so that one hash serves every destination that reads them. Its contract:
 //   - SHA256 is the hex SHA-256 the producer expects of the whole stream;
-//   - the stream returns io.EOF only after the producer has hashed every byte, and
+//   - the stream returns io.EOF only after the producer has checked every byte, and
 //     Verify, called after io.EOF, returns nil only if the bytes it delivered hash
-//     to SHA256 (an error naming the difference otherwise).
+//     to SHA256 (an error naming the difference otherwise). A producer shows it by
+//     hashing them, by having hashed them in memory (Verified), or by their
+//     Fingerprint, taken in the pass that computed the SHA-256 (Fingerprinted).
 type Prehashed interface {
 	io.Reader
 	SHA256() string
@@ -114,6 +116,16 @@ func (v *Verifier) InMemory(limit int64) (data []byte, ok bool) {
 	mem.off = len(mem.data)
 	v.n, v.sawEOF = int64(len(mem.data)), true
 	return mem.data, true
+}
+
+// CRC32C returns the CRC-32C of the whole stream when it is known before the stream
+// is read (a Fingerprinted stream), so that a driver can declare it to a server that
+// checks it (GCS).
+func (v *Verifier) CRC32C() (uint32, bool) {
+	if f, ok := v.pre.(*Fingerprinted); ok {
+		return f.CRC32C(), true
+	}
+	return 0, false
 }
 
 // BytesRead is the number of bytes read so far.

@@ -136,6 +136,11 @@ func (s *gcsStore) putLarge(ctx context.Context, obj *storage.ObjectHandle, key 
 	defer cancel()
 	w := s.newWriter(wctx, obj, key, opts)
 	w.ChunkSize = int(s.partSize)
+	if crc, ok := v.CRC32C(); ok {
+		// Known before the bytes move (a Fingerprinted source): GCS checks the
+		// object against it when the upload is finalized.
+		w.CRC32C, w.SendCRC32C = crc, true
+	}
 	if opts.Progress != nil {
 		w.ProgressFunc = opts.Progress
 	}

@@ -90,6 +90,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ListPagination", func(t *testing.T) { testPagination(t, newStore(t)) })
 	t.Run("HashMismatch", func(t *testing.T) { testMismatch(t, newStore(t), 1000, false) })
 	t.Run("HashMismatchMultipart", func(t *testing.T) { testMismatch(t, newStore(t), 2*h.PartSize+5, h.StoresCutRequests) })
+	t.Run("Fingerprinted", func(t *testing.T) { testFingerprinted(t, newStore(t), 1000, false) })
+	t.Run("FingerprintedMultipart", func(t *testing.T) { testFingerprinted(t, newStore(t), 2*h.PartSize+5, h.StoresCutRequests) })
 	t.Run("InvalidKeys", func(t *testing.T) { testInvalidKeys(t, newStore(t)) })
 	t.Run("ErrorClasses", func(t *testing.T) { testErrorClasses(t, h) })
 }
@@ -474,6 +476,46 @@ func testMismatch(t *testing.T, s store.Store, size int64, storesCutRequests boo
 		t.Fatalf("a refused put changed the previous version")
 	}
 	if got := keysOf(listAll(t, s, store.ListOptions{IncludeInternal: true})); !slices.Equal(got, []string{"mm/existing"}) {
+		t.Fatalf("a refused put left objects behind: %q", got)
+	}
+}
+
+// testFingerprinted puts streams whose SHA-256 is vouched for by a fingerprint taken
+// when they were hashed (store.Fingerprinted): the right bytes are stored with their
+// hash, and bytes changed since (one byte, the same length) are refused as a
+// mismatch, leaving the previous version and nothing else.
+func testFingerprinted(t *testing.T, s store.Store, size int64, storesCutRequests bool) {
+	data := bytes.Repeat([]byte("fingerprinted "), int(size/14)+1)[:size]
+	var fw store.FingerprintWriter
+	fw.Write(data)
+	sum := SHA256Hex(data)
+	obj, err := s.Put(ctx(t), "fp/good", store.NewFingerprinted(bytes.NewReader(data), sum, fw.Sum()), store.PutOptions{SHA256: sum, Size: size})
+	if err != nil {
+		t.Fatalf("put of a fingerprinted stream: %v", err)
+	}
+	if got := ReadAll(t, s, "fp/good"); !bytes.Equal(got, data) || obj.Size != size {
+		t.Fatalf("stored %d bytes (object says %d), want the %d put", len(got), obj.Size, size)
+	}
+	if a, err := s.Stat(ctx(t), "fp/good"); err != nil || a.SHA256 != sum {
+		t.Fatalf("stat: %+v, %v; want SHA-256 %s", a, err, sum)
+	}
+
+	changed := bytes.Clone(data)
+	changed[size/2] ^= 1 // written after the hash pass
+	_, err = s.Put(ctx(t), "fp/new", store.NewFingerprinted(bytes.NewReader(changed), sum, fw.Sum()), store.PutOptions{SHA256: sum, Size: size})
+	WantCode(t, "put of bytes changed since they were fingerprinted", err, store.CodeMismatch)
+	if storesCutRequests {
+		t.Log("the server stores cut requests: the refusal is checked, not the leftovers")
+		return
+	}
+	_, err = s.Stat(ctx(t), "fp/new")
+	WantCode(t, "stat after a refused put", err, store.CodeNotFound)
+	_, err = s.Put(ctx(t), "fp/good", store.NewFingerprinted(bytes.NewReader(changed), sum, fw.Sum()), store.PutOptions{SHA256: sum, Size: -1})
+	WantCode(t, "refused put over an existing key", err, store.CodeMismatch)
+	if got := ReadAll(t, s, "fp/good"); !bytes.Equal(got, data) {
+		t.Fatal("a refused put changed the previous version")
+	}
+	if got := keysOf(listAll(t, s, store.ListOptions{IncludeInternal: true})); !slices.Equal(got, []string{"fp/good"}) {
 		t.Fatalf("a refused put left objects behind: %q", got)
 	}
 }
