@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -28,9 +29,6 @@ type benchCase struct {
 	files int
 	size  int
 	runs  int
-	// atomicRuns is how many of the runs also time atomic mode, which runs a
-	// workflow per file: over 8 minutes for 2,000 small files here.
-	atomicRuns int
 }
 
 // writeBenchData writes a case's files (the same bytes every time) to dir once.
@@ -57,34 +55,37 @@ func writeBenchData(t *testing.T, dir string, c benchCase) []string {
 	return keys
 }
 
-// landed sums the bytes of the case's objects on a destination, read from its
-// server, then deletes the large ones, so that Azurite, which keeps them in memory,
-// does not grow by gigabytes run after run. Small ones stay: Azurite takes ~14 ms
-// per delete, longer than the run that wrote them.
+// landed sums the bytes of the case's objects on a destination, read from its server.
 func landed(t *testing.T, s store.Store, prefix string) int64 {
-	ctx := context.Background()
 	var n int64
-	var keys []string
-	for o, err := range s.List(ctx, store.ListOptions{Prefix: prefix}) {
+	for o, err := range s.List(context.Background(), store.ListOptions{Prefix: prefix}) {
 		must(t, err)
 		n += o.Size
-		if o.Size >= 1<<20 {
-			keys = append(keys, o.Key)
+	}
+	return n
+}
+
+// freshServers restarts MinIO, fake-gcs-server and Azurite with no data before each
+// measured run, so that every tool meets the same empty servers whatever ran before
+// it: Azurite slows as objects pile up and keeps deleted blobs' memory for minutes,
+// and fake-gcs-server's listings read every object of the bucket.
+func freshServers(t *testing.T) {
+	dir := os.Getenv("REPLICATOR_STACK_DIR")
+	if dir == "" {
+		t.Fatal("$REPLICATOR_STACK_DIR is not set: run the benchmark with `make bench`")
+	}
+	script := func(name string, args ...string) {
+		cmd := exec.Command("bash", append([]string{filepath.Join("..", "..", "deploy", "local", name)}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 		}
 	}
-	sem := make(chan struct{}, 16)
-	var wg sync.WaitGroup
-	for _, k := range keys {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := s.Delete(ctx, k); err != nil {
-				t.Errorf("clean up %s: %v", k, err)
-			}
-		})
+	script("stop.sh", "minio", "gcs", "azurite")
+	for _, d := range []string{"minio", "gcs", "azurite"} {
+		must(t, os.RemoveAll(filepath.Join(dir, d)))
 	}
-	wg.Wait()
-	return n
+	script("start.sh", "minio", "gcs", "azurite")
+	createBuckets(t)
 }
 
 // checkLanded fails the benchmark unless every destination under prefix holds the
@@ -146,8 +147,8 @@ const gcsSingleRequest = "\n        tuning: {single_request: true}"
 
 // runReplicator replicates the case's keys with a fresh world (prefix, state,
 // worker) in the given consistency mode; it returns the time, the prefix the bytes
-// landed under and the worker's peak RSS.
-func runReplicator(t *testing.T, c benchCase, data string, keys []string, consistency string) (time.Duration, string, int64) {
+// landed under, and the worker's peak RSS and CPU time.
+func runReplicator(t *testing.T, c benchCase, data string, keys []string, consistency string) (time.Duration, string, int64, time.Duration) {
 	w := newWorld(t, worldOptions{consistency: consistency, gcsExtra: gcsSingleRequest})
 	for _, k := range keys { // hard links: the source root never reaches outside itself
 		must(t, os.MkdirAll(filepath.Dir(filepath.Join(w.src, k)), 0o755))
@@ -160,10 +161,19 @@ func runReplicator(t *testing.T, c benchCase, data string, keys []string, consis
 		w.workerArgs = []string{"--pprof"}
 	}
 	wk := w.startWorker()
+	wk.waitFor(t, "msg=polling") // a worker is a daemon: its start is not the transfer's
 	peakRSS(t, wk.cmd.Process.Pid)
-	if profile != "" {
+	cpuBefore := cpuTime(t, wk.cmd.Process.Pid)
+	profiled := make(chan struct{})
+	if profile == "" {
+		close(profiled)
+	} else {
+		// A CPU profile of the worker from the start of the run, saved before the
+		// worker stops (REPLICATOR_BENCH_PROFILE_SECONDS long, 10 by default).
+		secs := cmp.Or(os.Getenv("REPLICATOR_BENCH_PROFILE_SECONDS"), "10")
 		go func() {
-			resp, err := http.Get(wk.metricsURL(t) + "/debug/pprof/profile?seconds=10")
+			defer close(profiled)
+			resp, err := http.Get(wk.metricsURL(t) + "/debug/pprof/profile?seconds=" + secs)
 			if err != nil {
 				t.Logf("profile: %v", err)
 				return
@@ -182,9 +192,22 @@ func runReplicator(t *testing.T, c benchCase, data string, keys []string, consis
 		t.Fatalf("%s: batch failed: %s", c.name, out)
 	}
 	el := time.Since(start)
-	rss := peakRSS(t, wk.cmd.Process.Pid)
+	rss, cpu := peakRSS(t, wk.cmd.Process.Pid), cpuTime(t, wk.cmd.Process.Pid)-cpuBefore
+	<-profiled
 	wk.stop(t)
-	return el, w.prefix, rss
+	return el, w.prefix, rss, cpu
+}
+
+// cpuTime is the CPU time (user and system) a process has used so far.
+func cpuTime(t *testing.T, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	must(t, err)
+	// Fields after the command name, which is in parentheses and may hold spaces:
+	// utime and stime are the 14th and 15th fields of the line, in clock ticks.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 // benchRow is one tool's runs of one case.
@@ -192,41 +215,42 @@ type benchRow struct {
 	tool  string
 	times []time.Duration
 	rss   int64
+	cpu   []time.Duration
+	// run measures one run into a fresh prefix, checks what landed and returns the
+	// time, the worker's peak RSS and CPU time (0 for other tools).
+	run func(run int) (time.Duration, int64, time.Duration)
 }
 
 // TestBenchTransfers is `make bench`: each case runs the replicator (eventual, then
-// atomic), rclone and the SDK-only limit program alternately on the same servers,
-// every run into a fresh prefix, checks that every byte landed on each server, and
-// prints a markdown table written to $REPLICATOR_BENCH_OUT. It asserts nothing about
-// time.
+// atomic), rclone and the SDK-only limit program on the same servers, restarted
+// empty before every run, in an order that rotates from run to run, every run into a
+// fresh prefix; it checks that every byte landed on each server and prints a
+// markdown table written to $REPLICATOR_BENCH_OUT. It asserts nothing about time.
 func TestBenchTransfers(t *testing.T) {
 	if os.Getenv("REPLICATOR_BENCH") != "1" {
 		t.Skip("a benchmark: run it with `make bench`")
 	}
 	cases := []benchCase{
-		{name: "one-1GiB", files: 1, size: 1 << 30, runs: 3, atomicRuns: 1},
-		{name: "2000x16KiB", files: 2000, size: 16 << 10, runs: 3, atomicRuns: 0},
-		// Two runs: Azurite holds ~6.4 GiB per run with atomic rows, ~4.8 without, and
-		// gives deleted blobs' memory back only every 10 minutes.
-		{name: "200x8MiB", files: 200, size: 8 << 20, runs: 2, atomicRuns: 1},
+		{name: "one-1GiB", files: 1, size: 1 << 30, runs: 3},
+		{name: "2000x16KiB", files: 2000, size: 16 << 10, runs: 3},
+		{name: "200x8MiB", files: 200, size: 8 << 20, runs: 3},
 	}
-	// REPLICATOR_BENCH_CASES, REPLICATOR_BENCH_RUNS and REPLICATOR_BENCH_ATOMIC_RUNS
-	// narrow a run while profiling.
+	// REPLICATOR_BENCH_CASES, REPLICATOR_BENCH_RUNS and REPLICATOR_BENCH_TOOLS narrow
+	// a run while profiling.
 	if only := os.Getenv("REPLICATOR_BENCH_CASES"); only != "" {
 		cases = slices.DeleteFunc(cases, func(c benchCase) bool { return !slices.Contains(strings.Split(only, ","), c.name) })
 	}
 	if n, err := strconv.Atoi(os.Getenv("REPLICATOR_BENCH_RUNS")); err == nil && n > 0 {
 		for i := range cases {
-			cases[i].runs, cases[i].atomicRuns = n, min(n, cases[i].atomicRuns)
-		}
-	}
-	if n, err := strconv.Atoi(os.Getenv("REPLICATOR_BENCH_ATOMIC_RUNS")); err == nil && n >= 0 {
-		for i := range cases {
-			cases[i].atomicRuns = min(n, cases[i].runs)
+			cases[i].runs = n
 		}
 	}
 	if len(cases) == 0 {
 		t.Fatal("REPLICATOR_BENCH_CASES names no case: use one-1GiB, 2000x16KiB or 200x8MiB")
+	}
+	tools := []string{"eventual", "atomic", "rclone", "limit"}
+	if only := os.Getenv("REPLICATOR_BENCH_TOOLS"); only != "" {
+		tools = slices.DeleteFunc(tools, func(n string) bool { return !slices.Contains(strings.Split(only, ","), n) })
 	}
 	data := filepath.Join(os.TempDir(), "replicator-bench-data")
 	limit := limitBinary(t)
@@ -234,42 +258,62 @@ func TestBenchTransfers(t *testing.T) {
 	for _, c := range cases {
 		keys := writeBenchData(t, data, c)
 		total := int64(c.files) * int64(c.size)
-		eventual, atomic := &benchRow{tool: "replicator, eventual"}, &benchRow{tool: "replicator, atomic"}
-		rclone, sdk := &benchRow{tool: "rclone copy ×3"}, &benchRow{tool: "limit (SDKs only)"}
-		for run := range c.runs {
-			for _, r := range []*benchRow{eventual, atomic} {
-				if r == atomic && run >= c.atomicRuns {
-					continue
-				}
-				mode := strings.TrimPrefix(r.tool, "replicator, ")
-				el, prefix, rss := runReplicator(t, c, data, keys, mode)
+		replicator := func(mode string) *benchRow {
+			r := &benchRow{tool: "replicator, " + mode}
+			r.run = func(int) (time.Duration, int64, time.Duration) {
+				el, prefix, rss, cpu := runReplicator(t, c, data, keys, mode)
 				checkLanded(t, r.tool, c, prefix)
-				r.times, r.rss = append(r.times, el), max(r.rss, rss)
-				t.Logf("%s run %d: %s %.1f s, worker peak RSS %d MiB", c.name, run, r.tool, el.Seconds(), rss>>20)
+				return el, rss, cpu
 			}
+			return r
+		}
+		eventual, atomic := replicator("eventual"), replicator("atomic")
+		rclone := &benchRow{tool: "rclone copy ×3", run: func(run int) (time.Duration, int64, time.Duration) {
 			prefix := fmt.Sprintf("rclone-%d-%d", run, time.Now().UnixNano())
 			el := rcloneCopyAll(t, filepath.Join(data, c.name), prefix+"/"+c.name)
-			checkLanded(t, rclone.tool, c, prefix)
-			rclone.times = append(rclone.times, el)
-			t.Logf("%s run %d: rclone %.1f s", c.name, run, el.Seconds())
-			prefix = fmt.Sprintf("limit-%d-%d", run, time.Now().UnixNano())
-			el = runLimit(t, limit, filepath.Join(data, c.name), prefix+"/"+c.name)
-			checkLanded(t, sdk.tool, c, prefix)
-			sdk.times = append(sdk.times, el)
-			t.Logf("%s run %d: limit %.1f s", c.name, run, el.Seconds())
+			checkLanded(t, "rclone", c, prefix)
+			return el, 0, 0
+		}}
+		sdk := &benchRow{tool: "limit (SDKs only)", run: func(run int) (time.Duration, int64, time.Duration) {
+			prefix := fmt.Sprintf("limit-%d-%d", run, time.Now().UnixNano())
+			el := runLimit(t, limit, filepath.Join(data, c.name), prefix+"/"+c.name)
+			checkLanded(t, "limit", c, prefix)
+			return el, 0, 0
+		}}
+		all := map[string]*benchRow{"eventual": eventual, "atomic": atomic, "rclone": rclone, "limit": sdk}
+		for run := range c.runs {
+			for i := range tools {
+				r := all[tools[(i+run)%len(tools)]]
+				freshServers(t)
+				el, rss, cpu := r.run(run)
+				r.times, r.rss = append(r.times, el), max(r.rss, rss)
+				if cpu > 0 {
+					r.cpu = append(r.cpu, cpu)
+				}
+				t.Logf("%s run %d: %s %.1f s, worker peak RSS %d MiB, worker CPU %.1f s", c.name, run, r.tool, el.Seconds(), rss>>20, cpu.Seconds())
+			}
+		}
+		if len(rclone.times) == 0 || len(sdk.times) == 0 || len(eventual.times) == 0 {
+			t.Fatal("REPLICATOR_BENCH_TOOLS must keep eventual, rclone and limit for the table's ratios")
 		}
 		mr, ml := median(rclone.times).Seconds(), median(sdk.times).Seconds()
-		me := median(eventual.times).Seconds()
 		verdict := func(ok bool) string {
 			if ok {
 				return "met"
 			}
 			return "missed"
 		}
-		targets = append(targets, fmt.Sprintf("- %s: %.2fx rclone (target ≤ 1.00x: %s); %.0f%% of the limit (target ≥ 80%%: %s)",
-			c.name, me/mr, verdict(me <= mr), 100*ml/me, verdict(ml/me >= 0.8)))
+		for _, r := range []*benchRow{eventual, atomic} {
+			if len(r.times) == 0 {
+				continue
+			}
+			m := median(r.times).Seconds()
+			targets = append(targets, fmt.Sprintf("- %s, %s: %.2fx rclone (target ≤ 1.00x: %s); %.0f%% of the limit (target ≥ 80%%: %s)",
+				c.name, strings.TrimPrefix(r.tool, "replicator, "), m/mr, verdict(m <= mr), 100*ml/m, verdict(ml/m >= 0.8)))
+		}
 		if c.files == 1 {
-			targets = append(targets, fmt.Sprintf("- %s: worker peak RSS %d MiB (target < 256 MiB: %s); stretch goal 0.60x rclone: %s",
+			me := median(eventual.times).Seconds()
+			targets = append(targets, fmt.Sprintf("- %s, eventual: worker peak RSS %d MiB (target < 256 MiB: %s); stretch goal 0.60x rclone: %s",
 				c.name, eventual.rss>>20, verdict(eventual.rss < 256<<20), verdict(me <= 0.6*mr)))
 		}
 		for _, r := range []*benchRow{eventual, atomic, rclone, sdk} {
@@ -277,23 +321,26 @@ func TestBenchTransfers(t *testing.T) {
 				continue
 			}
 			m := median(r.times).Seconds()
-			rss := ""
+			rss, cpu := "", ""
 			if r.rss > 0 {
 				rss = fmt.Sprintf("%d MiB", r.rss>>20)
 			}
-			rows = append(rows, fmt.Sprintf("| %s | %s | %.1f s (%.1f–%.1f) | %.0f MiB/s | %.2fx | %.0f%% | %s |",
+			if len(r.cpu) > 0 {
+				cpu = fmt.Sprintf("%.1f s", median(r.cpu).Seconds())
+			}
+			rows = append(rows, fmt.Sprintf("| %s | %s | %.1f s (%.1f–%.1f) | %.0f MiB/s | %.2fx | %.0f%% | %s | %s |",
 				c.name, r.tool, m, slices.Min(r.times).Seconds(), slices.Max(r.times).Seconds(),
-				float64(total*3)/m/(1<<20), m/mr, 100*ml/m, rss))
+				float64(total*3)/m/(1<<20), m/mr, 100*ml/m, rss, cpu))
 		}
 	}
 	table := "## Transfers to MinIO, fake-gcs-server and Azurite at once: " + strings.Join(caseNames(cases), ", ") + "\n\n" +
 		machine() + "\n\n" +
-		"Each run writes into a fresh prefix; the bytes that landed are counted on each server after every run. The tools alternate within each run; median (min–max) of the runs. Atomic mode is timed on one run of 1 GiB and of 200 x 8 MiB, not on 2,000 x 16 KiB (deploy/bench/README.md says why).\n\n" +
-		"- replicator: one worker, `starter replicate --wait` (one file) or `starter batch --wait`; the GCS destination uses `tuning: {single_request: true}` (fake-gcs-server rehashes the whole object on every resumable chunk).\n" +
+		fmt.Sprintf("Before every run of every tool the three emulators are restarted empty, so each meets the same servers; the order of the tools rotates from run to run. Each run writes into a fresh prefix, and the bytes that landed are counted on each server after it. Median (min–max) of %s.\n\n", runsOf(cases)) +
+		"- replicator: one worker, `starter replicate --wait` (one file) or `starter batch --wait`, eventual and atomic mode; the GCS destination uses `tuning: {single_request: true}` (fake-gcs-server rehashes the whole object on every resumable chunk). Worker CPU is its user and system time during the run.\n" +
 		"- rclone v1.76.0: `rclone copy --transfers 16`, one per destination, side by side.\n" +
 		"- limit: deploy/bench/limit, each SDK's own uploader (S3 transfer manager, 16 MiB parts × 8; azblob UploadFile, 16 MiB blocks × 8; GCS one streamed request per object), 16 files in flight per destination, no hashing or metadata.\n\n" +
-		"| case | tool | time | throughput (3 copies) | vs rclone | of the limit | worker peak RSS |\n| --- | --- | --- | --- | --- | --- | --- |\n" +
-		strings.Join(rows, "\n") + "\n\nTargets (eventual mode, medians of this run):\n\n" + strings.Join(targets, "\n") + "\n"
+		"| case | tool | time | throughput (3 copies) | vs rclone | of the limit | worker peak RSS | worker CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n" +
+		strings.Join(rows, "\n") + "\n\nTargets (medians of this run):\n\n" + strings.Join(targets, "\n") + "\n"
 	fmt.Println(table)
 	if out := os.Getenv("REPLICATOR_BENCH_OUT"); out != "" {
 		must(t, os.WriteFile(out, []byte(table), 0o644))
@@ -306,4 +353,13 @@ func caseNames(cs []benchCase) []string {
 		names = append(names, c.name)
 	}
 	return names
+}
+
+// runsOf says how many runs each case had.
+func runsOf(cs []benchCase) string {
+	var parts []string
+	for _, c := range cs {
+		parts = append(parts, fmt.Sprintf("%d runs of %s", c.runs, c.name))
+	}
+	return strings.Join(parts, ", ")
 }

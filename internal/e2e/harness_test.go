@@ -212,6 +212,17 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
+// waitFor waits until the worker's log holds text.
+func (p *proc) waitFor(t *testing.T, text string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.out.String(), text) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker never logged %q:\n%s", text, p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // metricsURL finds the address the worker serves /metrics on, from its log.
 func (p *proc) metricsURL(t *testing.T) string {
 	deadline := time.Now().Add(30 * time.Second)
@@ -339,23 +350,26 @@ var bucketsOnce sync.Once
 
 // ensureBuckets creates the test buckets and container once.
 func ensureBuckets(t *testing.T) {
-	bucketsOnce.Do(func() {
-		ctx := context.Background()
-		c := s3Client(t)
-		for _, b := range []string{s3Bucket, s3VersionedBucket} {
-			_, _ = c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)})
-		}
-		_, err := c.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(s3VersionedBucket),
-			VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}})
-		must(t, err)
-		gc, err := gcs.NewClient(ctx)
-		must(t, err)
-		_ = gc.Bucket(gcsBucket).Create(ctx, "e2e", nil)
-		gc.Close()
-		az, err := azblob.NewClientFromConnectionString(os.Getenv("AZURE_STORAGE_CONNECTION_STRING"), nil)
-		must(t, err)
-		_, _ = az.CreateContainer(ctx, azContainer, nil)
-	})
+	bucketsOnce.Do(func() { createBuckets(t) })
+}
+
+// createBuckets creates the test buckets and container where they are missing.
+func createBuckets(t *testing.T) {
+	ctx := context.Background()
+	c := s3Client(t)
+	for _, b := range []string{s3Bucket, s3VersionedBucket} {
+		_, _ = c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)})
+	}
+	_, err := c.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(s3VersionedBucket),
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}})
+	must(t, err)
+	gc, err := gcs.NewClient(ctx)
+	must(t, err)
+	_ = gc.Bucket(gcsBucket).Create(ctx, "e2e", nil)
+	gc.Close()
+	az, err := azblob.NewClientFromConnectionString(os.Getenv("AZURE_STORAGE_CONNECTION_STRING"), nil)
+	must(t, err)
+	_, _ = az.CreateContainer(ctx, azContainer, nil)
 }
 
 func s3Client(t *testing.T) *s3.Client {
