@@ -458,7 +458,11 @@ func (a *Activities) transfer(ctx context.Context, p *config.Policy, job copyJob
 			return nil, asActivityError(err)
 		}
 		if in.StagingKey != "" {
-			return &TransferResult{Outcome: OutcomeStaged, Bytes: obj.Size, ETag: obj.ETag}, nil
+			final := &FinalState{Exists: exists}
+			if exists {
+				final.ETag = current.ETag
+			}
+			return &TransferResult{Outcome: OutcomeStaged, Bytes: obj.Size, ETag: obj.ETag, Final: final}, nil
 		}
 		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, sink); err != nil {
 			return nil, err
@@ -647,16 +651,28 @@ func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferRes
 	if err != nil {
 		return nil, err
 	}
-	return a.commit(ctx, p, dst, in, nil)
+	return a.commit(ctx, p, dst, in, nil, in.Final)
 }
 
 // commit is Commit's logic, shared with CommitChunk, which collects the manifest
-// entries in sink and heartbeats for all its keys itself.
-func (a *Activities) commit(ctx context.Context, p *config.Policy, dst store.Store, in TransferInput, sink *manifestSink) (*TransferResult, error) {
+// entries in sink and heartbeats for all its keys itself. With seen (what the stage
+// found under the final key) the first try writes with that as its precondition and
+// skips the look: a precondition failure means another writer came in between, and
+// the look and decision that follow are those of a commit without it.
+func (a *Activities) commit(ctx context.Context, p *config.Policy, dst store.Store, in TransferInput, sink *manifestSink, seen *FinalState) (*TransferResult, error) {
 	attrs := &store.Attributes{ContentType: in.Source.ContentType, SHA256: in.Source.SHA256, SourceVersion: in.Source.Version,
 		SourceSize: in.Source.Size, Metadata: in.Source.Metadata}
 	for attempt := 0; ; attempt++ {
-		current, err := dst.Stat(ctx, in.Key)
+		var current *store.Attributes
+		var err error
+		if attempt == 0 && seen != nil {
+			current = &store.Attributes{Object: store.Object{ETag: seen.ETag}}
+			if !seen.Exists {
+				err = &store.Error{Code: store.CodeNotFound}
+			}
+		} else {
+			current, err = dst.Stat(ctx, in.Key)
+		}
 		exists := err == nil
 		if err != nil && !store.IsNotFound(err) {
 			return nil, asActivityError(err)

@@ -116,7 +116,7 @@ func (w *chunkWork) stageOn(ctx context.Context, in ChunkInput, job keyJob, dest
 	if err != nil {
 		return failedOn(dest, err), err
 	}
-	out.Outcome, out.Bytes = res.Outcome, res.Bytes
+	out.Outcome, out.Bytes, out.Final = res.Outcome, res.Bytes, res.Final
 	return out, nil
 }
 
@@ -203,7 +203,11 @@ func (a *Activities) CommitChunk(ctx context.Context, in CommitChunkInput) (*Com
 				var err error
 				d.withSlot(ctx, func() {
 					for try := 0; try < chunkTries; try++ {
-						if out, err = a.commit(ctx, p, d.s, in, w.sink); err == nil || isPermanent(err) {
+						var seen *FinalState
+						if try == 0 && j < len(k.Finals) {
+							seen = k.Finals[j]
+						}
+						if out, err = a.commit(ctx, p, d.s, in, w.sink, seen); err == nil || isPermanent(err) {
 							return
 						}
 						sleep(ctx, try)

@@ -1,7 +1,10 @@
 package activities
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 	"github.com/cloudrepl/replicator/internal/backends"
 	"github.com/cloudrepl/replicator/internal/config"
 	"github.com/cloudrepl/replicator/internal/state"
+	"github.com/cloudrepl/replicator/internal/store"
 )
 
 // atomicDirs is an atomic policy over real directories: a source and two
@@ -175,4 +179,59 @@ func TestCommitChunkResumesFromItsHeartbeat(t *testing.T) {
 			t.Errorf("manifest of %s has %d entries, want %d (one per commit of this attempt)", dest, n, want)
 		}
 	}
+}
+
+func TestCommitChunkLooksAgainWhenAnotherWriterCameBetween(t *testing.T) {
+	d := newAtomicDirs(t)
+	d.write(t, "a.txt", "alpha")
+	v, err := d.env.ExecuteActivity(StageChunkName, ChunkInput{Policy: "p", List: d.list(t, "a.txt"), Destinations: []string{"one"}, LargeThreshold: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var staged StageChunkResult
+	if err := v.Get(&staged); err != nil {
+		t.Fatal(err)
+	}
+	sk := staged.Staged[0]
+	if f := sk.Destinations[0].Final; f == nil || f.Exists {
+		t.Fatalf("the stage saw %+v under the final key, want nothing", f)
+	}
+	// Meanwhile a newer version of a.txt reached "one" by another run.
+	_, dst, err := d.a.destination(context.Background(), mustPolicy(t, d.a), "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := []byte("alpha, edited")
+	if _, err := dst.Put(context.Background(), "a.txt", bytes.NewReader(newer), store.PutOptions{SHA256: sha256Hex(newer), Size: int64(len(newer)),
+		SourceVersion: "9000000000000000000:x"}); err != nil {
+		t.Fatal(err)
+	}
+	v, err = d.env.ExecuteActivity(CommitChunkName, CommitChunkInput{Policy: "p", Keys: []CommitKey{
+		{Key: "a.txt", Source: sk.Source, Destinations: []string{"one"}, Finals: []*FinalState{sk.Destinations[0].Final}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res CommitChunkResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	if o := res.Keys[0].Destinations[0].Outcome; o != OutcomeSuperseded {
+		t.Fatalf("commit outcome %q, want superseded", o)
+	}
+	if got, _ := os.ReadFile(filepath.Join(d.root, "one", "a.txt")); !bytes.Equal(got, newer) {
+		t.Fatalf("the newer version was replaced by %q", got)
+	}
+}
+
+func mustPolicy(t *testing.T, a *Activities) *config.Policy {
+	p, err := a.policy("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }

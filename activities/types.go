@@ -118,6 +118,8 @@ type TransferInput struct {
 	// VerifyContent reads and hashes a destination object whose metadata claims the
 	// source's SHA-256 before skipping it (a reconcile with the checksum option).
 	VerifyContent bool `json:",omitempty"`
+	// Final, for a commit, is what the stage found under the final key.
+	Final *FinalState `json:",omitempty"`
 }
 
 // TransferResult says what a transfer, commit or delete did.
@@ -125,6 +127,16 @@ type TransferResult struct {
 	Outcome string
 	Bytes   int64
 	ETag    string
+	// Final is, for a stage, the state of the final key the stage found: what its
+	// commit expects to replace.
+	Final *FinalState `json:",omitempty"`
+}
+
+// FinalState is what a stage saw under the final key: nothing, or an object with
+// this ETag.
+type FinalState struct {
+	Exists bool   `json:",omitempty"`
+	ETag   string `json:",omitempty"`
 }
 
 // CleanupInput lists staging keys to remove from a destination.
@@ -253,6 +265,8 @@ type KeyDestination struct {
 	Bytes       int64  `json:",omitempty"`
 	ErrorClass  string `json:",omitempty"`
 	Error       string `json:",omitempty"`
+	// Final is what a stage found under the final key (see TransferResult).
+	Final *FinalState `json:",omitempty"`
 }
 
 // StagedKey is one key of a StageChunk: the source version it read and what each of
@@ -280,6 +294,10 @@ type CommitKey struct {
 	Key          string
 	Source       SourceVersion
 	Destinations []string
+	// Finals are, destination for destination, what the stages found under the
+	// final key: the commit writes with that as its precondition before it looks
+	// again (nil entries, or none, look first).
+	Finals []*FinalState `json:",omitempty"`
 }
 
 // CommitChunkInput lists the keys of one page to commit, on the destinations of one

@@ -157,6 +157,7 @@ func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) 
 					n++
 				}
 				commits[q][n-1].Destinations = append(commits[q][n-1].Destinations, o.Destination)
+				commits[q][n-1].Finals = append(commits[q][n-1].Finals, o.Final)
 			}
 		}
 	}

@@ -300,7 +300,9 @@ func (r *fileRun) atomic(ctx workflow.Context, prep *activities.PrepareResult) (
 			continue // already held the version, or holds a newer one
 		}
 		actx := transferOptions(ctx, prep, route, fmt.Sprintf("commit %s → %s", r.in.Key, route.Destination), true)
-		commits[i] = workflow.ExecuteActivity(actx, acts.Commit, r.transferInput(prep, route.Destination, prep.StagingKey))
+		in := r.transferInput(prep, route.Destination, prep.StagingKey)
+		in.Final = staged[i].Final
+		commits[i] = workflow.ExecuteActivity(actx, acts.Commit, in)
 	}
 	var failed []int
 	for i, f := range commits {
