@@ -237,6 +237,8 @@ func (a *Activities) CommitChunk(ctx context.Context, in CommitChunkInput) (*Com
 	}
 	if transient != nil {
 		// Heartbeat what is done so that the retry does not count it as skipped.
+		// Best effort: the SDK throttles heartbeats and sends none with a failure,
+		// so a retry may find a commit done and report it skipped, never undone.
 		activity.RecordHeartbeat(ctx, details())
 		return nil, transient
 	}
