@@ -167,7 +167,9 @@ func (s *gcsStore) putLarge(ctx context.Context, obj *storage.ObjectHandle, key 
 		return abandon(err)
 	}
 	head = nil
-	if _, err := io.Copy(w, src); err != nil {
+	// 1 MiB reads instead of io.Copy's 32 KiB: a 1 GiB source read in 1,024 calls
+	// rather than 32,768, each also a hand-over to the request's goroutine.
+	if _, err := io.CopyBuffer(w, src, make([]byte, copyBufferSize)); err != nil {
 		if src.err != nil {
 			return abandon(s.readError(v, opts.Size, src.err))
 		}
@@ -201,6 +203,9 @@ type sourceReader struct {
 	read     int64
 	reported int64
 }
+
+// copyBufferSize is the size of the reads that feed a streamed upload.
+const copyBufferSize = 1 << 20
 
 // progressEvery is how often a single-request upload reports the bytes sent.
 const progressEvery = 8 << 20
