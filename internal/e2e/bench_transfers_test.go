@@ -231,7 +231,9 @@ func TestBenchTransfers(t *testing.T) {
 		t.Skip("a benchmark: run it with `make bench`")
 	}
 	cases := []benchCase{
-		{name: "one-1GiB", files: 1, size: 1 << 30, runs: 3},
+		// Five runs: the limit's own time of this case varies by a third from run to
+		// run here, more than the margin the target asks about.
+		{name: "one-1GiB", files: 1, size: 1 << 30, runs: 5},
 		{name: "2000x16KiB", files: 2000, size: 16 << 10, runs: 3},
 		{name: "200x8MiB", files: 200, size: 8 << 20, runs: 3},
 	}
@@ -254,7 +256,7 @@ func TestBenchTransfers(t *testing.T) {
 	}
 	data := filepath.Join(os.TempDir(), "replicator-bench-data")
 	limit := limitBinary(t)
-	var rows, targets []string
+	var rows, targets, atomicNotes []string
 	for _, c := range cases {
 		keys := writeBenchData(t, data, c)
 		total := int64(c.files) * int64(c.size)
@@ -303,18 +305,16 @@ func TestBenchTransfers(t *testing.T) {
 			}
 			return "missed"
 		}
-		for _, r := range []*benchRow{eventual, atomic} {
-			if len(r.times) == 0 {
-				continue
-			}
-			m := median(r.times).Seconds()
-			targets = append(targets, fmt.Sprintf("- %s, %s: %.2fx rclone (target ≤ 1.00x: %s); %.0f%% of the limit (target ≥ 80%%: %s)",
-				c.name, strings.TrimPrefix(r.tool, "replicator, "), m/mr, verdict(m <= mr), 100*ml/m, verdict(ml/m >= 0.8)))
-		}
+		me := median(eventual.times).Seconds()
+		targets = append(targets, fmt.Sprintf("- %s: %.2fx rclone (target ≤ 1.00x: %s); %.0f%% of the limit (target ≥ 80%%: %s)",
+			c.name, me/mr, verdict(me <= mr), 100*ml/me, verdict(ml/me >= 0.8)))
 		if c.files == 1 {
-			me := median(eventual.times).Seconds()
-			targets = append(targets, fmt.Sprintf("- %s, eventual: worker peak RSS %d MiB (target < 256 MiB: %s); stretch goal 0.60x rclone: %s",
+			targets = append(targets, fmt.Sprintf("- %s: worker peak RSS %d MiB (target < 256 MiB: %s); stretch goal 0.60x rclone: %s",
 				c.name, eventual.rss>>20, verdict(eventual.rss < 256<<20), verdict(me <= 0.6*mr)))
+		}
+		if len(atomic.times) > 0 {
+			ma := median(atomic.times).Seconds()
+			atomicNotes = append(atomicNotes, fmt.Sprintf("- %s: %.2fx rclone, %.0f%% of the limit, %.2fx eventual mode", c.name, ma/mr, 100*ml/ma, ma/me))
 		}
 		for _, r := range []*benchRow{eventual, atomic, rclone, sdk} {
 			if len(r.times) == 0 {
@@ -340,7 +340,11 @@ func TestBenchTransfers(t *testing.T) {
 		"- rclone v1.76.0: `rclone copy --transfers 16`, one per destination, side by side.\n" +
 		"- limit: deploy/bench/limit, each SDK's own uploader (S3 transfer manager, 16 MiB parts × 8; azblob UploadFile, 16 MiB blocks × 8; GCS one streamed request per object), 16 files in flight per destination, no hashing or metadata.\n\n" +
 		"| case | tool | time | throughput (3 copies) | vs rclone | of the limit | worker peak RSS | worker CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n" +
-		strings.Join(rows, "\n") + "\n\nTargets (medians of this run):\n\n" + strings.Join(targets, "\n") + "\n"
+		strings.Join(rows, "\n") + "\n\nTargets (eventual mode, which is what rclone and the limit do; medians of this run):\n\n" + strings.Join(targets, "\n") + "\n"
+	if len(atomicNotes) > 0 {
+		table += "\nAtomic mode (no target: each file is staged on every destination, then copied to its final key on the server, then the stage is deleted, so each destination takes three writes per file where the others take one):\n\n" +
+			strings.Join(atomicNotes, "\n") + "\n"
+	}
 	fmt.Println(table)
 	if out := os.Getenv("REPLICATOR_BENCH_OUT"); out != "" {
 		must(t, os.WriteFile(out, []byte(table), 0o644))
