@@ -213,6 +213,9 @@ func (a *Activities) CommitChunk(ctx context.Context, in CommitChunkInput) (*Com
 						sleep(ctx, try)
 					}
 				})
+				if err != nil && isPermanent(err) {
+					w.deadLetter(ctx, k.Key, name, err)
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -220,7 +223,6 @@ func (a *Activities) CommitChunk(ctx context.Context, in CommitChunkInput) (*Com
 					res.Keys[i].Destinations[j] = KeyDestination{Destination: name, Outcome: out.Outcome, Bytes: out.Bytes}
 				case err != nil && isPermanent(err):
 					res.Keys[i].Destinations[j] = failedOn(name, err)
-					w.deadLetter(ctx, k.Key, name, err)
 				default:
 					if err == nil {
 						err = ctx.Err()
