@@ -663,19 +663,18 @@ func (a *Activities) commit(ctx context.Context, p *config.Policy, dst store.Sto
 	attrs := &store.Attributes{ContentType: in.Source.ContentType, SHA256: in.Source.SHA256, SourceVersion: in.Source.Version,
 		SourceSize: in.Source.Size, Metadata: in.Source.Metadata}
 	for attempt := 0; ; attempt++ {
-		var current *store.Attributes
-		var err error
+		current := &store.Attributes{}
+		exists := false
 		if attempt == 0 && seen != nil {
-			current = &store.Attributes{Object: store.Object{ETag: seen.ETag}}
-			if !seen.Exists {
-				err = &store.Error{Code: store.CodeNotFound}
-			}
+			current.ETag, exists = seen.ETag, seen.Exists
 		} else {
-			current, err = dst.Stat(ctx, in.Key)
-		}
-		exists := err == nil
-		if err != nil && !store.IsNotFound(err) {
-			return nil, asActivityError(err)
+			got, err := dst.Stat(ctx, in.Key)
+			if err != nil && !store.IsNotFound(err) {
+				return nil, asActivityError(err)
+			}
+			if exists = err == nil; exists {
+				current = got
+			}
 		}
 		if exists && current.SHA256 == in.Source.SHA256 {
 			return &TransferResult{Outcome: OutcomeSkipped, ETag: current.ETag}, nil

@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 
 	"go.temporal.io/sdk/activity"
@@ -31,7 +30,7 @@ func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) (*StageChunk
 		return nil, err
 	}
 	res := &StageChunkResult{Keys: len(w.keys)}
-	var resMu sync.Mutex
+	byIndex := make([]*StagedKey, len(w.keys)) // the page's order, whichever key ends first
 	stage := func(job keyJob) StagedKey {
 		sk := StagedKey{Key: job.key, Source: job.sv}
 		if job.readErr != nil {
@@ -71,15 +70,17 @@ func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) (*StageChunk
 	}
 	excluded, large := w.eachKey(ctx, in.LargeThreshold, func(job keyJob) {
 		sk := stage(job)
-		resMu.Lock()
-		res.Staged = append(res.Staged, sk)
-		resMu.Unlock()
+		byIndex[job.index] = &sk
 	})
 	if err := w.finish(ctx); err != nil {
 		return nil, err
 	}
 	res.Excluded, res.Large = excluded, large
-	sortStaged(res.Staged, w.keys)
+	for _, sk := range byIndex {
+		if sk != nil {
+			res.Staged = append(res.Staged, *sk)
+		}
+	}
 	return res, nil
 }
 
@@ -124,16 +125,6 @@ func failedOn(dest string, err error) KeyDestination {
 	return KeyDestination{Destination: dest, Outcome: OutcomeFailed, ErrorClass: ErrorClass(err), Error: err.Error()}
 }
 
-// sortStaged puts staged keys in the page's order, so that results do not depend on
-// which key finished first.
-func sortStaged(staged []StagedKey, order []string) {
-	pos := make(map[string]int, len(order))
-	for i, k := range order {
-		pos[k] = i
-	}
-	slices.SortFunc(staged, func(a, b StagedKey) int { return pos[a.Key] - pos[b.Key] })
-}
-
 // CommitChunk makes staged versions visible under their final keys, each with the
 // server-side copy of Commit, several at once within the policy's concurrency. It
 // rolls forward: a transient failure that outlasts the chunk's own tries fails the
@@ -153,15 +144,8 @@ func (a *Activities) CommitChunk(ctx context.Context, in CommitChunkInput) (*Com
 	res := &CommitChunkResult{Keys: make([]CommittedKey, len(in.Keys))}
 	for i, k := range in.Keys {
 		res.Keys[i] = CommittedKey{Key: k.Key, Destinations: make([]KeyDestination, len(k.Destinations))}
-		for _, name := range k.Destinations {
-			if _, ok := w.dests[name]; ok {
-				continue
-			}
-			d, s, err := a.destination(ctx, p, name)
-			if err != nil {
-				return nil, err
-			}
-			w.dests[name] = chunkDest{d, s, a.limitsFor(p, d)}
+		if err := w.addDestinations(ctx, k.Destinations); err != nil {
+			return nil, err
 		}
 	}
 	// What an earlier attempt committed, from its last heartbeat.

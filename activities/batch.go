@@ -106,14 +106,25 @@ func (a *Activities) openChunk(ctx context.Context, policy string, list state.Ke
 		return nil, err
 	}
 	w := &chunkWork{a: a, p: p, st: st, src: src, keys: keys, dests: map[string]chunkDest{}, sink: &manifestSink{}}
-	for _, name := range destinations {
-		d, s, err := a.destination(ctx, p, name)
-		if err != nil {
-			return nil, err
-		}
-		w.dests[name] = chunkDest{d, s, a.limitsFor(p, d)}
+	if err := w.addDestinations(ctx, destinations); err != nil {
+		return nil, err
 	}
 	return w, nil
+}
+
+// addDestinations opens the named destinations the chunk does not hold yet.
+func (w *chunkWork) addDestinations(ctx context.Context, names []string) error {
+	for _, name := range names {
+		if _, ok := w.dests[name]; ok {
+			continue
+		}
+		d, s, err := w.a.destination(ctx, w.p, name)
+		if err != nil {
+			return err
+		}
+		w.dests[name] = chunkDest{d, s, w.a.limitsFor(w.p, d)}
+	}
+	return nil
 }
 
 // withSlot runs fn within one of the destination's transfer slots on this worker,
@@ -145,6 +156,7 @@ func (w *chunkWork) deadLetter(ctx context.Context, key, dest string, err error)
 // source (read and hashed once for every destination), readErr a source that could
 // not be read.
 type keyJob struct {
+	index   int // in the page
 	key     string
 	targets []string
 	sv      SourceVersion
@@ -166,7 +178,7 @@ func (w *chunkWork) eachKey(ctx context.Context, largeThreshold int64, fn func(k
 	defer stop()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(w.p.Limits.Concurrency, 1))
-	for _, key := range w.keys {
+	for index, key := range w.keys {
 		if ctx.Err() != nil {
 			break
 		}
@@ -193,7 +205,7 @@ func (w *chunkWork) eachKey(ctx context.Context, largeThreshold int64, fn func(k
 				w.done++
 				w.mu.Unlock()
 			}()
-			job := keyJob{key: key, targets: targets}
+			job := keyJob{index: index, key: key, targets: targets}
 			for try := 0; try < chunkTries; try++ {
 				var release func()
 				job.sv, job.data, release, job.readErr = w.a.readSource(ctx, w.p, w.src, key)
