@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cloudrepl/replicator/internal/store"
+	"github.com/cloudrepl/replicator/internal/wire"
 )
 
 // State is the state location of a config.
@@ -229,20 +230,11 @@ func (st *State) CountDeadLetters(ctx context.Context, policy string) (map[strin
 	return counts, nil
 }
 
-// KeyList is a reference to a list of keys (a batch) stored in pages in the state
-// location: workflows carry it instead of the keys.
-type KeyList struct {
-	// Prefix of the pages in the state location.
-	Prefix string `json:"prefix"`
-	// PageSize is the number of keys per page (the last may hold fewer).
-	PageSize int `json:"page_size"`
-	// Pages is the number of pages.
-	Pages int `json:"pages"`
-	// Count is the number of keys.
-	Count int `json:"count"`
-}
+// KeyList is the reference to a stored key list that workflows carry.
+type KeyList = wire.KeyList
 
-func (l KeyList) page(i int) string { return fmt.Sprintf("%s/%08d.keys", l.Prefix, i) }
+// pageKey is where page i of a list is stored.
+func pageKey(l KeyList, i int) string { return fmt.Sprintf("%s/%08d.keys", l.Prefix, i) }
 
 // KeyListWriter builds a key list page by page as keys are added.
 type KeyListWriter struct {
@@ -271,7 +263,7 @@ func (w *KeyListWriter) Add(ctx context.Context, key string) error {
 
 func (w *KeyListWriter) flush(ctx context.Context) error {
 	sum := sha256.Sum256(w.buf.Bytes())
-	_, err := w.st.s.Put(ctx, w.list.page(w.list.Pages), bytes.NewReader(w.buf.Bytes()), store.PutOptions{SHA256: hex.EncodeToString(sum[:]), Size: int64(w.buf.Len()), ContentType: "text/plain"})
+	_, err := w.st.s.Put(ctx, pageKey(w.list, w.list.Pages), bytes.NewReader(w.buf.Bytes()), store.PutOptions{SHA256: hex.EncodeToString(sum[:]), Size: int64(w.buf.Len()), ContentType: "text/plain"})
 	w.buf.Reset()
 	w.n = 0
 	w.list.Pages++
@@ -301,14 +293,14 @@ func (st *State) WriteKeyList(ctx context.Context, policy, id string, keys iter.
 
 // ReadKeyPage returns the keys of page i of a list.
 func (st *State) ReadKeyPage(ctx context.Context, l KeyList, i int) ([]string, error) {
-	r, err := st.s.Open(ctx, l.page(i), 0)
+	r, err := st.s.Open(ctx, pageKey(l, i), 0)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
 	b, err := io.ReadAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", l.page(i), err)
+		return nil, fmt.Errorf("read %s: %w", pageKey(l, i), err)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 	if len(lines) == 1 && lines[0] == "" {
@@ -320,7 +312,7 @@ func (st *State) ReadKeyPage(ctx context.Context, l KeyList, i int) ([]string, e
 // DeleteKeyList removes a list's pages.
 func (st *State) DeleteKeyList(ctx context.Context, l KeyList) error {
 	for i := range l.Pages {
-		if err := st.s.Delete(ctx, l.page(i)); err != nil {
+		if err := st.s.Delete(ctx, pageKey(l, i)); err != nil {
 			return err
 		}
 	}
