@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
@@ -24,10 +26,6 @@ import (
 	"github.com/cloudrepl/replicator/internal/state"
 	"github.com/cloudrepl/replicator/internal/store"
 )
-
-// DefaultTaskQueue is the task queue of workflows and of destinations without a
-// dedicated one (DESIGN section 7a).
-const DefaultTaskQueue = "replication"
 
 // Activities hold what every activity needs: the config, open stores, the state
 // location and the metrics. One value is registered per worker.
@@ -71,7 +69,7 @@ func (a *Activities) State(ctx context.Context) (*state.State, error) {
 func (a *Activities) policy(name string) (*config.Policy, error) {
 	p, err := a.Config.Policy(name)
 	if err != nil {
-		return nil, temporal.NewNonRetryableApplicationError(err.Error()+": the worker's config differs from the starter's; deploy the same replicator.yaml", ErrPermission, err)
+		return nil, temporal.NewNonRetryableApplicationError(err.Error()+": the worker's config differs from the starter's; deploy the same replicator.yaml", wire.ErrPermission, err)
 	}
 	return p, nil
 }
@@ -84,7 +82,7 @@ func (a *Activities) source(ctx context.Context, p *config.Policy) (store.Store,
 func (a *Activities) destination(ctx context.Context, p *config.Policy, name string) (*config.Destination, store.Store, error) {
 	d, err := p.Destination(name)
 	if err != nil {
-		return nil, nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrPermission, err)
+		return nil, nil, temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrPermission, err)
 	}
 	s, err := a.Stores.Get(ctx, backends.Spec{Name: d.Name, URL: d.URL, Options: store.Options{
 		Credentials: d.Credentials, StorageClass: d.StorageClass, SSE: d.SSE, SSEKMSKeyID: d.SSEKMSKeyID, Tuning: d.Tuning.Store(),
@@ -117,11 +115,11 @@ func asActivityError(err error) error {
 	}
 	switch store.CodeOf(err) {
 	case store.CodePermission:
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrPermission, err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrPermission, err)
 	case store.CodeInvalid:
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrInvalid, err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrInvalid, err)
 	case store.CodeMismatch:
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrSourceChanged, err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrSourceChanged, err)
 	}
 	return err
 }
@@ -162,15 +160,8 @@ func versionTime(v string) (int64, bool) {
 	return n, err == nil
 }
 
-// StagingKey is where atomic mode stages one version of a key: fixed length whatever
-// the key, and distinct per version so that two versions never share a stage.
-func StagingKey(key, version string) string {
-	sum := sha256.Sum256([]byte(key + "\x00" + version))
-	return store.InternalPrefix + "staging/" + hex.EncodeToString(sum[:20])
-}
-
-func retrySettings(p *config.Policy) RetrySettings {
-	return RetrySettings{
+func retrySettings(p *config.Policy) wire.RetrySettings {
+	return wire.RetrySettings{
 		MaxAttempts:      int32(p.Retry.MaxAttempts),
 		MaxInterval:      time.Duration(p.Retry.MaxInterval),
 		Expiration:       time.Duration(p.Retry.Expiration),
@@ -178,23 +169,23 @@ func retrySettings(p *config.Policy) RetrySettings {
 	}
 }
 
-func routes(p *config.Policy, key string) []Route {
-	var out []Route
+func routes(p *config.Policy, key string) []wire.Route {
+	var out []wire.Route
 	for _, name := range p.Route(key) {
 		d, _ := p.Destination(name)
-		out = append(out, Route{Destination: name, TaskQueue: d.TaskQueue(DefaultTaskQueue)})
+		out = append(out, wire.Route{Destination: name, TaskQueue: d.TaskQueue(wire.DefaultTaskQueue)})
 	}
 	return out
 }
 
 // Prepare stats the source, routes the key and finds the version's SHA-256: from the
 // source's own replicator metadata, the hash cache, or by reading it once.
-func (a *Activities) Prepare(ctx context.Context, in PrepareInput) (*PrepareResult, error) {
+func (a *Activities) Prepare(ctx context.Context, in wire.PrepareInput) (*wire.PrepareResult, error) {
 	p, err := a.policy(in.Policy)
 	if err != nil {
 		return nil, err
 	}
-	res := &PrepareResult{Mode: p.Mode, Consistency: p.Consistency, Retry: retrySettings(p)}
+	res := &wire.PrepareResult{Mode: p.Mode, Consistency: p.Consistency, Retry: retrySettings(p)}
 	res.Routes = routes(p, in.Key)
 	if len(res.Routes) == 0 {
 		res.Excluded = true
@@ -210,7 +201,7 @@ func (a *Activities) Prepare(ctx context.Context, in PrepareInput) (*PrepareResu
 	}
 	res.Source = sv
 	if sv.Exists {
-		res.StagingKey = StagingKey(in.Key, sv.Version)
+		res.StagingKey = wire.StagingKey(in.Key, sv.Version)
 	}
 	return res, nil
 }
@@ -219,13 +210,13 @@ func (a *Activities) Prepare(ctx context.Context, in PrepareInput) (*PrepareResu
 // hashing the file again costs less than reading and writing a cache record.
 const hashCacheMinSize = 4 << 20
 
-func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src store.Store, key string) (SourceVersion, error) {
+func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src store.Store, key string) (wire.SourceVersion, error) {
 	attrs, err := src.Stat(ctx, key)
 	if store.IsNotFound(err) {
-		return SourceVersion{}, nil
+		return wire.SourceVersion{}, nil
 	}
 	if err != nil {
-		return SourceVersion{}, asActivityError(err)
+		return wire.SourceVersion{}, asActivityError(err)
 	}
 	sv := sourceVersionOf(attrs)
 	if attrs.SHA256 != "" && attrs.SourceSize == attrs.Size {
@@ -235,13 +226,13 @@ func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src st
 	}
 	st, err := a.State(ctx)
 	if err != nil {
-		return SourceVersion{}, asActivityError(err)
+		return wire.SourceVersion{}, asActivityError(err)
 	}
 	useCache := sv.Size >= hashCacheMinSize
 	if useCache {
 		cached, err := st.CachedHash(ctx, p.Name, key, sv.Version)
 		if err != nil {
-			return SourceVersion{}, asActivityError(err)
+			return wire.SourceVersion{}, asActivityError(err)
 		}
 		if cached != nil {
 			sv.SHA256, sv.Fingerprint = cached.SHA256, cached.Fingerprint
@@ -251,25 +242,25 @@ func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src st
 	r, err := src.Open(ctx, key, 0)
 	if err != nil {
 		if store.IsNotFound(err) {
-			return SourceVersion{}, nil
+			return wire.SourceVersion{}, nil
 		}
-		return SourceVersion{}, asActivityError(err)
+		return wire.SourceVersion{}, asActivityError(err)
 	}
 	defer r.Close()
 	h := sha256.New()
 	var fp store.FingerprintWriter
 	n, err := io.Copy(io.MultiWriter(h, &fp), &heartbeatReader{ctx: ctx, r: r})
 	if err != nil {
-		return SourceVersion{}, asActivityError(fmt.Errorf("hash %s: %w", key, err))
+		return wire.SourceVersion{}, asActivityError(fmt.Errorf("hash %s: %w", key, err))
 	}
 	if n != sv.Size {
-		return SourceVersion{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("source %s changed while it was hashed (%d bytes read, %d stated)", key, n, sv.Size), ErrSourceChanged, nil)
+		return wire.SourceVersion{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("source %s changed while it was hashed (%d bytes read, %d stated)", key, n, sv.Size), wire.ErrSourceChanged, nil)
 	}
 	sv.SHA256, sv.Fingerprint = hex.EncodeToString(h.Sum(nil)), fp.Sum().String()
 	if useCache {
 		if err := st.CacheHash(ctx, p.Name, key, state.HashEntry{Version: sv.Version, SHA256: sv.SHA256, Fingerprint: sv.Fingerprint}); err != nil {
-			return SourceVersion{}, asActivityError(err)
+			return wire.SourceVersion{}, asActivityError(err)
 		}
 	}
 	return sv, nil
@@ -278,8 +269,8 @@ func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src st
 // sourceVersionOf is what the source's attributes say of the version, all but its
 // SHA-256. Empty metadata is nil, so that histories do not depend on how a driver
 // returns none.
-func sourceVersionOf(attrs *store.Attributes) SourceVersion {
-	sv := SourceVersion{Exists: true, Version: sourceVersion(attrs.Object), Size: attrs.Size, ModTime: attrs.ModTime,
+func sourceVersionOf(attrs *store.Attributes) wire.SourceVersion {
+	sv := wire.SourceVersion{Exists: true, Version: sourceVersion(attrs.Object), Size: attrs.Size, ModTime: attrs.ModTime,
 		ContentType: attrs.ContentType, Metadata: attrs.Metadata}
 	if len(sv.Metadata) == 0 {
 		sv.Metadata = nil
@@ -300,21 +291,10 @@ func (h *heartbeatReader) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
 	h.n += int64(n)
 	if time.Since(h.last) > time.Second && activity.IsActivity(h.ctx) {
-		activity.RecordHeartbeat(h.ctx, Progress{Bytes: h.n})
+		activity.RecordHeartbeat(h.ctx, wire.Progress{Bytes: h.n})
 		h.last = time.Now()
 	}
 	return n, err
-}
-
-// Progress is the heartbeat detail of transfers: what `starter replicate --wait`
-// shows while a transfer runs, and what a retry needs to resume the upload.
-type Progress struct {
-	Bytes int64
-	Total int64
-	// Target and Version identify the write the resume state belongs to.
-	Target  string            `json:",omitempty"`
-	Version string            `json:",omitempty"`
-	Resume  store.ResumeState `json:",omitzero"`
 }
 
 // limitedReader holds a transfer to its destination's bandwidth limit.
@@ -344,7 +324,7 @@ func (lr limitedReader) Read(p []byte) (int, error) {
 // destination's current state (create-only or if-match), or to the staging key in
 // atomic mode. A destination that already holds the same SHA-256 is skipped without
 // moving bytes; one whose recorded source version is newer is left alone.
-func (a *Activities) Transfer(ctx context.Context, in TransferInput) (*TransferResult, error) {
+func (a *Activities) Transfer(ctx context.Context, in wire.TransferInput) (*wire.TransferResult, error) {
 	p, err := a.policy(in.Policy)
 	if err != nil {
 		return nil, err
@@ -383,7 +363,7 @@ type copyJob struct {
 }
 
 // transfer is Transfer's logic, shared with ReplicateChunk.
-func (a *Activities) transfer(ctx context.Context, p *config.Policy, job copyJob, in TransferInput) (*TransferResult, error) {
+func (a *Activities) transfer(ctx context.Context, p *config.Policy, job copyJob, in wire.TransferInput) (*wire.TransferResult, error) {
 	dst, sink := job.dst, job.sink
 	if in.StagingKey == "" && in.Source.Size <= optimisticCreateMax && !in.VerifyContent {
 		// Most small keys of a batch are new: a create-only put settles them in one
@@ -394,10 +374,10 @@ func (a *Activities) transfer(ctx context.Context, p *config.Policy, job copyJob
 			if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, sink); err != nil {
 				return nil, err
 			}
-			return &TransferResult{Outcome: OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
+			return &wire.TransferResult{Outcome: wire.OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
 		}
 		if store.IsNotFound(err) {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("source %s disappeared during the copy", in.Key), ErrSourceMissing, err)
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("source %s disappeared during the copy", in.Key), wire.ErrSourceMissing, err)
 		}
 		if !store.IsPrecondition(err) {
 			return nil, asActivityError(err)
@@ -426,13 +406,13 @@ func (a *Activities) transfer(ctx context.Context, p *config.Policy, job copyJob
 						return nil, err
 					}
 				}
-				return &TransferResult{Outcome: OutcomeSkipped, ETag: current.ETag}, nil
+				return &wire.TransferResult{Outcome: wire.OutcomeSkipped, ETag: current.ETag}, nil
 			}
 			if newerThan(current.SourceVersion, in.Source.Version) {
-				return &TransferResult{Outcome: OutcomeSuperseded, ETag: current.ETag}, nil
+				return &wire.TransferResult{Outcome: wire.OutcomeSuperseded, ETag: current.ETag}, nil
 			}
 			if current.SHA256 == "" && p.Unmanaged == "leave" {
-				return &TransferResult{Outcome: OutcomeLeft, ETag: current.ETag}, nil
+				return &wire.TransferResult{Outcome: wire.OutcomeLeft, ETag: current.ETag}, nil
 			}
 			if in.StagingKey == "" {
 				if err := a.trash(ctx, p, dst, in.Key, current.ETag); err != nil {
@@ -452,22 +432,22 @@ func (a *Activities) transfer(ctx context.Context, p *config.Policy, job copyJob
 			continue // another writer got there first: look again and decide again
 		}
 		if store.IsNotFound(err) {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("source %s disappeared during the copy", in.Key), ErrSourceMissing, err)
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("source %s disappeared during the copy", in.Key), wire.ErrSourceMissing, err)
 		}
 		if err != nil {
 			return nil, asActivityError(err)
 		}
 		if in.StagingKey != "" {
-			final := &FinalState{Exists: exists}
+			final := &wire.FinalState{Exists: exists}
 			if exists {
 				final.ETag = current.ETag
 			}
-			return &TransferResult{Outcome: OutcomeStaged, Bytes: obj.Size, ETag: obj.ETag, Final: final}, nil
+			return &wire.TransferResult{Outcome: wire.OutcomeStaged, Bytes: obj.Size, ETag: obj.ETag, Final: final}, nil
 		}
 		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, sink); err != nil {
 			return nil, err
 		}
-		return &TransferResult{Outcome: OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
+		return &wire.TransferResult{Outcome: wire.OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
 	}
 }
 
@@ -491,7 +471,7 @@ func contentIs(ctx context.Context, s store.Store, key, sha string) (bool, error
 }
 
 // put streams the source version to target, verifying its SHA-256 on the way.
-func (a *Activities) put(ctx context.Context, job copyJob, in TransferInput, target string, pre store.Precondition) (*store.Object, error) {
+func (a *Activities) put(ctx context.Context, job copyJob, in wire.TransferInput, target string, pre store.Precondition) (*store.Object, error) {
 	var r io.Reader
 	if job.data != nil {
 		r = store.NewVerified(job.data, in.Source.SHA256)
@@ -517,12 +497,12 @@ func (a *Activities) put(ctx context.Context, job copyJob, in TransferInput, tar
 		SourceVersion: in.Source.Version, Metadata: in.Source.Metadata, Precondition: pre,
 	}
 	if job.heartbeat && activity.IsActivity(ctx) {
-		p := Progress{Total: in.Source.Size, Target: target, Version: in.Source.Version}
+		p := wire.Progress{Total: in.Source.Size, Target: target, Version: in.Source.Version}
 		opts.Resume = resumeState(ctx, p)
 		var mu sync.Mutex
 		opts.OnResumeState = func(rs store.ResumeState) {
 			mu.Lock()
-			p.Resume = rs
+			p.Resume = wire.ResumeState(rs)
 			activity.RecordHeartbeat(ctx, p)
 			mu.Unlock()
 		}
@@ -561,15 +541,16 @@ func (a *Activities) put(ctx context.Context, job copyJob, in TransferInput, tar
 // attempt of the same write left in its last heartbeat, or an empty state meaning
 // "keep the upload open if this attempt fails, a retry will resume it". The last
 // attempt passes nil, so a failure aborts the upload and leaves nothing behind.
-func resumeState(ctx context.Context, want Progress) *store.ResumeState {
+func resumeState(ctx context.Context, want wire.Progress) *store.ResumeState {
 	info := activity.GetInfo(ctx)
 	if rp := info.RetryPolicy; rp != nil && rp.MaximumAttempts > 0 && info.Attempt >= rp.MaximumAttempts {
 		return nil
 	}
-	var last Progress
+	var last wire.Progress
 	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &last) == nil &&
 		last.Target == want.Target && last.Version == want.Version {
-		return &last.Resume
+		rs := store.ResumeState(last.Resume)
+		return &rs
 	}
 	return &store.ResumeState{}
 }
@@ -577,7 +558,7 @@ func resumeState(ctx context.Context, want Progress) *store.ResumeState {
 // committed records a write that is now visible: the manifest journal gets the entry
 // (through sink when the caller batches them) and any dead letter of the key on that
 // destination is cleared.
-func (a *Activities) committed(ctx context.Context, policy, destination, key string, sv SourceVersion, obj *store.Object, sink *manifestSink) error {
+func (a *Activities) committed(ctx context.Context, policy, destination, key string, sv wire.SourceVersion, obj *store.Object, sink *manifestSink) error {
 	st, err := a.State(ctx)
 	if err != nil {
 		return asActivityError(err)
@@ -622,19 +603,19 @@ func (s *manifestSink) flush(ctx context.Context, st *state.State, policy string
 	return nil
 }
 
-func (a *Activities) observe(policy, destination string, sv SourceVersion, res *TransferResult, err error, final bool) {
+func (a *Activities) observe(policy, destination string, sv wire.SourceVersion, res *wire.TransferResult, err error, final bool) {
 	if a.Metrics == nil {
 		return
 	}
 	if err != nil {
-		a.Metrics.Objects.WithLabelValues(policy, destination, OutcomeFailed).Inc()
+		a.Metrics.Objects.WithLabelValues(policy, destination, string(wire.OutcomeFailed)).Inc()
 		return
 	}
-	a.Metrics.Objects.WithLabelValues(policy, destination, res.Outcome).Inc()
-	if res.Outcome == OutcomeCopied || res.Outcome == OutcomeStaged {
+	a.Metrics.Objects.WithLabelValues(policy, destination, string(res.Outcome)).Inc()
+	if res.Outcome == wire.OutcomeCopied || res.Outcome == wire.OutcomeStaged {
 		a.Metrics.Bytes.WithLabelValues(policy, destination).Add(float64(res.Bytes))
 	}
-	if final && res.Outcome == OutcomeCopied && !sv.ModTime.IsZero() {
+	if final && res.Outcome == wire.OutcomeCopied && !sv.ModTime.IsZero() {
 		a.Metrics.Lag.WithLabelValues(policy, destination).Observe(time.Since(sv.ModTime).Seconds())
 	}
 }
@@ -642,7 +623,7 @@ func (a *Activities) observe(policy, destination string, sv SourceVersion, res *
 // Commit makes a staged version visible under its final key with a server-side copy
 // guarded like a direct write. A retry after a lost answer finds the final key
 // already holding the hash and reports it skipped.
-func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferResult, error) {
+func (a *Activities) Commit(ctx context.Context, in wire.TransferInput) (*wire.TransferResult, error) {
 	p, err := a.policy(in.Policy)
 	if err != nil {
 		return nil, err
@@ -659,7 +640,7 @@ func (a *Activities) Commit(ctx context.Context, in TransferInput) (*TransferRes
 // found under the final key) the first try writes with that as its precondition and
 // skips the look: a precondition failure means another writer came in between, and
 // the look and decision that follow are those of a commit without it.
-func (a *Activities) commit(ctx context.Context, p *config.Policy, dst store.Store, in TransferInput, sink *manifestSink, seen *FinalState) (*TransferResult, error) {
+func (a *Activities) commit(ctx context.Context, p *config.Policy, dst store.Store, in wire.TransferInput, sink *manifestSink, seen *wire.FinalState) (*wire.TransferResult, error) {
 	attrs := &store.Attributes{ContentType: in.Source.ContentType, SHA256: in.Source.SHA256, SourceVersion: in.Source.Version,
 		SourceSize: in.Source.Size, Metadata: in.Source.Metadata}
 	for attempt := 0; ; attempt++ {
@@ -677,10 +658,10 @@ func (a *Activities) commit(ctx context.Context, p *config.Policy, dst store.Sto
 			}
 		}
 		if exists && current.SHA256 == in.Source.SHA256 {
-			return &TransferResult{Outcome: OutcomeSkipped, ETag: current.ETag}, nil
+			return &wire.TransferResult{Outcome: wire.OutcomeSkipped, ETag: current.ETag}, nil
 		}
 		if exists && newerThan(current.SourceVersion, in.Source.Version) {
-			return &TransferResult{Outcome: OutcomeSuperseded, ETag: current.ETag}, nil
+			return &wire.TransferResult{Outcome: wire.OutcomeSuperseded, ETag: current.ETag}, nil
 		}
 		if exists {
 			if err := a.trash(ctx, p, dst, in.Key, current.ETag); err != nil {
@@ -706,7 +687,7 @@ func (a *Activities) commit(ctx context.Context, p *config.Policy, dst store.Sto
 		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, sink); err != nil {
 			return nil, err
 		}
-		res := &TransferResult{Outcome: OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}
+		res := &wire.TransferResult{Outcome: wire.OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}
 		a.observe(p.Name, in.Destination, in.Source, res, nil, true)
 		return res, nil
 	}
@@ -755,7 +736,7 @@ const cleanupConcurrency = 16
 
 // Cleanup removes staging objects and aborts their unfinished uploads: the
 // compensation of atomic mode and its last step after a commit.
-func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
+func (a *Activities) Cleanup(ctx context.Context, in wire.CleanupInput) error {
 	p, err := a.policy(in.Policy)
 	if err != nil {
 		return err
@@ -766,7 +747,7 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
 	}
 	for _, k := range in.Keys {
 		if !strings.HasPrefix(k, store.InternalPrefix) {
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("refusing to clean up %q: not a staging key", k), ErrInvalid, nil)
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("refusing to clean up %q: not a staging key", k), wire.ErrInvalid, nil)
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -786,7 +767,7 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
 
 // DeleteReplica propagates a source delete to one destination (mirror mode). An
 // object whose recorded source version is newer than the delete's is kept.
-func (a *Activities) DeleteReplica(ctx context.Context, in DeleteInput) (*TransferResult, error) {
+func (a *Activities) DeleteReplica(ctx context.Context, in wire.DeleteInput) (*wire.TransferResult, error) {
 	p, err := a.policy(in.Policy)
 	if err != nil {
 		return nil, err
@@ -797,7 +778,7 @@ func (a *Activities) DeleteReplica(ctx context.Context, in DeleteInput) (*Transf
 	}
 	current, err := dst.Stat(ctx, in.Key)
 	if store.IsNotFound(err) {
-		return &TransferResult{Outcome: OutcomeSkipped}, nil
+		return &wire.TransferResult{Outcome: wire.OutcomeSkipped}, nil
 	}
 	if err != nil {
 		return nil, asActivityError(err)
@@ -813,9 +794,9 @@ func (a *Activities) DeleteReplica(ctx context.Context, in DeleteInput) (*Transf
 		return nil, asActivityError(err)
 	}
 	if a.Metrics != nil {
-		a.Metrics.Objects.WithLabelValues(p.Name, in.Destination, OutcomeDeleted).Inc()
+		a.Metrics.Objects.WithLabelValues(p.Name, in.Destination, string(wire.OutcomeDeleted)).Inc()
 	}
-	return &TransferResult{Outcome: OutcomeDeleted, ETag: current.ETag}, nil
+	return &wire.TransferResult{Outcome: wire.OutcomeDeleted, ETag: current.ETag}, nil
 }
 
 // RefreshDeadLetterGauge sets replicator_dead_letters from the state location, so the
@@ -841,7 +822,7 @@ func (a *Activities) RefreshDeadLetterGauge(ctx context.Context) error {
 }
 
 // RecordDeadLetter writes the record of a permanent failure.
-func (a *Activities) RecordDeadLetter(ctx context.Context, in DeadLetterInput) error {
+func (a *Activities) RecordDeadLetter(ctx context.Context, in wire.DeadLetterInput) error {
 	st, err := a.State(ctx)
 	if err != nil {
 		return asActivityError(err)

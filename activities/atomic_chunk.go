@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"go.temporal.io/sdk/activity"
 
 	"github.com/cloudrepl/replicator/internal/config"
@@ -24,19 +26,19 @@ import (
 // workflow then compensates it everywhere. A key whose source changed while it was
 // staged is marked Changed: its stages may hold different versions, so the workflow
 // hands it to a ReplicateFile run of its own.
-func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) (*StageChunkResult, error) {
+func (a *Activities) StageChunk(ctx context.Context, in wire.ChunkInput) (*wire.StageChunkResult, error) {
 	w, err := a.openChunk(ctx, in.Policy, in.List, in.Page, in.Destinations)
 	if err != nil {
 		return nil, err
 	}
-	res := &StageChunkResult{Keys: len(w.keys)}
-	byIndex := make([]*StagedKey, len(w.keys)) // the page's order, whichever key ends first
-	stage := func(job keyJob) StagedKey {
-		sk := StagedKey{Key: job.key, Source: job.sv}
+	res := &wire.StageChunkResult{Keys: len(w.keys)}
+	byIndex := make([]*wire.StagedKey, len(w.keys)) // the page's order, whichever key ends first
+	stage := func(job keyJob) wire.StagedKey {
+		sk := wire.StagedKey{Key: job.key, Source: job.sv}
 		if job.readErr != nil {
 			// A source that kept changing while it was read goes to its own
 			// ReplicateFile run; one that cannot be read is a dead letter.
-			sk.Changed = ErrorClass(job.readErr) == ErrSourceChanged
+			sk.Changed = ErrorClass(job.readErr) == wire.ErrSourceChanged
 			for _, t := range job.targets {
 				sk.Destinations = append(sk.Destinations, failedOn(t, job.readErr))
 				if !sk.Changed {
@@ -45,7 +47,7 @@ func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) (*StageChunk
 			}
 			return sk
 		}
-		outs := make([]KeyDestination, len(job.targets))
+		outs := make([]wire.KeyDestination, len(job.targets))
 		errs := make([]error, len(job.targets))
 		var kwg sync.WaitGroup
 		for i, t := range job.targets {
@@ -53,7 +55,7 @@ func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) (*StageChunk
 		}
 		kwg.Wait()
 		for _, o := range outs {
-			if o.ErrorClass == ErrSourceChanged || o.ErrorClass == ErrSourceMissing {
+			if o.ErrorClass == wire.ErrSourceChanged || o.ErrorClass == wire.ErrSourceMissing {
 				sk.Changed = true
 			}
 		}
@@ -87,25 +89,25 @@ func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) (*StageChunk
 // stageOn stages one key on one destination, or propagates its source's delete there
 // (mirror mode: deletes are not staged, as in ReplicateFile). A failure is returned
 // both in the outcome and as the error, whose class the dead letter keeps.
-func (w *chunkWork) stageOn(ctx context.Context, in ChunkInput, job keyJob, dest string) (KeyDestination, error) {
+func (w *chunkWork) stageOn(ctx context.Context, in wire.ChunkInput, job keyJob, dest string) (wire.KeyDestination, error) {
 	d := w.dests[dest]
-	out := KeyDestination{Destination: dest}
-	var res *TransferResult
+	out := wire.KeyDestination{Destination: dest}
+	var res *wire.TransferResult
 	var err error
 	ok := d.withSlot(ctx, func() {
 		for try := 0; try < chunkTries; try++ {
 			switch {
 			case !job.sv.Exists && w.p.Mode != config.ModeMirror:
-				res = &TransferResult{Outcome: OutcomeSkipped}
+				res = &wire.TransferResult{Outcome: wire.OutcomeSkipped}
 			case !job.sv.Exists:
-				res, err = w.a.DeleteReplica(ctx, DeleteInput{Policy: w.p.Name, Destination: dest, Key: job.key})
+				res, err = w.a.DeleteReplica(ctx, wire.DeleteInput{Policy: w.p.Name, Destination: dest, Key: job.key})
 			default:
 				cj := copyJob{src: w.src, dst: d.s, lim: d.lim, sink: w.sink, data: job.data}
-				res, err = w.a.transfer(ctx, w.p, cj, TransferInput{Policy: w.p.Name, Destination: dest, Key: job.key, Source: job.sv,
-					StagingKey: StagingKey(job.key, job.sv.Version), RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent})
+				res, err = w.a.transfer(ctx, w.p, cj, wire.TransferInput{Policy: w.p.Name, Destination: dest, Key: job.key, Source: job.sv,
+					StagingKey: wire.StagingKey(job.key, job.sv.Version), RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent})
 				w.a.observe(w.p.Name, dest, job.sv, res, err, false)
 			}
-			if err == nil || isPermanent(err) || ErrorClass(err) == ErrSourceChanged {
+			if err == nil || isPermanent(err) || ErrorClass(err) == wire.ErrSourceChanged {
 				return
 			}
 			sleep(ctx, try)
@@ -121,8 +123,8 @@ func (w *chunkWork) stageOn(ctx context.Context, in ChunkInput, job keyJob, dest
 	return out, nil
 }
 
-func failedOn(dest string, err error) KeyDestination {
-	return KeyDestination{Destination: dest, Outcome: OutcomeFailed, ErrorClass: ErrorClass(err), Error: err.Error()}
+func failedOn(dest string, err error) wire.KeyDestination {
+	return wire.KeyDestination{Destination: dest, Outcome: wire.OutcomeFailed, ErrorClass: ErrorClass(err), Error: err.Error()}
 }
 
 // CommitChunk makes staged versions visible under their final keys, each with the
@@ -131,7 +133,7 @@ func failedOn(dest string, err error) KeyDestination {
 // activity, and its retry (the workflow retries it until done) skips what its
 // heartbeats say was committed. A permanent failure on a destination is that key's
 // dead letter there, as a failed commit of ReplicateFile is.
-func (a *Activities) CommitChunk(ctx context.Context, in CommitChunkInput) (*CommitChunkResult, error) {
+func (a *Activities) CommitChunk(ctx context.Context, in wire.CommitChunkInput) (*wire.CommitChunkResult, error) {
 	p, err := a.policy(in.Policy)
 	if err != nil {
 		return nil, err
@@ -141,15 +143,15 @@ func (a *Activities) CommitChunk(ctx context.Context, in CommitChunkInput) (*Com
 		return nil, asActivityError(err)
 	}
 	w := &chunkWork{a: a, p: p, st: st, dests: map[string]chunkDest{}, sink: &manifestSink{}}
-	res := &CommitChunkResult{Keys: make([]CommittedKey, len(in.Keys))}
+	res := &wire.CommitChunkResult{Keys: make([]wire.CommittedKey, len(in.Keys))}
 	for i, k := range in.Keys {
-		res.Keys[i] = CommittedKey{Key: k.Key, Destinations: make([]KeyDestination, len(k.Destinations))}
+		res.Keys[i] = wire.CommittedKey{Key: k.Key, Destinations: make([]wire.KeyDestination, len(k.Destinations))}
 		if err := w.addDestinations(ctx, k.Destinations); err != nil {
 			return nil, err
 		}
 	}
 	// What an earlier attempt committed, from its last heartbeat.
-	var earlier []CommittedKey
+	var earlier []wire.CommittedKey
 	if activity.HasHeartbeatDetails(ctx) {
 		if activity.GetHeartbeatDetails(ctx, &earlier) != nil || len(earlier) != len(in.Keys) {
 			earlier = nil
@@ -159,12 +161,12 @@ func (a *Activities) CommitChunk(ctx context.Context, in CommitChunkInput) (*Com
 	var transient error
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(p.Limits.Concurrency, 1))
-	details := func() []CommittedKey {
+	details := func() []wire.CommittedKey {
 		mu.Lock()
 		defer mu.Unlock()
-		snap := make([]CommittedKey, len(res.Keys))
+		snap := make([]wire.CommittedKey, len(res.Keys))
 		for i, k := range res.Keys {
-			snap[i] = CommittedKey{Key: k.Key, Destinations: append([]KeyDestination(nil), k.Destinations...)}
+			snap[i] = wire.CommittedKey{Key: k.Key, Destinations: append([]wire.KeyDestination(nil), k.Destinations...)}
 		}
 		return snap
 	}
@@ -182,12 +184,12 @@ func (a *Activities) CommitChunk(ctx context.Context, in CommitChunkInput) (*Com
 			wg.Go(func() {
 				defer func() { <-sem }()
 				d := w.dests[name]
-				in := TransferInput{Policy: p.Name, Destination: name, Key: k.Key, Source: k.Source, StagingKey: StagingKey(k.Key, k.Source.Version)}
-				var out *TransferResult
+				in := wire.TransferInput{Policy: p.Name, Destination: name, Key: k.Key, Source: k.Source, StagingKey: wire.StagingKey(k.Key, k.Source.Version)}
+				var out *wire.TransferResult
 				var err error
 				d.withSlot(ctx, func() {
 					for try := 0; try < chunkTries; try++ {
-						var seen *FinalState
+						var seen *wire.FinalState
 						if try == 0 && j < len(k.Finals) {
 							seen = k.Finals[j]
 						}
@@ -204,7 +206,7 @@ func (a *Activities) CommitChunk(ctx context.Context, in CommitChunkInput) (*Com
 				defer mu.Unlock()
 				switch {
 				case err == nil && out != nil:
-					res.Keys[i].Destinations[j] = KeyDestination{Destination: name, Outcome: out.Outcome, Bytes: out.Bytes}
+					res.Keys[i].Destinations[j] = wire.KeyDestination{Destination: name, Outcome: out.Outcome, Bytes: out.Bytes}
 				case err != nil && isPermanent(err):
 					res.Keys[i].Destinations[j] = failedOn(name, err)
 				default:

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/testsuite"
 
@@ -54,8 +56,8 @@ policies:
 	a := New(cfg, stores, nil)
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
-	env.RegisterActivityWithOptions(a.StageChunk, activity.RegisterOptions{Name: StageChunkName})
-	env.RegisterActivityWithOptions(a.CommitChunk, activity.RegisterOptions{Name: CommitChunkName})
+	env.RegisterActivityWithOptions(a.StageChunk, activity.RegisterOptions{Name: wire.StageChunkName})
+	env.RegisterActivityWithOptions(a.CommitChunk, activity.RegisterOptions{Name: wire.CommitChunkName})
 	return &atomicDirs{root: root, a: a, env: env}
 }
 
@@ -93,11 +95,11 @@ func TestStageChunkStagesWithoutTouchingFinalKeys(t *testing.T) {
 	d := newAtomicDirs(t)
 	d.write(t, "a.txt", "alpha")
 	d.write(t, "b/c.txt", "gamma")
-	v, err := d.env.ExecuteActivity(StageChunkName, ChunkInput{Policy: "p", List: d.list(t, "a.txt", "b/c.txt"), Destinations: []string{"one", "two"}, LargeThreshold: 1 << 20})
+	v, err := d.env.ExecuteActivity(wire.StageChunkName, wire.ChunkInput{Policy: "p", List: d.list(t, "a.txt", "b/c.txt"), Destinations: []string{"one", "two"}, LargeThreshold: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res StageChunkResult
+	var res wire.StageChunkResult
 	if err := v.Get(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -106,13 +108,13 @@ func TestStageChunkStagesWithoutTouchingFinalKeys(t *testing.T) {
 	}
 	for _, sk := range res.Staged {
 		for _, o := range sk.Destinations {
-			if o.Outcome != OutcomeStaged || sk.Changed {
+			if o.Outcome != wire.OutcomeStaged || sk.Changed {
 				t.Errorf("%s on %s: %+v", sk.Key, o.Destination, o)
 			}
 			if d.exists(o.Destination, sk.Key) {
 				t.Errorf("%s is visible on %s before its commit", sk.Key, o.Destination)
 			}
-			if !d.exists(o.Destination, StagingKey(sk.Key, sk.Source.Version)) {
+			if !d.exists(o.Destination, wire.StagingKey(sk.Key, sk.Source.Version)) {
 				t.Errorf("%s has no stage on %s", sk.Key, o.Destination)
 			}
 		}
@@ -123,36 +125,36 @@ func TestCommitChunkResumesFromItsHeartbeat(t *testing.T) {
 	d := newAtomicDirs(t)
 	d.write(t, "a.txt", "alpha")
 	d.write(t, "b.txt", "beta")
-	v, err := d.env.ExecuteActivity(StageChunkName, ChunkInput{Policy: "p", List: d.list(t, "a.txt", "b.txt"), Destinations: []string{"one", "two"}, LargeThreshold: 1 << 20})
+	v, err := d.env.ExecuteActivity(wire.StageChunkName, wire.ChunkInput{Policy: "p", List: d.list(t, "a.txt", "b.txt"), Destinations: []string{"one", "two"}, LargeThreshold: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var staged StageChunkResult
+	var staged wire.StageChunkResult
 	if err := v.Get(&staged); err != nil {
 		t.Fatal(err)
 	}
-	in := CommitChunkInput{Policy: "p"}
+	in := wire.CommitChunkInput{Policy: "p"}
 	for _, sk := range staged.Staged {
-		in.Keys = append(in.Keys, CommitKey{Key: sk.Key, Source: sk.Source, Destinations: []string{"one", "two"}})
+		in.Keys = append(in.Keys, wire.CommitKey{Key: sk.Key, Source: sk.Source, Destinations: []string{"one", "two"}})
 	}
 	// An earlier attempt committed a.txt on "one" and then failed: its heartbeat
 	// says so, and the stage it copied from is gone since.
-	earlier := []CommittedKey{
-		{Key: "a.txt", Destinations: []KeyDestination{{Destination: "one", Outcome: OutcomeCopied, Bytes: 5}, {}}},
-		{Key: "b.txt", Destinations: []KeyDestination{{}, {}}},
+	earlier := []wire.CommittedKey{
+		{Key: "a.txt", Destinations: []wire.KeyDestination{{Destination: "one", Outcome: wire.OutcomeCopied, Bytes: 5}, {}}},
+		{Key: "b.txt", Destinations: []wire.KeyDestination{{}, {}}},
 	}
 	d.env.SetHeartbeatDetails(earlier)
-	v, err = d.env.ExecuteActivity(CommitChunkName, in)
+	v, err = d.env.ExecuteActivity(wire.CommitChunkName, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res CommitChunkResult
+	var res wire.CommitChunkResult
 	if err := v.Get(&res); err != nil {
 		t.Fatal(err)
 	}
 	for i, k := range res.Keys {
 		for j, o := range k.Destinations {
-			if o.Outcome != OutcomeCopied {
+			if o.Outcome != wire.OutcomeCopied {
 				t.Errorf("%s on %s: %+v, want copied", k.Key, in.Keys[i].Destinations[j], o)
 			}
 		}
@@ -184,11 +186,11 @@ func TestCommitChunkResumesFromItsHeartbeat(t *testing.T) {
 func TestCommitChunkLooksAgainWhenAnotherWriterCameBetween(t *testing.T) {
 	d := newAtomicDirs(t)
 	d.write(t, "a.txt", "alpha")
-	v, err := d.env.ExecuteActivity(StageChunkName, ChunkInput{Policy: "p", List: d.list(t, "a.txt"), Destinations: []string{"one"}, LargeThreshold: 1 << 20})
+	v, err := d.env.ExecuteActivity(wire.StageChunkName, wire.ChunkInput{Policy: "p", List: d.list(t, "a.txt"), Destinations: []string{"one"}, LargeThreshold: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var staged StageChunkResult
+	var staged wire.StageChunkResult
 	if err := v.Get(&staged); err != nil {
 		t.Fatal(err)
 	}
@@ -206,16 +208,16 @@ func TestCommitChunkLooksAgainWhenAnotherWriterCameBetween(t *testing.T) {
 		SourceVersion: "9000000000000000000:x"}); err != nil {
 		t.Fatal(err)
 	}
-	v, err = d.env.ExecuteActivity(CommitChunkName, CommitChunkInput{Policy: "p", Keys: []CommitKey{
-		{Key: "a.txt", Source: sk.Source, Destinations: []string{"one"}, Finals: []*FinalState{sk.Destinations[0].Final}}}})
+	v, err = d.env.ExecuteActivity(wire.CommitChunkName, wire.CommitChunkInput{Policy: "p", Keys: []wire.CommitKey{
+		{Key: "a.txt", Source: sk.Source, Destinations: []string{"one"}, Finals: []*wire.FinalState{sk.Destinations[0].Final}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res CommitChunkResult
+	var res wire.CommitChunkResult
 	if err := v.Get(&res); err != nil {
 		t.Fatal(err)
 	}
-	if o := res.Keys[0].Destinations[0].Outcome; o != OutcomeSuperseded {
+	if o := res.Keys[0].Destinations[0].Outcome; o != wire.OutcomeSuperseded {
 		t.Fatalf("commit outcome %q, want superseded", o)
 	}
 	if got, _ := os.ReadFile(filepath.Join(d.root, "one", "a.txt")); !bytes.Equal(got, newer) {

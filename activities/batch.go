@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -21,17 +23,17 @@ import (
 
 // DescribePolicy returns what a batch needs to plan its activities: the mode, the
 // destinations grouped by task queue, the concurrency and the retry bounds.
-func (a *Activities) DescribePolicy(_ context.Context, in DescribePolicyInput) (*PolicyDescription, error) {
+func (a *Activities) DescribePolicy(_ context.Context, in wire.DescribePolicyInput) (*wire.PolicyDescription, error) {
 	p, err := a.policy(in.Policy)
 	if err != nil {
 		return nil, err
 	}
-	desc := &PolicyDescription{Mode: p.Mode, Consistency: p.Consistency, Concurrency: p.Limits.Concurrency, Retry: retrySettings(p)}
+	desc := &wire.PolicyDescription{Mode: p.Mode, Consistency: p.Consistency, Concurrency: p.Limits.Concurrency, Retry: retrySettings(p)}
 	for _, d := range p.Destinations {
-		q := d.TaskQueue(DefaultTaskQueue)
-		i := slices.IndexFunc(desc.Groups, func(g QueueGroup) bool { return g.TaskQueue == q })
+		q := d.TaskQueue(wire.DefaultTaskQueue)
+		i := slices.IndexFunc(desc.Groups, func(g wire.QueueGroup) bool { return g.TaskQueue == q })
 		if i < 0 {
-			desc.Groups = append(desc.Groups, QueueGroup{TaskQueue: q})
+			desc.Groups = append(desc.Groups, wire.QueueGroup{TaskQueue: q})
 			i = len(desc.Groups) - 1
 		}
 		desc.Groups[i].Destinations = append(desc.Groups[i].Destinations, d.Name)
@@ -40,7 +42,7 @@ func (a *Activities) DescribePolicy(_ context.Context, in DescribePolicyInput) (
 }
 
 // ReadKeyPage returns one page of a key list (atomic batches run a workflow per key).
-func (a *Activities) ReadKeyPage(ctx context.Context, in ReadKeyPageInput) ([]string, error) {
+func (a *Activities) ReadKeyPage(ctx context.Context, in wire.ReadKeyPageInput) ([]string, error) {
 	st, err := a.State(ctx)
 	if err != nil {
 		return nil, asActivityError(err)
@@ -159,7 +161,7 @@ type keyJob struct {
 	index   int // in the page
 	key     string
 	targets []string
-	sv      SourceVersion
+	sv      wire.SourceVersion
 	data    []byte
 	readErr error
 }
@@ -245,42 +247,42 @@ func (w *chunkWork) finish(ctx context.Context) error {
 // thus cost a share of one activity instead of a workflow each. A key that fails
 // permanently on a destination becomes a dead letter there; the chunk goes on.
 // A retried chunk redoes its page, and keys already in place cost a metadata check.
-func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkResult, error) {
+func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*wire.ChunkResult, error) {
 	w, err := a.openChunk(ctx, in.Policy, in.List, in.Page, in.Destinations)
 	if err != nil {
 		return nil, err
 	}
 	p := w.p
-	counts := map[string]*Counts{}
+	counts := map[string]*wire.Counts{}
 	for _, name := range in.Destinations {
-		counts[name] = &Counts{}
+		counts[name] = &wire.Counts{}
 	}
-	record := func(dest, outcome string, n int64) {
+	record := func(dest string, outcome wire.Outcome, n int64) {
 		w.mu.Lock()
 		counts[dest].Record(outcome, n)
 		w.mu.Unlock()
 	}
-	replicateTo := func(key, t string, sv SourceVersion, data []byte) {
+	replicateTo := func(key, t string, sv wire.SourceVersion, data []byte) {
 		d := w.dests[t]
-		var out *TransferResult
+		var out *wire.TransferResult
 		var err error
 		ok := d.withSlot(ctx, func() {
 			for try := 0; try < chunkTries; try++ {
 				if !sv.Exists {
 					if p.Mode != config.ModeMirror {
-						out = &TransferResult{Outcome: OutcomeSkipped}
+						out = &wire.TransferResult{Outcome: wire.OutcomeSkipped}
 						break
 					}
-					out, err = a.DeleteReplica(ctx, DeleteInput{Policy: p.Name, Destination: t, Key: key})
+					out, err = a.DeleteReplica(ctx, wire.DeleteInput{Policy: p.Name, Destination: t, Key: key})
 				} else {
 					job := copyJob{src: w.src, dst: d.s, lim: d.lim, sink: w.sink, data: data}
-					out, err = a.transfer(ctx, p, job, TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent})
+					out, err = a.transfer(ctx, p, job, wire.TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent})
 					a.observe(p.Name, t, sv, out, err, true)
 				}
 				if err == nil {
 					break
 				}
-				if ErrorClass(err) == ErrSourceChanged {
+				if ErrorClass(err) == wire.ErrSourceChanged {
 					// Only a streamed source can change under a put: data is a snapshot.
 					if nsv, perr := a.prepareSource(ctx, p, w.src, key); perr == nil {
 						sv, data = nsv, nil
@@ -295,7 +297,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 			return
 		}
 		if err != nil {
-			record(t, OutcomeFailed, 0)
+			record(t, wire.OutcomeFailed, 0)
 			w.deadLetter(ctx, key, t, err)
 			return
 		}
@@ -304,7 +306,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 	excluded, large := w.eachKey(ctx, in.LargeThreshold, func(job keyJob) {
 		if job.readErr != nil {
 			for _, t := range job.targets {
-				record(t, OutcomeFailed, 0)
+				record(t, wire.OutcomeFailed, 0)
 				w.deadLetter(ctx, job.key, t, job.readErr)
 			}
 			return
@@ -320,9 +322,9 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in ChunkInput) (*ChunkR
 	if err := w.finish(ctx); err != nil {
 		return nil, err
 	}
-	res := &ChunkResult{Keys: len(w.keys), Excluded: excluded, Large: large}
+	res := &wire.ChunkResult{Keys: len(w.keys), Excluded: excluded, Large: large}
 	for _, name := range in.Destinations {
-		res.Destinations = append(res.Destinations, DestinationCounts{Destination: name, Counts: *counts[name]})
+		res.Destinations = append(res.Destinations, wire.DestinationCounts{Destination: name, Counts: *counts[name]})
 	}
 	return res, nil
 }
@@ -340,40 +342,40 @@ const (
 // destination. A write during the read would tear the snapshot, so the source is
 // stated again after it: a changed version is a changed source. release returns the
 // budget once the destinations are done.
-func (a *Activities) readSource(ctx context.Context, p *config.Policy, src store.Store, key string) (sv SourceVersion, data []byte, release func(), err error) {
+func (a *Activities) readSource(ctx context.Context, p *config.Policy, src store.Store, key string) (sv wire.SourceVersion, data []byte, release func(), err error) {
 	release = func() {}
 	attrs, err := src.Stat(ctx, key)
 	if store.IsNotFound(err) {
-		return SourceVersion{}, nil, release, nil
+		return wire.SourceVersion{}, nil, release, nil
 	}
 	if err != nil {
-		return SourceVersion{}, nil, release, asActivityError(err)
+		return wire.SourceVersion{}, nil, release, asActivityError(err)
 	}
 	if attrs.Size > sharedReadMax {
 		sv, err = a.prepareSource(ctx, p, src, key)
 		return sv, nil, release, err
 	}
 	if err := a.sharedReads.Acquire(ctx, max(attrs.Size, 1)); err != nil {
-		return SourceVersion{}, nil, release, err
+		return wire.SourceVersion{}, nil, release, err
 	}
 	release = func() { a.sharedReads.Release(max(attrs.Size, 1)) }
 	r, err := src.Open(ctx, key, 0)
 	if store.IsNotFound(err) {
-		return SourceVersion{}, nil, release, nil
+		return wire.SourceVersion{}, nil, release, nil
 	}
 	if err != nil {
-		return SourceVersion{}, nil, release, asActivityError(err)
+		return wire.SourceVersion{}, nil, release, asActivityError(err)
 	}
 	data = make([]byte, attrs.Size+1)
 	n, err := io.ReadFull(r, data)
 	r.Close()
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return SourceVersion{}, nil, release, asActivityError(fmt.Errorf("read %s: %w", key, err))
+		return wire.SourceVersion{}, nil, release, asActivityError(fmt.Errorf("read %s: %w", key, err))
 	}
 	after, serr := src.Stat(ctx, key)
 	if int64(n) != attrs.Size || serr != nil || sourceVersion(after.Object) != sourceVersion(attrs.Object) {
-		return SourceVersion{}, nil, release, temporal.NewApplicationError(
-			fmt.Sprintf("source %s changed while it was read (%d bytes read, %d stated)", key, n, attrs.Size), ErrSourceChanged)
+		return wire.SourceVersion{}, nil, release, temporal.NewApplicationError(
+			fmt.Sprintf("source %s changed while it was read (%d bytes read, %d stated)", key, n, attrs.Size), wire.ErrSourceChanged)
 	}
 	data = data[:n]
 	sum := sha256.Sum256(data)
@@ -384,7 +386,7 @@ func (a *Activities) readSource(ctx context.Context, p *config.Policy, src store
 
 func isPermanent(err error) bool {
 	var ae *temporal.ApplicationError
-	return errors.As(err, &ae) && ae.NonRetryable() && ae.Type() != ErrSourceChanged
+	return errors.As(err, &ae) && ae.NonRetryable() && ae.Type() != wire.ErrSourceChanged
 }
 
 func sleep(ctx context.Context, try int) {

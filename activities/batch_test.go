@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"github.com/cloudrepl/replicator/internal/config"
 	"github.com/cloudrepl/replicator/internal/store"
 	"github.com/cloudrepl/replicator/internal/store/localstore"
@@ -78,8 +80,8 @@ func TestReadSourceRefusesATornSnapshot(t *testing.T) {
 	a := New(&config.File{}, nil, nil)
 	_, _, release, err := a.readSource(context.Background(), &config.Policy{}, rewritingStore{src, path}, "a.txt")
 	release()
-	if ErrorClass(err) != ErrSourceChanged {
-		t.Fatalf("err = %v (class %q), want %s", err, ErrorClass(err), ErrSourceChanged)
+	if ErrorClass(err) != wire.ErrSourceChanged {
+		t.Fatalf("err = %v (class %q), want %s", err, ErrorClass(err), wire.ErrSourceChanged)
 	}
 	if isPermanent(err) {
 		t.Fatal("a changed source is permanent: the chunk would not read it again")

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"go.temporal.io/sdk/activity"
 
 	"github.com/cloudrepl/replicator/internal/config"
@@ -20,69 +22,6 @@ import (
 	"github.com/cloudrepl/replicator/internal/state"
 	"github.com/cloudrepl/replicator/internal/store"
 )
-
-// Reconcile activity names.
-const (
-	PlanReconcileName   = "PlanReconcile"
-	DeleteChunkName     = "DeleteChunk"
-	FinishReconcileName = "FinishReconcile"
-)
-
-// PlanInput asks for a reconcile plan of one policy.
-type PlanInput struct {
-	Policy string
-	// PlanID names the plan's files in the state location.
-	PlanID string
-	// DryRun plans without committing manifests (nothing changes anywhere).
-	DryRun bool
-	// OverrideSafety lets a plan over the delete limits, or with an empty source, run.
-	OverrideSafety bool
-	// Checksum compares content of every object present on both sides.
-	Checksum bool
-}
-
-// DestinationPlan counts one destination's plan.
-type DestinationPlan struct {
-	Destination string
-	// Objects the destination listed (the replicator's own subtree excluded).
-	Objects   int
-	Unchanged int
-	Copy      int
-	Update    int
-	Delete    int
-	Adopt     int
-	Extra     int
-	Verify    int
-	// Deletes is the list of keys to delete there.
-	Deletes state.KeyList
-}
-
-// Pending is the number of objects the destination needs to change.
-func (d DestinationPlan) Pending() int { return d.Copy + d.Update + d.Delete + d.Adopt + d.Verify }
-
-// PlanResult is a reconcile plan: counts, and references to its key lists.
-type PlanResult struct {
-	PlanID       string
-	SourceKeys   int
-	Destinations []DestinationPlan
-	// Sync lists keys that need a copy, an update, an adoption or a content check
-	// on at least one destination.
-	Sync state.KeyList
-	// Plan is the key, in the state location, of the plan's lines (one JSON object
-	// per key with its action per destination), for display.
-	Plan string
-	// Stopped and Reason: the plan must not run (safety).
-	Stopped bool
-	Reason  string
-	// Checksum: the plan compares content, so the sync must read replicas.
-	Checksum bool `json:",omitempty"`
-}
-
-// PlanLine is one line of a plan file.
-type PlanLine struct {
-	Key     string            `json:"key"`
-	Actions map[string]string `json:"actions"`
-}
 
 // prefetchDepth is how far each stream of the merge reads ahead: two listing pages,
 // so every backend has a request in flight while the merge works.
@@ -95,7 +34,7 @@ const reconcilePageSize = 64
 // with the destination manifests (journal folded in), writes the plan and its key
 // lists to the state location and returns counts. Unchanged files cost nothing but
 // their listing entries. Delete safety is checked here.
-func (a *Activities) PlanReconcile(ctx context.Context, in PlanInput) (*PlanResult, error) {
+func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wire.PlanResult, error) {
 	p, err := a.policy(in.Policy)
 	if err != nil {
 		return nil, err
@@ -108,7 +47,7 @@ func (a *Activities) PlanReconcile(ctx context.Context, in PlanInput) (*PlanResu
 	if err != nil {
 		return nil, err
 	}
-	res := &PlanResult{PlanID: in.PlanID, Checksum: in.Checksum || p.Checksum}
+	res := &wire.PlanResult{PlanID: in.PlanID, Checksum: in.Checksum || p.Checksum}
 	if err := src.Check(ctx); err != nil {
 		res.Stopped = true
 		res.Reason = fmt.Sprintf("the source cannot be read (unmounted, missing or denied), so nothing was planned: %v", err)
@@ -120,7 +59,7 @@ func (a *Activities) PlanReconcile(ctx context.Context, in PlanInput) (*PlanResu
 		journal  *state.Journal
 		manifest *state.ManifestWriter
 		deletes  *state.KeyListWriter
-		plan     DestinationPlan
+		plan     wire.DestinationPlan
 	}
 	dests := make([]*destState, len(p.Destinations))
 	rdests := make([]reconcile.Destination, len(p.Destinations))
@@ -140,7 +79,7 @@ func (a *Activities) PlanReconcile(ctx context.Context, in PlanInput) (*PlanResu
 		}
 		defer mw.Discard()
 		ds := &destState{cfg: d, s: s, journal: j, manifest: mw,
-			deletes: st.NewKeyList(p.Name, in.PlanID+"/delete-"+d.Name, reconcilePageSize), plan: DestinationPlan{Destination: d.Name}}
+			deletes: st.NewKeyList(p.Name, in.PlanID+"/delete-"+d.Name, reconcilePageSize), plan: wire.DestinationPlan{Destination: d.Name}}
 		dests[i] = ds
 		rdests[i] = reconcile.Destination{
 			Name:     d.Name,
@@ -173,7 +112,7 @@ func (a *Activities) PlanReconcile(ctx context.Context, in PlanInput) (*PlanResu
 				activity.RecordHeartbeat(ctx, res.SourceKeys)
 				lastBeat = time.Now()
 			}
-			line := PlanLine{Key: d.Key}
+			line := wire.PlanLine{Key: d.Key}
 			needsSync := false
 			for i, act := range d.Actions {
 				ds := dests[i]
@@ -262,7 +201,7 @@ func (a *Activities) PlanReconcile(ctx context.Context, in PlanInput) (*PlanResu
 }
 
 // safetyStop applies the policy's delete limits and the empty-source guard.
-func safetyStop(p *config.Policy, res *PlanResult) (bool, string) {
+func safetyStop(p *config.Policy, res *wire.PlanResult) (bool, string) {
 	for _, d := range res.Destinations {
 		if res.SourceKeys == 0 && d.Objects > 0 && p.Mode == config.ModeMirror {
 			return true, fmt.Sprintf("the source is empty but %s holds %d objects: an unmounted or emptied source must not wipe the destinations (re-run with the safety override if this is intended)", d.Destination, d.Objects)
@@ -337,18 +276,10 @@ func countListing(list iter.Seq2[store.Object, error], n *int) iter.Seq2[reconci
 	}
 }
 
-// DeleteChunkInput asks to delete one page of a destination's delete list.
-type DeleteChunkInput struct {
-	Policy      string
-	Destination string
-	List        state.KeyList
-	Page        int
-}
-
 // DeleteChunk propagates source deletes to one destination for a page of keys. A key
 // that reappeared at the source since the plan is kept. With a trash retention the
 // object is first copied to .replicator/trash/<date>/.
-func (a *Activities) DeleteChunk(ctx context.Context, in DeleteChunkInput) (*Counts, error) {
+func (a *Activities) DeleteChunk(ctx context.Context, in wire.DeleteChunkInput) (*wire.Counts, error) {
 	p, st, src, keys, err := a.page(ctx, in.Policy, in.List, in.Page)
 	if err != nil {
 		return nil, err
@@ -357,7 +288,7 @@ func (a *Activities) DeleteChunk(ctx context.Context, in DeleteChunkInput) (*Cou
 	if err != nil {
 		return nil, err
 	}
-	c := &Counts{}
+	c := &wire.Counts{}
 	for i, key := range keys {
 		activity.RecordHeartbeat(ctx, i)
 		if _, err := src.Stat(ctx, key); err == nil {
@@ -385,7 +316,7 @@ func (a *Activities) DeleteChunk(ctx context.Context, in DeleteChunkInput) (*Cou
 		}
 		c.Deleted++
 		if a.Metrics != nil {
-			a.Metrics.Objects.WithLabelValues(p.Name, in.Destination, OutcomeDeleted).Inc()
+			a.Metrics.Objects.WithLabelValues(p.Name, in.Destination, string(wire.OutcomeDeleted)).Inc()
 		}
 	}
 	return c, nil
@@ -411,18 +342,9 @@ func (a *Activities) trash(ctx context.Context, p *config.Policy, dst store.Stor
 	return asActivityError(err)
 }
 
-// FinishReconcileInput closes a reconcile.
-type FinishReconcileInput struct {
-	Policy  string
-	Outcome string
-	// PlanID names the plan files to remove; "" keeps them (a dry run's plan is read
-	// by the starter).
-	PlanID string `json:",omitempty"`
-}
-
 // FinishReconcile records a successful reconcile's time and clears the drift gauges
 // it repaired, and removes expired trash.
-func (a *Activities) FinishReconcile(ctx context.Context, in FinishReconcileInput) error {
+func (a *Activities) FinishReconcile(ctx context.Context, in wire.FinishReconcileInput) error {
 	p, err := a.policy(in.Policy)
 	if err != nil {
 		return err

@@ -12,11 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/cloudrepl/replicator/activities"
 	"github.com/cloudrepl/replicator/internal/store"
 	"github.com/cloudrepl/replicator/workflows"
 )
@@ -74,11 +75,11 @@ func batchCmd(g *globals) *cobra.Command {
 			}
 			defer c.Close()
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-				ID:                    workflows.BatchWorkflowID(e.policy.Name, id),
-				TaskQueue:             activities.DefaultTaskQueue,
+				ID:                    wire.BatchWorkflowID(e.policy.Name, id),
+				TaskQueue:             wire.DefaultTaskQueue,
 				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.PolicyAttr.ValueSet(e.policy.Name)),
 				StaticSummary:         fmt.Sprintf("batch of %d keys (policy %s)", list.Count, e.policy.Name),
-			}, workflows.ReplicateBatchName, workflows.ReplicateBatchInput{Policy: e.policy.Name, List: list, Concurrency: concurrency, PagesPerRun: pagesPerRun})
+			}, wire.ReplicateBatchName, wire.ReplicateBatchInput{Policy: e.policy.Name, List: list, Concurrency: concurrency, PagesPerRun: pagesPerRun})
 			if err != nil {
 				return fmt.Errorf("start batch: %w", err)
 			}
@@ -128,7 +129,7 @@ func keyLines(r io.Reader, bad *error) iter.Seq[string] {
 
 func (e *env) waitBatch(ctx context.Context, c client.Client, run client.WorkflowRun) error {
 	done := make(chan error, 1)
-	var sum workflows.BatchSummary
+	var sum wire.BatchSummary
 	go func() { done <- c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, &sum) }()
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
@@ -146,11 +147,11 @@ func (e *env) waitBatch(ctx context.Context, c client.Client, run client.Workflo
 			if e.g.json || !stderrIsTerminal() {
 				continue
 			}
-			v, err := c.QueryWorkflow(ctx, run.GetID(), "", workflows.ProgressQuery)
+			v, err := c.QueryWorkflow(ctx, run.GetID(), "", wire.ProgressQuery)
 			if err != nil {
 				continue
 			}
-			var p workflows.BatchProgress
+			var p wire.BatchProgress
 			if v.Get(&p) == nil {
 				t := p.Summary.Totals()
 				fmt.Fprintf(os.Stderr, "\r\033[Kpages %d/%d  copied %d  skipped %d  failed %d  %s", p.PagesDone, p.Pages, t.Copied, t.Skipped, t.Failed, humanBytes(t.Bytes))
@@ -161,7 +162,7 @@ func (e *env) waitBatch(ctx context.Context, c client.Client, run client.Workflo
 	}
 }
 
-func (e *env) printBatch(id string, s *workflows.BatchSummary) error {
+func (e *env) printBatch(id string, s *wire.BatchSummary) error {
 	t := s.Totals()
 	if e.g.json {
 		if err := e.printJSON(map[string]any{"workflow_id": id, "summary": s}); err != nil {

@@ -9,16 +9,17 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/cloudrepl/replicator/activities"
 	"github.com/cloudrepl/replicator/workflows"
 )
 
 func reconcileCmd(g *globals) *cobra.Command {
-	var in workflows.ReconcileInput
+	var in wire.ReconcileInput
 	var wait bool
 	var limit int
 	cmd := &cobra.Command{
@@ -41,11 +42,11 @@ func reconcileCmd(g *globals) *cobra.Command {
 			defer c.Close()
 			ctx := cmd.Context()
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-				ID:                    workflows.ReconcileWorkflowID(e.policy.Name, time.Now()),
-				TaskQueue:             activities.DefaultTaskQueue,
+				ID:                    wire.ReconcileWorkflowID(e.policy.Name, time.Now()),
+				TaskQueue:             wire.DefaultTaskQueue,
 				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.PolicyAttr.ValueSet(e.policy.Name)),
 				StaticSummary:         reconcileSummary(in),
-			}, workflows.ReconcileName, in)
+			}, wire.ReconcileName, in)
 			if err != nil {
 				return fmt.Errorf("start reconcile: %w", err)
 			}
@@ -56,8 +57,8 @@ func reconcileCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(e.out, "started %s\n", run.GetID())
 				return nil
 			}
-			var res workflows.ReconcileResult
-			if err := waitWithProgress(ctx, c, run, &res, func(p workflows.ReconcileProgress) string {
+			var res wire.ReconcileResult
+			if err := waitWithProgress(ctx, c, run, &res, func(p wire.ReconcileProgress) string {
 				return "reconcile: " + p.Phase
 			}); err != nil {
 				return fmt.Errorf("reconcile %s: %w", run.GetID(), err)
@@ -73,7 +74,7 @@ func reconcileCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func reconcileSummary(in workflows.ReconcileInput) string {
+func reconcileSummary(in wire.ReconcileInput) string {
 	s := "reconcile " + in.Policy
 	if in.DryRun {
 		s += " (dry run)"
@@ -101,7 +102,7 @@ func waitWithProgress[P any](ctx context.Context, c client.Client, run client.Wo
 			if !stderrIsTerminal() {
 				continue
 			}
-			if v, err := c.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), workflows.ProgressQuery); err == nil {
+			if v, err := c.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), wire.ProgressQuery); err == nil {
 				var p P
 				if v.Get(&p) == nil {
 					fmt.Fprintf(os.Stderr, "\r\033[K%s", line(p))
@@ -113,8 +114,8 @@ func waitWithProgress[P any](ctx context.Context, c client.Client, run client.Wo
 	}
 }
 
-func (e *env) printReconcile(ctx context.Context, id string, res *workflows.ReconcileResult, limit int) error {
-	var lines []activities.PlanLine
+func (e *env) printReconcile(ctx context.Context, id string, res *wire.ReconcileResult, limit int) error {
+	var lines []wire.PlanLine
 	if res.DryRun && res.Plan != "" {
 		st, closeState, err := e.state(ctx)
 		if err != nil {
@@ -129,7 +130,7 @@ func (e *env) printReconcile(ctx context.Context, id string, res *workflows.Reco
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() && (limit == 0 || len(lines) < limit) {
-			var l activities.PlanLine
+			var l wire.PlanLine
 			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 				return fmt.Errorf("plan %s: %w", res.Plan, err)
 			}
@@ -159,7 +160,7 @@ func (e *env) printReconcile(ctx context.Context, id string, res *workflows.Reco
 			tot := res.Sync.Totals()
 			fmt.Fprintf(e.out, "sync: %d keys, %d copied, %d skipped, %d failed, %s\n", res.Sync.Keys, tot.Copied, tot.Skipped, tot.Failed, humanBytes(tot.Bytes))
 		}
-		if res.Deleted != (activities.Counts{}) {
+		if res.Deleted != (wire.Counts{}) {
 			fmt.Fprintf(e.out, "deleted: %d (%d kept: back at the source or already gone)\n", res.Deleted.Deleted, res.Deleted.Skipped)
 		}
 		if len(lines) > 0 {
@@ -179,7 +180,7 @@ func (e *env) printReconcile(ctx context.Context, id string, res *workflows.Reco
 			t.Flush()
 		}
 	}
-	if res.Outcome != workflows.OutcomeOK && res.Outcome != workflows.OutcomeSkipped {
+	if res.Outcome != wire.RunOK && res.Outcome != wire.RunSkipped {
 		return errFailed
 	}
 	return nil

@@ -7,13 +7,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/cloudrepl/replicator/activities"
 	"github.com/cloudrepl/replicator/internal/store"
 	"github.com/cloudrepl/replicator/workflows"
 )
@@ -70,14 +71,14 @@ func replicateCmd(g *globals) *cobra.Command {
 // it looks at the key again when done (Signal-With-Start: triggers coalesce).
 func triggerFile(ctx context.Context, c client.Client, policy, key string) (client.WorkflowRun, error) {
 	opts := client.StartWorkflowOptions{
-		ID:                    workflows.FileWorkflowID(policy, key),
-		TaskQueue:             activities.DefaultTaskQueue,
+		ID:                    wire.FileWorkflowID(policy, key),
+		TaskQueue:             wire.DefaultTaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.PolicyAttr.ValueSet(policy), workflows.KeyAttr.ValueSet(key)),
 		StaticSummary:         fmt.Sprintf("replicate %s (policy %s)", key, policy),
 	}
-	run, err := c.SignalWithStartWorkflow(ctx, opts.ID, workflows.TriggerSignal, "starter", opts,
-		workflows.ReplicateFileName, workflows.ReplicateFileInput{Policy: policy, Key: key})
+	run, err := c.SignalWithStartWorkflow(ctx, opts.ID, wire.TriggerSignal, "starter", opts,
+		wire.ReplicateFileName, wire.ReplicateFileInput{Policy: policy, Key: key})
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", opts.ID, err)
 	}
@@ -86,12 +87,12 @@ func triggerFile(ctx context.Context, c client.Client, policy, key string) (clie
 
 // waitFiles waits for runs, showing per-key progress on stderr, and prints results.
 func (e *env) waitFiles(ctx context.Context, c client.Client, runs []client.WorkflowRun) error {
-	results := make([]*workflows.ReplicateFileResult, len(runs))
+	results := make([]*wire.ReplicateFileResult, len(runs))
 	errs := make([]error, len(runs))
 	done := make(chan int, len(runs))
 	for i, r := range runs {
 		go func() {
-			var res workflows.ReplicateFileResult
+			var res wire.ReplicateFileResult
 			errs[i] = r.Get(ctx, &res)
 			results[i] = &res
 			done <- i
@@ -166,7 +167,7 @@ func stderrIsTerminal() bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-func goodOutcome(o string) bool { return o == workflows.OutcomeOK || o == workflows.OutcomeSkipped }
+func goodOutcome(o wire.RunOutcome) bool { return o == wire.RunOK || o == wire.RunSkipped }
 
 // showProgress draws one status line from the transfers' heartbeat details.
 func showProgress(ctx context.Context, c client.Client, runs []client.WorkflowRun, finished int) {
@@ -180,7 +181,7 @@ func showProgress(ctx context.Context, c client.Client, runs []client.WorkflowRu
 			if pa.GetHeartbeatDetails() == nil {
 				continue
 			}
-			var p activities.Progress
+			var p wire.Progress
 			if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p); err == nil {
 				done += p.Bytes
 				total += p.Total

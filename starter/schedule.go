@@ -5,12 +5,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/cloudrepl/replicator/activities"
 	"github.com/cloudrepl/replicator/internal/config"
 	"github.com/cloudrepl/replicator/workflows"
 )
@@ -30,10 +31,10 @@ func scheduleParts(p *config.Policy) (client.ScheduleSpec, client.ScheduleWorkfl
 	}
 	action := client.ScheduleWorkflowAction{
 		// Temporal appends the scheduled time to this ID for each run.
-		ID:                    workflows.ScheduleID(p.Name),
-		Workflow:              workflows.ReconcileName,
-		Args:                  []any{workflows.ReconcileInput{Policy: p.Name}},
-		TaskQueue:             activities.DefaultTaskQueue,
+		ID:                    wire.ScheduleID(p.Name),
+		Workflow:              wire.ReconcileName,
+		Args:                  []any{wire.ReconcileInput{Policy: p.Name}},
+		TaskQueue:             wire.DefaultTaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.PolicyAttr.ValueSet(p.Name)),
 		StaticSummary:         "scheduled reconcile of " + p.Name,
 	}
@@ -62,14 +63,14 @@ func scheduleCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			return run(e, c, c.ScheduleClient().GetHandle(cmd.Context(), workflows.ScheduleID(e.policy.Name)), cmd)
+			return run(e, c, c.ScheduleClient().GetHandle(cmd.Context(), wire.ScheduleID(e.policy.Name)), cmd)
 		}
 	}
 	done := func(e *env, what string) error {
 		if e.g.json {
-			return e.printJSON(map[string]string{"schedule_id": workflows.ScheduleID(e.policy.Name), "done": what})
+			return e.printJSON(map[string]string{"schedule_id": wire.ScheduleID(e.policy.Name), "done": what})
 		}
-		fmt.Fprintf(e.out, "%s: %s\n", workflows.ScheduleID(e.policy.Name), what)
+		fmt.Fprintf(e.out, "%s: %s\n", wire.ScheduleID(e.policy.Name), what)
 		return nil
 	}
 
@@ -89,13 +90,13 @@ func scheduleCmd(g *globals) *cobra.Command {
 			}
 			defer c.Close()
 			_, err = c.ScheduleClient().Create(cmd.Context(), client.ScheduleOptions{
-				ID: workflows.ScheduleID(e.policy.Name), Spec: spec, Action: &action,
+				ID: wire.ScheduleID(e.policy.Name), Spec: spec, Action: &action,
 				Overlap: pol.Overlap, CatchupWindow: pol.CatchupWindow, PauseOnFailure: pol.PauseOnFailure,
 				Paused: paused, Note: note,
 				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.PolicyAttr.ValueSet(e.policy.Name)),
 			})
 			if err != nil {
-				return fmt.Errorf("create schedule %s: %w", workflows.ScheduleID(e.policy.Name), err)
+				return fmt.Errorf("create schedule %s: %w", wire.ScheduleID(e.policy.Name), err)
 			}
 			return done(e, "created")
 		}}
@@ -187,7 +188,7 @@ func scheduleCmd(g *globals) *cobra.Command {
 				Next      []time.Time   `json:"next"`
 				Catchup   time.Duration `json:"catchup_window"`
 				PauseFail bool          `json:"pause_on_failure"`
-			}{ID: workflows.ScheduleID(e.policy.Name), Actions: d.Info.NumActions, Skipped: d.Info.NumActionsSkippedOverlap, Next: d.Info.NextActionTimes}
+			}{ID: wire.ScheduleID(e.policy.Name), Actions: d.Info.NumActions, Skipped: d.Info.NumActionsSkippedOverlap, Next: d.Info.NextActionTimes}
 			if st := d.Schedule.State; st != nil {
 				out.Paused, out.Note = st.Paused, st.Note
 			}

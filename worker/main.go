@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -38,6 +40,7 @@ import (
 	"github.com/cloudrepl/replicator/internal/config"
 	"github.com/cloudrepl/replicator/internal/metrics"
 	"github.com/cloudrepl/replicator/internal/temporalclient"
+	"github.com/cloudrepl/replicator/workflows"
 )
 
 func main() {
@@ -110,8 +113,8 @@ func run() error {
 			MaxConcurrentActivityExecutionSize: q.concurrency,
 			WorkerStopTimeout:                  *stopTimeout,
 		})
-		registerWorkflows(w)
-		registerActivities(w, acts)
+		workflows.Register(w)
+		activities.Register(w, acts)
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker on task queue %s: %w", q.name, err)
 		}
@@ -150,12 +153,12 @@ type queue struct {
 // queue plus every dedicated destination queue, each sized to its destinations'
 // concurrency.
 func taskQueues(cfg *config.File, asked string) []queue {
-	sizes := map[string]int{activities.DefaultTaskQueue: 0}
+	sizes := map[string]int{wire.DefaultTaskQueue: 0}
 	for i := range cfg.Policies {
 		p := &cfg.Policies[i]
 		for j := range p.Destinations {
 			d := &p.Destinations[j]
-			sizes[d.TaskQueue(activities.DefaultTaskQueue)] += p.LimitsFor(d).Concurrency
+			sizes[d.TaskQueue(wire.DefaultTaskQueue)] += p.LimitsFor(d).Concurrency
 		}
 	}
 	var names []string

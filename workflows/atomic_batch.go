@@ -6,10 +6,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/cloudrepl/replicator/activities"
 )
 
 // atomicChunksVersion marks the change from a ReplicateFile child per key to staged
@@ -58,8 +58,8 @@ func (r *batchRun) atomicChunks(ctx workflow.Context, stop int) error {
 // keyRoute is one key of an atomic page as its queue groups staged it.
 type keyRoute struct {
 	key     string
-	source  activities.SourceVersion
-	outs    []activities.KeyDestination
+	source  wire.SourceVersion
+	outs    []wire.KeyDestination
 	queues  []string // the task queue of each of outs
 	changed bool
 	// versions are the source versions the groups read (several if it changed
@@ -68,7 +68,7 @@ type keyRoute struct {
 }
 
 func (k *keyRoute) failed() bool {
-	return slices.ContainsFunc(k.outs, func(o activities.KeyDestination) bool { return o.Outcome == activities.OutcomeFailed })
+	return slices.ContainsFunc(k.outs, func(o wire.KeyDestination) bool { return o.Outcome == wire.OutcomeFailed })
 }
 
 // atomicPage stages, decides, commits and cleans up one page, and returns the keys
@@ -83,10 +83,10 @@ func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) 
 			StartToCloseTimeout: 2 * time.Hour,
 			HeartbeatTimeout:    rp.HeartbeatTimeout,
 			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: rp.MaxAttempts, MaximumInterval: rp.MaxInterval,
-				NonRetryableErrorTypes: activities.NonRetryable},
+				NonRetryableErrorTypes: wire.NonRetryable},
 			Summary: fmt.Sprintf("stage chunk %d/%d → %v", page+1, r.in.List.Pages, g.Destinations),
 		})
-		stageFutures[gi] = workflow.ExecuteActivity(actx, acts.StageChunk, activities.ChunkInput{
+		stageFutures[gi] = workflow.ExecuteActivity(actx, wire.StageChunkName, wire.ChunkInput{
 			Policy: r.in.Policy, List: r.in.List, Page: page, Destinations: g.Destinations, LargeThreshold: r.in.LargeThreshold,
 			RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent,
 		})
@@ -95,7 +95,7 @@ func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) 
 	var later []string
 	var errs []error
 	for gi, f := range stageFutures {
-		var res activities.StageChunkResult
+		var res wire.StageChunkResult
 		if err := f.Get(ctx, &res); err != nil {
 			errs = append(errs, err)
 			continue
@@ -128,7 +128,7 @@ func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) 
 		}
 	}
 	// Stages of groups that answered are removed below, also when another failed.
-	commits := map[string][]activities.CommitKey{} // by task queue
+	commits := map[string][]wire.CommitKey{} // by task queue
 	for _, k := range keys {
 		switch {
 		case !k.source.Exists && len(k.versions) == 1:
@@ -142,18 +142,18 @@ func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) 
 			// Compensated: the failed destinations have their dead letters (written
 			// by StageChunk); the others are rolled back.
 			for _, o := range k.outs {
-				r.record(o.Destination, activities.OutcomeFailed, 0)
+				r.record(o.Destination, wire.OutcomeFailed, 0)
 			}
 		default:
 			for i, o := range k.outs {
-				if o.Outcome != activities.OutcomeStaged {
+				if o.Outcome != wire.OutcomeStaged {
 					r.record(o.Destination, o.Outcome, o.Bytes)
 					continue
 				}
 				q := k.queues[i]
 				n := len(commits[q])
 				if n == 0 || commits[q][n-1].Key != k.key {
-					commits[q] = append(commits[q], activities.CommitKey{Key: k.key, Source: k.source})
+					commits[q] = append(commits[q], wire.CommitKey{Key: k.key, Source: k.source})
 					n++
 				}
 				commits[q][n-1].Destinations = append(commits[q][n-1].Destinations, o.Destination)
@@ -173,10 +173,10 @@ func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) 
 // commitChunks commits the decided keys, one CommitChunk per queue group, rolled
 // forward until done (only permission and invalid-request errors stop a commit,
 // and they become dead letters inside the activity).
-func (r *batchRun) commitChunks(ctx workflow.Context, page int, keys []*keyRoute, commits map[string][]activities.CommitKey) error {
+func (r *batchRun) commitChunks(ctx workflow.Context, page int, keys []*keyRoute, commits map[string][]wire.CommitKey) error {
 	type pending struct {
 		f    workflow.Future
-		keys []activities.CommitKey
+		keys []wire.CommitKey
 	}
 	var ps []pending
 	for _, g := range r.in.Description.Groups { // groups, not the map: a fixed order
@@ -189,14 +189,14 @@ func (r *batchRun) commitChunks(ctx workflow.Context, page int, keys []*keyRoute
 			StartToCloseTimeout: 2 * time.Hour,
 			HeartbeatTimeout:    r.in.Description.Retry.HeartbeatTimeout,
 			RetryPolicy: &temporal.RetryPolicy{MaximumInterval: r.in.Description.Retry.MaxInterval,
-				NonRetryableErrorTypes: []string{activities.ErrPermission, activities.ErrInvalid}},
+				NonRetryableErrorTypes: wire.RollForwardNonRetryable},
 			Summary: fmt.Sprintf("commit %d keys of chunk %d/%d → %v", len(ck), page+1, r.in.List.Pages, g.Destinations),
 		})
-		ps = append(ps, pending{workflow.ExecuteActivity(actx, acts.CommitChunk, activities.CommitChunkInput{Policy: r.in.Policy, Keys: ck}), ck})
+		ps = append(ps, pending{workflow.ExecuteActivity(actx, wire.CommitChunkName, wire.CommitChunkInput{Policy: r.in.Policy, Keys: ck}), ck})
 	}
 	var errs []error
 	for _, p := range ps {
-		var res activities.CommitChunkResult
+		var res wire.CommitChunkResult
 		if err := p.f.Get(ctx, &res); err != nil {
 			errs = append(errs, err)
 			continue
@@ -205,7 +205,7 @@ func (r *batchRun) commitChunks(ctx workflow.Context, page int, keys []*keyRoute
 			staged := stagedBytes(keys, p.keys[i].Key)
 			for _, d := range k.Destinations {
 				n := int64(0)
-				if d.Outcome == activities.OutcomeCopied {
+				if d.Outcome == wire.OutcomeCopied {
 					n = staged[d.Destination]
 				}
 				r.record(d.Destination, d.Outcome, n)
@@ -238,7 +238,7 @@ func (r *batchRun) cleanupStages(ctx workflow.Context, keys []*keyRoute) error {
 	var targets []*target
 	for _, k := range keys {
 		for i, o := range k.outs {
-			if o.Outcome != activities.OutcomeStaged {
+			if o.Outcome != wire.OutcomeStaged {
 				continue
 			}
 			ti := slices.IndexFunc(targets, func(t *target) bool { return t.dest == o.Destination })
@@ -247,7 +247,7 @@ func (r *batchRun) cleanupStages(ctx workflow.Context, keys []*keyRoute) error {
 				ti = len(targets) - 1
 			}
 			for _, v := range k.versions {
-				if s := activities.StagingKey(k.key, v); !slices.Contains(targets[ti].stages, s) {
+				if s := wire.StagingKey(k.key, v); !slices.Contains(targets[ti].stages, s) {
 					targets[ti].stages = append(targets[ti].stages, s)
 				}
 			}
@@ -259,10 +259,10 @@ func (r *batchRun) cleanupStages(ctx workflow.Context, keys []*keyRoute) error {
 			TaskQueue:           t.queue,
 			StartToCloseTimeout: time.Hour,
 			RetryPolicy: &temporal.RetryPolicy{MaximumInterval: r.in.Description.Retry.MaxInterval,
-				NonRetryableErrorTypes: []string{activities.ErrPermission, activities.ErrInvalid}},
+				NonRetryableErrorTypes: wire.RollForwardNonRetryable},
 			Summary: fmt.Sprintf("clean up %d stages on %s", len(t.stages), t.dest),
 		})
-		futures[i] = workflow.ExecuteActivity(actx, acts.Cleanup, activities.CleanupInput{Policy: r.in.Policy, Destination: t.dest, Keys: t.stages})
+		futures[i] = workflow.ExecuteActivity(actx, wire.CleanupName, wire.CleanupInput{Policy: r.in.Policy, Destination: t.dest, Keys: t.stages})
 	}
 	var errs []error
 	for i, f := range futures {
@@ -274,8 +274,8 @@ func (r *batchRun) cleanupStages(ctx workflow.Context, keys []*keyRoute) error {
 }
 
 // record counts one destination outcome in the batch's summary.
-func (r *batchRun) record(dest, outcome string, n int64) {
-	var c activities.Counts
+func (r *batchRun) record(dest string, outcome wire.Outcome, n int64) {
+	var c wire.Counts
 	c.Record(outcome, n)
-	r.in.Summary.add(dest, c)
+	r.in.Summary.Add(dest, c)
 }

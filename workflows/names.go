@@ -1,24 +1,16 @@
 // Package workflows holds the replicator's workflow definitions: deterministic, no
 // I/O, every decision on data recorded in history by an activity. Each exported
 // workflow function delegates to a small run struct with setup and run steps.
+// Workflows schedule activities by their registered names (package wire) and import
+// no cloud SDK: `go list -deps ./workflows` is checked for that.
 package workflows
 
 import (
+	"errors"
+
 	"go.temporal.io/sdk/temporal"
-)
 
-// Workflow type names (DESIGN section 7a).
-const (
-	ReplicateFileName  = "ReplicateFile"
-	ReplicateBatchName = "ReplicateBatch"
-)
-
-// Signal and query names.
-const (
-	// TriggerSignal asks a running ReplicateFile to look at its key again once done.
-	TriggerSignal = "trigger"
-	// ProgressQuery returns a workflow's progress.
-	ProgressQuery = "progress"
+	"github.com/cloudrepl/replicator/internal/wire"
 )
 
 // Search attributes (DESIGN section 7a), registered on the dev server by
@@ -31,19 +23,21 @@ var (
 	ConflictsAttr = temporal.NewSearchAttributeKeyInt64("ReplicationConflicts")
 )
 
-// Workflow outcomes, as in the ReplicationOutcome search attribute.
-const (
-	OutcomeOK          = "ok"
-	OutcomePartial     = "partial"
-	OutcomeFailed      = "failed"
-	OutcomeCompensated = "compensated"
-	OutcomeSkipped     = "skipped"
-	OutcomeStopped     = "stopped"
-)
+// outcomeValue is the ReplicationOutcome search attribute set to o.
+func outcomeValue(o wire.RunOutcome) temporal.SearchAttributeUpdate {
+	return OutcomeAttr.ValueSet(string(o))
+}
 
-// FileWorkflowID is the ID of the ReplicateFile workflow of one key: triggers for the
-// same key meet in one workflow.
-func FileWorkflowID(policy, key string) string { return "replicate/" + policy + "/" + key }
-
-// BatchWorkflowID is the ID of a batch.
-func BatchWorkflowID(policy, id string) string { return "batch/" + policy + "/" + id }
+// ErrorClass names the class of an activity error for dead letters and summaries:
+// the application error's type, Timeout, or Transient.
+func ErrorClass(err error) string {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.Type() != "" {
+		return ae.Type()
+	}
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		return "Timeout"
+	}
+	return "Transient"
+}

@@ -5,62 +5,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/cloudrepl/replicator/activities"
 )
-
-// ReconcileName is the workflow type of the reconcile.
-const ReconcileName = "Reconcile"
-
-// ReconcileWorkflowID is the ID of a reconcile started by hand; scheduled ones are
-// named by their schedule (ScheduleID) plus the time Temporal appends.
-func ReconcileWorkflowID(policy string, t time.Time) string {
-	return "reconcile/" + policy + "/" + t.UTC().Format("20060102T150405Z")
-}
-
-// ScheduleID is the ID of a policy's reconcile schedule.
-func ScheduleID(policy string) string { return "reconcile/" + policy }
-
-// ReconcileInput starts a reconcile of one policy.
-type ReconcileInput struct {
-	Policy string
-	// DryRun plans and reports without changing anything.
-	DryRun bool `json:",omitempty"`
-	// OverrideSafety runs a plan the safety limits stopped.
-	OverrideSafety bool `json:",omitempty"`
-	// Checksum compares the content of every object on both sides.
-	Checksum bool `json:",omitempty"`
-
-	// Plan and NextDelete carry the execution across continue-as-new.
-	Plan       *activities.PlanResult `json:",omitempty"`
-	NextDelete []int                  `json:",omitempty"`
-	Result     *ReconcileResult       `json:",omitempty"`
-}
-
-// ReconcileResult sums up a reconcile.
-type ReconcileResult struct {
-	Policy  string
-	Outcome string
-	// Reason explains a stopped run.
-	Reason       string `json:",omitempty"`
-	DryRun       bool   `json:",omitempty"`
-	PlanID       string
-	Plan         string
-	SourceKeys   int
-	Destinations []activities.DestinationPlan
-	// Sync and Deletes are what the execution did.
-	Sync    *BatchSummary     `json:",omitempty"`
-	Deleted activities.Counts `json:",omitzero"`
-}
-
-// ReconcileProgress answers the progress query of Reconcile.
-type ReconcileProgress struct {
-	Phase  string
-	Result *ReconcileResult
-}
 
 // deletePagesPerRun bounds the delete activities of one run before it continues as new.
 const deletePagesPerRun = 300
@@ -71,7 +21,7 @@ const deletePagesPerRun = 300
 // changed; DeleteChunk activities propagate deletes (mirror mode) within the safety
 // limits. A reconcile that finds nothing to do writes the same few events whatever
 // the number of files.
-func Reconcile(ctx workflow.Context, in ReconcileInput) (*ReconcileResult, error) {
+func Reconcile(ctx workflow.Context, in wire.ReconcileInput) (*wire.ReconcileResult, error) {
 	r := &reconcileRun{in: in}
 	if err := r.setup(ctx); err != nil {
 		return nil, err
@@ -80,32 +30,32 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (*ReconcileResult, error
 }
 
 type reconcileRun struct {
-	in    ReconcileInput
+	in    wire.ReconcileInput
 	phase string
 }
 
 func (r *reconcileRun) setup(ctx workflow.Context) error {
 	if r.in.Result == nil {
-		r.in.Result = &ReconcileResult{Policy: r.in.Policy, DryRun: r.in.DryRun}
+		r.in.Result = &wire.ReconcileResult{Policy: r.in.Policy, DryRun: r.in.DryRun}
 	}
-	return workflow.SetQueryHandler(ctx, ProgressQuery, func() (ReconcileProgress, error) {
-		return ReconcileProgress{Phase: r.phase, Result: r.in.Result}, nil
+	return workflow.SetQueryHandler(ctx, wire.ProgressQuery, func() (wire.ReconcileProgress, error) {
+		return wire.ReconcileProgress{Phase: r.phase, Result: r.in.Result}, nil
 	})
 }
 
-func (r *reconcileRun) run(ctx workflow.Context) (*ReconcileResult, error) {
+func (r *reconcileRun) run(ctx workflow.Context) (*wire.ReconcileResult, error) {
 	res := r.in.Result
 	if r.in.Plan == nil {
 		r.phase = "plan"
 		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			StartToCloseTimeout: 6 * time.Hour,
 			HeartbeatTimeout:    2 * time.Minute,
-			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, MaximumInterval: time.Minute, NonRetryableErrorTypes: activities.NonRetryable},
+			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
 			Summary:             "plan reconcile of " + r.in.Policy,
 		})
 		planID := workflow.GetInfo(ctx).WorkflowExecution.RunID
-		var plan activities.PlanResult
-		err := workflow.ExecuteActivity(actx, acts.PlanReconcile, activities.PlanInput{
+		var plan wire.PlanResult
+		err := workflow.ExecuteActivity(actx, wire.PlanReconcileName, wire.PlanInput{
 			Policy: r.in.Policy, PlanID: planID, DryRun: r.in.DryRun, OverrideSafety: r.in.OverrideSafety, Checksum: r.in.Checksum,
 		}).Get(ctx, &plan)
 		if err != nil {
@@ -116,20 +66,20 @@ func (r *reconcileRun) run(ctx workflow.Context) (*ReconcileResult, error) {
 		r.in.NextDelete = make([]int, len(plan.Destinations))
 		switch {
 		case plan.Stopped:
-			return r.finish(ctx, OutcomeStopped)
+			return r.finish(ctx, wire.RunStopped)
 		case r.in.DryRun:
-			return r.finish(ctx, OutcomeSkipped)
+			return r.finish(ctx, wire.RunSkipped)
 		}
 		if plan.Sync.Count > 0 {
 			r.phase = "sync"
 			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-				WorkflowID:            BatchWorkflowID(r.in.Policy, "reconcile-"+planID),
+				WorkflowID:            wire.BatchWorkflowID(r.in.Policy, "reconcile-"+planID),
 				TypedSearchAttributes: temporal.NewSearchAttributes(PolicyAttr.ValueSet(r.in.Policy)),
 				StaticSummary:         fmt.Sprintf("reconcile: sync %d keys", plan.Sync.Count),
 				ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_TERMINATE,
 			})
-			var sum BatchSummary
-			if err := workflow.ExecuteChildWorkflow(cctx, ReplicateBatch, ReplicateBatchInput{Policy: r.in.Policy, List: plan.Sync, RecordSkips: true, VerifyContent: plan.Checksum}).Get(ctx, &sum); err != nil {
+			var sum wire.BatchSummary
+			if err := workflow.ExecuteChildWorkflow(cctx, ReplicateBatch, wire.ReplicateBatchInput{Policy: r.in.Policy, List: plan.Sync, RecordSkips: true, VerifyContent: plan.Checksum}).Get(ctx, &sum); err != nil {
 				return nil, r.fail(ctx, fmt.Errorf("sync: %w", err))
 			}
 			res.Sync = &sum
@@ -140,9 +90,9 @@ func (r *reconcileRun) run(ctx workflow.Context) (*ReconcileResult, error) {
 	} else if !done {
 		return nil, workflow.NewContinueAsNewError(ctx, Reconcile, r.in)
 	}
-	outcome := OutcomeOK
+	outcome := wire.RunOK
 	if res.Sync != nil && res.Sync.Totals().Failed > 0 || res.Deleted.Failed > 0 {
-		outcome = OutcomePartial
+		outcome = wire.RunPartial
 	}
 	return r.finish(ctx, outcome)
 }
@@ -155,7 +105,7 @@ func (r *reconcileRun) deletes(ctx workflow.Context) (done bool, err error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Hour,
 		HeartbeatTimeout:    time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: time.Minute, NonRetryableErrorTypes: activities.NonRetryable},
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
 	})
 	launched := 0
 	var errs []error
@@ -165,16 +115,16 @@ func (r *reconcileRun) deletes(ctx workflow.Context) (done bool, err error) {
 			page := r.in.NextDelete[i]
 			dctx := workflow.WithActivityOptions(actx, workflow.ActivityOptions{
 				StartToCloseTimeout: time.Hour, HeartbeatTimeout: time.Minute,
-				RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: time.Minute, NonRetryableErrorTypes: activities.NonRetryable},
+				RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
 				Summary:     fmt.Sprintf("delete page %d/%d on %s", page+1, d.Deletes.Pages, d.Destination),
 			})
-			futures = append(futures, workflow.ExecuteActivity(dctx, acts.DeleteChunk, activities.DeleteChunkInput{
+			futures = append(futures, workflow.ExecuteActivity(dctx, wire.DeleteChunkName, wire.DeleteChunkInput{
 				Policy: r.in.Policy, Destination: d.Destination, List: d.Deletes, Page: page}))
 			r.in.NextDelete[i]++
 			launched++
 		}
 		for _, f := range futures {
-			var c activities.Counts
+			var c wire.Counts
 			if err := f.Get(ctx, &c); err != nil {
 				errs = append(errs, fmt.Errorf("delete on %s: %w", d.Destination, err))
 				continue
@@ -193,30 +143,30 @@ func (r *reconcileRun) deletes(ctx workflow.Context) (done bool, err error) {
 	return true, nil
 }
 
-func (r *reconcileRun) finish(ctx workflow.Context, outcome string) (*ReconcileResult, error) {
+func (r *reconcileRun) finish(ctx workflow.Context, outcome wire.RunOutcome) (*wire.ReconcileResult, error) {
 	r.phase = "done"
 	r.in.Result.Outcome = outcome
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: activities.NonRetryable},
-		Summary:             "finish reconcile: " + outcome,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: wire.NonRetryable},
+		Summary:             "finish reconcile: " + string(outcome),
 	})
-	finish := activities.FinishReconcileInput{Policy: r.in.Policy, Outcome: outcome}
+	finish := wire.FinishReconcileInput{Policy: r.in.Policy, Outcome: outcome}
 	if !r.in.DryRun && r.in.Result.PlanID != "" {
 		finish.PlanID = r.in.Result.PlanID
 	}
-	if err := workflow.ExecuteActivity(actx, acts.FinishReconcile, finish).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(actx, wire.FinishReconcileName, finish).Get(ctx, nil); err != nil {
 		return nil, r.fail(ctx, err)
 	}
 	var bytes int64
 	if r.in.Result.Sync != nil {
 		bytes = r.in.Result.Sync.Totals().Bytes
 	}
-	_ = workflow.UpsertTypedSearchAttributes(ctx, OutcomeAttr.ValueSet(outcome), BytesAttr.ValueSet(bytes))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, outcomeValue(outcome), BytesAttr.ValueSet(bytes))
 	return r.in.Result, nil
 }
 
 func (r *reconcileRun) fail(ctx workflow.Context, err error) error {
-	_ = workflow.UpsertTypedSearchAttributes(ctx, OutcomeAttr.ValueSet(OutcomeFailed))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, outcomeValue(wire.RunFailed))
 	return err
 }

@@ -3,20 +3,19 @@ package workflows
 import (
 	"testing"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/cloudrepl/replicator/activities"
-	"github.com/cloudrepl/replicator/internal/state"
 )
 
-func plan(sync, deletePages int, stopped bool) *activities.PlanResult {
-	p := &activities.PlanResult{PlanID: "p1", SourceKeys: 10, Stopped: stopped, Sync: state.KeyList{Count: sync, Pages: (sync + 63) / 64}}
+func plan(sync, deletePages int, stopped bool) *wire.PlanResult {
+	p := &wire.PlanResult{PlanID: "p1", SourceKeys: 10, Stopped: stopped, Sync: wire.KeyList{Count: sync, Pages: (sync + 63) / 64}}
 	if stopped {
 		p.Reason = "over the limit"
 	}
 	for _, d := range []string{"s3", "gcs"} {
-		p.Destinations = append(p.Destinations, activities.DestinationPlan{Destination: d, Objects: 10, Deletes: state.KeyList{Pages: deletePages, Count: deletePages * 64}})
+		p.Destinations = append(p.Destinations, wire.DestinationPlan{Destination: d, Objects: 10, Deletes: wire.KeyList{Pages: deletePages, Count: deletePages * 64}})
 	}
 	return p
 }
@@ -25,13 +24,13 @@ func runReconcile(t *testing.T, env interface {
 	ExecuteWorkflow(any, ...any)
 	GetWorkflowError() error
 	GetWorkflowResult(any) error
-}, in ReconcileInput) *ReconcileResult {
+}, in wire.ReconcileInput) *wire.ReconcileResult {
 	t.Helper()
 	env.ExecuteWorkflow(Reconcile, in)
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var res ReconcileResult
+	var res wire.ReconcileResult
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -40,51 +39,51 @@ func runReconcile(t *testing.T, env interface {
 
 func TestReconcileNothingToDo(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(0, 0, false), nil).Once()
-	env.OnActivity(activities.FinishReconcileName, mock.Anything, activities.FinishReconcileInput{Policy: "p", Outcome: "ok", PlanID: "p1"}).Return(nil).Once()
-	if res := runReconcile(t, env, ReconcileInput{Policy: "p"}); res.Outcome != OutcomeOK {
+	env.OnActivity(wire.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(0, 0, false), nil).Once()
+	env.OnActivity(wire.FinishReconcileName, mock.Anything, wire.FinishReconcileInput{Policy: "p", Outcome: "ok", PlanID: "p1"}).Return(nil).Once()
+	if res := runReconcile(t, env, wire.ReconcileInput{Policy: "p"}); res.Outcome != wire.RunOK {
 		t.Fatalf("outcome %s", res.Outcome)
 	}
 }
 
 func TestReconcileStoppedDoesNothing(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(5, 3, true), nil).Once()
-	env.OnActivity(activities.FinishReconcileName, mock.Anything, activities.FinishReconcileInput{Policy: "p", Outcome: "stopped", PlanID: "p1"}).Return(nil).Once()
-	res := runReconcile(t, env, ReconcileInput{Policy: "p"})
-	if res.Outcome != OutcomeStopped || res.Reason == "" {
+	env.OnActivity(wire.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(5, 3, true), nil).Once()
+	env.OnActivity(wire.FinishReconcileName, mock.Anything, wire.FinishReconcileInput{Policy: "p", Outcome: "stopped", PlanID: "p1"}).Return(nil).Once()
+	res := runReconcile(t, env, wire.ReconcileInput{Policy: "p"})
+	if res.Outcome != wire.RunStopped || res.Reason == "" {
 		t.Fatalf("result %+v", res)
 	}
-	env.AssertNotCalled(t, activities.DeleteChunkName, mock.Anything, mock.Anything)
+	env.AssertNotCalled(t, wire.DeleteChunkName, mock.Anything, mock.Anything)
 }
 
 func TestReconcileDryRunOnlyPlans(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.MatchedBy(func(in activities.PlanInput) bool { return in.DryRun })).Return(plan(5, 3, false), nil).Once()
-	env.OnActivity(activities.FinishReconcileName, mock.Anything, mock.Anything).Return(nil).Once()
-	if res := runReconcile(t, env, ReconcileInput{Policy: "p", DryRun: true}); res.Outcome != OutcomeSkipped || !res.DryRun {
+	env.OnActivity(wire.PlanReconcileName, mock.Anything, mock.MatchedBy(func(in wire.PlanInput) bool { return in.DryRun })).Return(plan(5, 3, false), nil).Once()
+	env.OnActivity(wire.FinishReconcileName, mock.Anything, mock.Anything).Return(nil).Once()
+	if res := runReconcile(t, env, wire.ReconcileInput{Policy: "p", DryRun: true}); res.Outcome != wire.RunSkipped || !res.DryRun {
 		t.Fatalf("result %+v", res)
 	}
 }
 
 func TestReconcileSyncsAndDeletes(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(100, 2, false), nil).Once()
-	env.OnWorkflow(ReplicateBatchName, mock.Anything, mock.MatchedBy(func(in ReplicateBatchInput) bool { return in.RecordSkips && in.List.Count == 100 })).
-		Return(&BatchSummary{Keys: 100, Destinations: []activities.DestinationCounts{{Destination: "s3", Counts: activities.Counts{Copied: 100, Bytes: 1000}}}}, nil).Once()
-	env.OnActivity(activities.DeleteChunkName, mock.Anything, mock.Anything).Return(&activities.Counts{Deleted: 64}, nil).Times(4)
-	env.OnActivity(activities.FinishReconcileName, mock.Anything, activities.FinishReconcileInput{Policy: "p", Outcome: "ok", PlanID: "p1"}).Return(nil).Once()
-	res := runReconcile(t, env, ReconcileInput{Policy: "p"})
-	if res.Outcome != OutcomeOK || res.Deleted.Deleted != 256 || res.Sync.Totals().Copied != 100 {
+	env.OnActivity(wire.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(100, 2, false), nil).Once()
+	env.OnWorkflow(wire.ReplicateBatchName, mock.Anything, mock.MatchedBy(func(in wire.ReplicateBatchInput) bool { return in.RecordSkips && in.List.Count == 100 })).
+		Return(&wire.BatchSummary{Keys: 100, Destinations: []wire.DestinationCounts{{Destination: "s3", Counts: wire.Counts{Copied: 100, Bytes: 1000}}}}, nil).Once()
+	env.OnActivity(wire.DeleteChunkName, mock.Anything, mock.Anything).Return(&wire.Counts{Deleted: 64}, nil).Times(4)
+	env.OnActivity(wire.FinishReconcileName, mock.Anything, wire.FinishReconcileInput{Policy: "p", Outcome: "ok", PlanID: "p1"}).Return(nil).Once()
+	res := runReconcile(t, env, wire.ReconcileInput{Policy: "p"})
+	if res.Outcome != wire.RunOK || res.Deleted.Deleted != 256 || res.Sync.Totals().Copied != 100 {
 		t.Fatalf("result %+v", res)
 	}
 }
 
 func TestReconcileContinuesAsNewThroughManyDeletes(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(activities.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(0, deletePagesPerRun, false), nil).Once()
-	env.OnActivity(activities.DeleteChunkName, mock.Anything, mock.Anything).Return(&activities.Counts{Deleted: 64}, nil).Times(deletePagesPerRun)
-	env.ExecuteWorkflow(Reconcile, ReconcileInput{Policy: "p"})
+	env.OnActivity(wire.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(0, deletePagesPerRun, false), nil).Once()
+	env.OnActivity(wire.DeleteChunkName, mock.Anything, mock.Anything).Return(&wire.Counts{Deleted: 64}, nil).Times(deletePagesPerRun)
+	env.ExecuteWorkflow(Reconcile, wire.ReconcileInput{Policy: "p"})
 	if err := env.GetWorkflowError(); !workflow.IsContinueAsNewError(err) {
 		t.Fatalf("err = %v, want continue-as-new", err)
 	}

@@ -5,10 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/cloudrepl/replicator/activities"
 )
 
 // The histories under testdata were recorded from real runs on the dev server and the
@@ -18,9 +18,7 @@ import (
 
 func replayer() worker.WorkflowReplayer {
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(ReplicateFile, workflow.RegisterOptions{Name: ReplicateFileName})
-	r.RegisterWorkflowWithOptions(ReplicateBatch, workflow.RegisterOptions{Name: ReplicateBatchName})
-	r.RegisterWorkflowWithOptions(Reconcile, workflow.RegisterOptions{Name: ReconcileName})
+	Register(r)
 	return r
 }
 
@@ -44,21 +42,21 @@ func TestReplayRecordedHistories(t *testing.T) {
 
 // nonDeterministicReplicateFile is ReplicateFile with one change a careless edit could
 // make: it consults the destinations in reverse order. Replay must refuse it.
-func nonDeterministicReplicateFile(ctx workflow.Context, in ReplicateFileInput) (*ReplicateFileResult, error) {
+func nonDeterministicReplicateFile(ctx workflow.Context, in wire.ReplicateFileInput) (*wire.ReplicateFileResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 1})
-	var prep activities.PrepareResult
-	if err := workflow.ExecuteActivity(actx, acts.Prepare, activities.PrepareInput{Policy: in.Policy, Key: in.Key}).Get(ctx, &prep); err != nil {
+	var prep wire.PrepareResult
+	if err := workflow.ExecuteActivity(actx, wire.PrepareName, wire.PrepareInput{Policy: in.Policy, Key: in.Key}).Get(ctx, &prep); err != nil {
 		return nil, err
 	}
 	for i := len(prep.Routes) - 1; i >= 0; i-- {
-		_ = workflow.ExecuteActivity(actx, acts.Cleanup, activities.CleanupInput{Policy: in.Policy, Destination: prep.Routes[i].Destination})
+		_ = workflow.ExecuteActivity(actx, wire.CleanupName, wire.CleanupInput{Policy: in.Policy, Destination: prep.Routes[i].Destination})
 	}
-	return &ReplicateFileResult{}, nil
+	return &wire.ReplicateFileResult{}, nil
 }
 
 func TestNonDeterministicVariantFailsReplay(t *testing.T) {
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(nonDeterministicReplicateFile, workflow.RegisterOptions{Name: ReplicateFileName})
+	r.RegisterWorkflowWithOptions(nonDeterministicReplicateFile, workflow.RegisterOptions{Name: wire.ReplicateFileName})
 	err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/replicate_file_eventual.json")
 	if err == nil {
 		t.Fatal("a non-deterministic variant replayed without error")

@@ -6,79 +6,18 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/cloudrepl/replicator/activities"
-	"github.com/cloudrepl/replicator/internal/state"
 )
-
-// ReplicateBatchInput describes a batch: a key list in the state location, and where
-// a continued run resumes.
-type ReplicateBatchInput struct {
-	Policy string
-	List   state.KeyList
-	// LargeThreshold: files above it get their own ReplicateFile workflow; 0 means
-	// 64 MiB.
-	LargeThreshold int64
-	// Concurrency is the number of chunk activities in flight; 0 means 4.
-	Concurrency int
-	// PagesPerRun bounds the pages one run handles before it continues as new; 0
-	// means 200.
-	PagesPerRun int
-	// RecordSkips and VerifyContent: see ReplicateFileInput (set by reconciles).
-	RecordSkips   bool `json:",omitempty"`
-	VerifyContent bool `json:",omitempty"`
-
-	// NextPage and Summary carry the state across continue-as-new.
-	NextPage int
-	Summary  BatchSummary
-	// Policy description, fetched once.
-	Description *activities.PolicyDescription `json:",omitempty"`
-}
-
-// BatchSummary adds up a batch.
-type BatchSummary struct {
-	Keys         int
-	Excluded     int
-	Large        int
-	Destinations []activities.DestinationCounts
-	// Runs counts the continued runs.
-	Runs int
-}
-
-func (s *BatchSummary) add(dest string, c activities.Counts) {
-	for i := range s.Destinations {
-		if s.Destinations[i].Destination == dest {
-			s.Destinations[i].Add(c)
-			return
-		}
-	}
-	s.Destinations = append(s.Destinations, activities.DestinationCounts{Destination: dest, Counts: c})
-}
-
-// Totals sums the destinations.
-func (s *BatchSummary) Totals() activities.Counts {
-	var t activities.Counts
-	for _, d := range s.Destinations {
-		t.Add(d.Counts)
-	}
-	return t
-}
-
-// BatchProgress answers the progress query of ReplicateBatch.
-type BatchProgress struct {
-	PagesDone int
-	Pages     int
-	Summary   BatchSummary
-}
 
 // ReplicateBatch replicates every key of a list. Small files go through chunk
 // activities that each handle a page of keys, so the Temporal cost per file is a
 // fraction of one activity (atomic policies stage a page, commit it key by key and
 // then clean up); large files get a ReplicateFile child per key. The run continues as new every PagesPerRun pages so history stays bounded.
-func ReplicateBatch(ctx workflow.Context, in ReplicateBatchInput) (*BatchSummary, error) {
+func ReplicateBatch(ctx workflow.Context, in wire.ReplicateBatchInput) (*wire.BatchSummary, error) {
 	r := &batchRun{in: in}
 	if err := r.setup(ctx); err != nil {
 		return nil, err
@@ -87,7 +26,7 @@ func ReplicateBatch(ctx workflow.Context, in ReplicateBatchInput) (*BatchSummary
 }
 
 type batchRun struct {
-	in ReplicateBatchInput
+	in wire.ReplicateBatchInput
 }
 
 func (r *batchRun) setup(ctx workflow.Context) error {
@@ -100,21 +39,21 @@ func (r *batchRun) setup(ctx workflow.Context) error {
 	if r.in.PagesPerRun == 0 {
 		r.in.PagesPerRun = 200
 	}
-	err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (BatchProgress, error) {
-		return BatchProgress{PagesDone: r.in.NextPage, Pages: r.in.List.Pages, Summary: r.in.Summary}, nil
+	err := workflow.SetQueryHandler(ctx, wire.ProgressQuery, func() (wire.BatchProgress, error) {
+		return wire.BatchProgress{PagesDone: r.in.NextPage, Pages: r.in.List.Pages, Summary: r.in.Summary}, nil
 	})
 	if err != nil || r.in.Description != nil {
 		return err
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: activities.NonRetryable},
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: wire.NonRetryable},
 		Summary:             "describe policy " + r.in.Policy,
 	})
-	return workflow.ExecuteActivity(actx, acts.DescribePolicy, activities.DescribePolicyInput{Policy: r.in.Policy}).Get(ctx, &r.in.Description)
+	return workflow.ExecuteActivity(actx, wire.DescribePolicyName, wire.DescribePolicyInput{Policy: r.in.Policy}).Get(ctx, &r.in.Description)
 }
 
-func (r *batchRun) run(ctx workflow.Context) (*BatchSummary, error) {
+func (r *batchRun) run(ctx workflow.Context) (*wire.BatchSummary, error) {
 	desc := r.in.Description
 	stop := min(r.in.List.Pages, r.in.NextPage+r.in.PagesPerRun)
 	var err error
@@ -127,7 +66,7 @@ func (r *batchRun) run(ctx workflow.Context) (*BatchSummary, error) {
 		err = r.atomicChunks(ctx, min(stop, r.in.NextPage+atomicPagesPerRun))
 	}
 	if err != nil {
-		_ = workflow.UpsertTypedSearchAttributes(ctx, OutcomeAttr.ValueSet(OutcomeFailed))
+		_ = workflow.UpsertTypedSearchAttributes(ctx, outcomeValue(wire.RunFailed))
 		return nil, err
 	}
 	if r.in.NextPage < r.in.List.Pages {
@@ -135,16 +74,16 @@ func (r *batchRun) run(ctx workflow.Context) (*BatchSummary, error) {
 		return nil, workflow.NewContinueAsNewError(ctx, ReplicateBatch, r.in)
 	}
 	t := r.in.Summary.Totals()
-	outcome := OutcomeOK
+	outcome := wire.RunOK
 	switch {
 	case t.Failed > 0 && t.Copied+t.Skipped+t.Deleted+t.Superseded == 0:
-		outcome = OutcomeFailed
+		outcome = wire.RunFailed
 	case t.Failed > 0:
-		outcome = OutcomePartial
+		outcome = wire.RunPartial
 	case t.Copied+t.Deleted == 0:
-		outcome = OutcomeSkipped
+		outcome = wire.RunSkipped
 	}
-	_ = workflow.UpsertTypedSearchAttributes(ctx, OutcomeAttr.ValueSet(outcome), BytesAttr.ValueSet(t.Bytes))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, outcomeValue(outcome), BytesAttr.ValueSet(t.Bytes))
 	return &r.in.Summary, nil
 }
 
@@ -163,13 +102,13 @@ func (r *batchRun) chunks(ctx workflow.Context, stop int) error {
 	handle := func(p pending) func(workflow.Future) {
 		return func(f workflow.Future) {
 			inFlight--
-			var res activities.ChunkResult
+			var res wire.ChunkResult
 			if err := f.Get(ctx, &res); err != nil {
 				firstErr = errors.Join(firstErr, fmt.Errorf("page %d: %w", p.page, err))
 				return
 			}
 			for _, d := range res.Destinations {
-				r.in.Summary.add(d.Destination, d.Counts)
+				r.in.Summary.Add(d.Destination, d.Counts)
 			}
 			for _, k := range res.Large {
 				if !slices.Contains(large, k) { // each queue group reports it
@@ -193,10 +132,10 @@ func (r *batchRun) chunks(ctx workflow.Context, stop int) error {
 				StartToCloseTimeout: 2 * time.Hour,
 				HeartbeatTimeout:    desc.Retry.HeartbeatTimeout,
 				RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: desc.Retry.MaxAttempts, MaximumInterval: desc.Retry.MaxInterval,
-					NonRetryableErrorTypes: activities.NonRetryable},
+					NonRetryableErrorTypes: wire.NonRetryable},
 				Summary: fmt.Sprintf("chunk %d/%d → %v", page+1, r.in.List.Pages, g.Destinations),
 			})
-			f := workflow.ExecuteActivity(actx, acts.ReplicateChunk, activities.ChunkInput{
+			f := workflow.ExecuteActivity(actx, wire.ReplicateChunkName, wire.ChunkInput{
 				Policy: r.in.Policy, List: r.in.List, Page: page, Destinations: g.Destinations, LargeThreshold: r.in.LargeThreshold, RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent,
 			})
 			inFlight++
@@ -220,12 +159,12 @@ func (r *batchRun) chunks(ctx workflow.Context, stop int) error {
 func (r *batchRun) perFile(ctx workflow.Context, stop int) error {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: activities.NonRetryable},
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: wire.NonRetryable},
 		Summary:             "read keys",
 	})
 	for page := r.in.NextPage; page < stop; page++ {
 		var keys []string
-		if err := workflow.ExecuteActivity(actx, acts.ReadKeyPage, activities.ReadKeyPageInput{List: r.in.List, Page: page}).Get(ctx, &keys); err != nil {
+		if err := workflow.ExecuteActivity(actx, wire.ReadKeyPageName, wire.ReadKeyPageInput{List: r.in.List, Page: page}).Get(ctx, &keys); err != nil {
 			return err
 		}
 		r.in.Summary.Keys += len(keys)
@@ -248,17 +187,17 @@ func (r *batchRun) children(ctx workflow.Context, keys []string) error {
 			sel.Select(ctx)
 		}
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID:            FileWorkflowID(r.in.Policy, key),
+			WorkflowID:            wire.FileWorkflowID(r.in.Policy, key),
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			TypedSearchAttributes: temporal.NewSearchAttributes(PolicyAttr.ValueSet(r.in.Policy), KeyAttr.ValueSet(key)),
 			StaticSummary:         fmt.Sprintf("replicate %s (from batch)", key),
 		})
-		f := workflow.ExecuteChildWorkflow(cctx, ReplicateFile, ReplicateFileInput{Policy: r.in.Policy, Key: key, RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent})
+		f := workflow.ExecuteChildWorkflow(cctx, ReplicateFile, wire.ReplicateFileInput{Policy: r.in.Policy, Key: key, RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent})
 		inFlight++
 		sel.AddFuture(f, func(f workflow.Future) {
 			inFlight--
-			var res ReplicateFileResult
+			var res wire.ReplicateFileResult
 			err := f.Get(ctx, &res)
 			var started *temporal.ChildWorkflowExecutionAlreadyStartedError
 			switch {
@@ -269,12 +208,9 @@ func (r *batchRun) children(ctx workflow.Context, keys []string) error {
 				return
 			}
 			for _, d := range res.Destinations {
-				var c activities.Counts
+				var c wire.Counts
 				c.Record(d.Outcome, d.Bytes)
-				if d.Outcome == "rolled back" {
-					c.Failed++
-				}
-				r.in.Summary.add(d.Destination, c)
+				r.in.Summary.Add(d.Destination, c)
 			}
 		})
 	}

@@ -4,27 +4,27 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
+
+	"github.com/cloudrepl/replicator/internal/wire"
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/cloudrepl/replicator/activities"
-	"github.com/cloudrepl/replicator/internal/state"
 )
 
-func describe(consistency string) *activities.PolicyDescription {
-	return &activities.PolicyDescription{Mode: "copy", Consistency: consistency, Concurrency: 4,
-		Groups: []activities.QueueGroup{{TaskQueue: "replication", Destinations: []string{"s3", "gcs"}}, {TaskQueue: "replication-azure", Destinations: []string{"azure"}}},
+func describe(consistency string) *wire.PolicyDescription {
+	return &wire.PolicyDescription{Mode: "copy", Consistency: consistency, Concurrency: 4,
+		Groups: []wire.QueueGroup{{TaskQueue: "replication", Destinations: []string{"s3", "gcs"}}, {TaskQueue: "replication-azure", Destinations: []string{"azure"}}},
 		Retry:  prep("eventual", "copy", true).Retry}
 }
 
-func chunk(copied int, large ...string) func(context.Context, activities.ChunkInput) (*activities.ChunkResult, error) {
-	return func(_ context.Context, in activities.ChunkInput) (*activities.ChunkResult, error) {
-		res := &activities.ChunkResult{Keys: 64, Large: large}
+func chunk(copied int, large ...string) func(context.Context, wire.ChunkInput) (*wire.ChunkResult, error) {
+	return func(_ context.Context, in wire.ChunkInput) (*wire.ChunkResult, error) {
+		res := &wire.ChunkResult{Keys: 64, Large: large}
 		for _, d := range in.Destinations {
-			res.Destinations = append(res.Destinations, activities.DestinationCounts{Destination: d, Counts: activities.Counts{Copied: copied, Bytes: int64(copied) * 100}})
+			res.Destinations = append(res.Destinations, wire.DestinationCounts{Destination: d, Counts: wire.Counts{Copied: copied, Bytes: int64(copied) * 100}})
 		}
 		return res, nil
 	}
@@ -32,14 +32,14 @@ func chunk(copied int, large ...string) func(context.Context, activities.ChunkIn
 
 func TestBatchChunksEveryPagePerQueueGroup(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(activities.DescribePolicyName, mock.Anything, mock.Anything).Return(describe("eventual"), nil).Once()
+	env.OnActivity(wire.DescribePolicyName, mock.Anything, mock.Anything).Return(describe("eventual"), nil).Once()
 	// 5 pages × 2 queue groups.
-	env.OnActivity(activities.ReplicateChunkName, mock.Anything, mock.Anything).Return(chunk(64)).Times(10)
-	env.ExecuteWorkflow(ReplicateBatch, ReplicateBatchInput{Policy: "p", List: state.KeyList{Pages: 5, Count: 320, PageSize: 64}})
+	env.OnActivity(wire.ReplicateChunkName, mock.Anything, mock.Anything).Return(chunk(64)).Times(10)
+	env.ExecuteWorkflow(ReplicateBatch, wire.ReplicateBatchInput{Policy: "p", List: wire.KeyList{Pages: 5, Count: 320, PageSize: 64}})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var sum BatchSummary
+	var sum wire.BatchSummary
 	if err := env.GetWorkflowResult(&sum); err != nil {
 		t.Fatal(err)
 	}
@@ -50,8 +50,8 @@ func TestBatchChunksEveryPagePerQueueGroup(t *testing.T) {
 
 func TestBatchContinuesAsNew(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(activities.ReplicateChunkName, mock.Anything, mock.Anything).Return(chunk(1)).Times(4)
-	env.ExecuteWorkflow(ReplicateBatch, ReplicateBatchInput{Policy: "p", List: state.KeyList{Pages: 5}, PagesPerRun: 2, Description: describe("eventual")})
+	env.OnActivity(wire.ReplicateChunkName, mock.Anything, mock.Anything).Return(chunk(1)).Times(4)
+	env.ExecuteWorkflow(ReplicateBatch, wire.ReplicateBatchInput{Policy: "p", List: wire.KeyList{Pages: 5}, PagesPerRun: 2, Description: describe("eventual")})
 	err := env.GetWorkflowError()
 	if !workflow.IsContinueAsNewError(err) {
 		t.Fatalf("err = %v, want continue-as-new after 2 pages", err)
@@ -60,16 +60,16 @@ func TestBatchContinuesAsNew(t *testing.T) {
 
 func TestBatchGivesLargeFilesTheirOwnWorkflow(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(activities.ReplicateChunkName, mock.Anything, mock.Anything).Return(chunk(1, "big.iso")).Once()
-	env.OnWorkflow(ReplicateFileName, mock.Anything, ReplicateFileInput{Policy: "p", Key: "big.iso"}).Return(&ReplicateFileResult{
-		Outcome: OutcomeOK, Destinations: []DestinationOutcome{{Destination: "s3", Outcome: "copied", Bytes: 1 << 30}}}, nil).Once()
+	env.OnActivity(wire.ReplicateChunkName, mock.Anything, mock.Anything).Return(chunk(1, "big.iso")).Once()
+	env.OnWorkflow(wire.ReplicateFileName, mock.Anything, wire.ReplicateFileInput{Policy: "p", Key: "big.iso"}).Return(&wire.ReplicateFileResult{
+		Outcome: wire.RunOK, Destinations: []wire.DestinationOutcome{{Destination: "s3", Outcome: "copied", Bytes: 1 << 30}}}, nil).Once()
 	d := describe("eventual")
 	d.Groups = d.Groups[:1]
-	env.ExecuteWorkflow(ReplicateBatch, ReplicateBatchInput{Policy: "p", List: state.KeyList{Pages: 1}, Description: d})
+	env.ExecuteWorkflow(ReplicateBatch, wire.ReplicateBatchInput{Policy: "p", List: wire.KeyList{Pages: 1}, Description: d})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var sum BatchSummary
+	var sum wire.BatchSummary
 	_ = env.GetWorkflowResult(&sum)
 	if sum.Large != 1 || sum.Totals().Bytes != 1<<30+200 {
 		t.Fatalf("summary %+v", sum)
@@ -79,14 +79,14 @@ func TestBatchGivesLargeFilesTheirOwnWorkflow(t *testing.T) {
 func TestAtomicBatchStartedBeforeChunksRunsAWorkflowPerKey(t *testing.T) {
 	env := newEnv(t)
 	env.OnGetVersion(atomicChunksVersion, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	env.OnActivity(activities.ReadKeyPageName, mock.Anything, mock.Anything).Return([]string{"a", "b"}, nil).Once()
-	env.OnWorkflow(ReplicateFileName, mock.Anything, mock.Anything).Return(&ReplicateFileResult{
-		Outcome: OutcomeCompensated, Destinations: []DestinationOutcome{{Destination: "s3", Outcome: "rolled back"}}}, nil).Twice()
-	env.ExecuteWorkflow(ReplicateBatch, ReplicateBatchInput{Policy: "p", List: state.KeyList{Pages: 1}, Description: describe("atomic")})
+	env.OnActivity(wire.ReadKeyPageName, mock.Anything, mock.Anything).Return([]string{"a", "b"}, nil).Once()
+	env.OnWorkflow(wire.ReplicateFileName, mock.Anything, mock.Anything).Return(&wire.ReplicateFileResult{
+		Outcome: wire.RunCompensated, Destinations: []wire.DestinationOutcome{{Destination: "s3", Outcome: "rolled back"}}}, nil).Twice()
+	env.ExecuteWorkflow(ReplicateBatch, wire.ReplicateBatchInput{Policy: "p", List: wire.KeyList{Pages: 1}, Description: describe("atomic")})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var sum BatchSummary
+	var sum wire.BatchSummary
 	_ = env.GetWorkflowResult(&sum)
 	if sum.Keys != 2 || sum.Totals().Failed != 2 {
 		t.Fatalf("summary %+v", sum)
@@ -95,16 +95,16 @@ func TestAtomicBatchStartedBeforeChunksRunsAWorkflowPerKey(t *testing.T) {
 
 // stageChunk answers StageChunk with the given outcome per key and destination
 // ("staged" when a key is not in outcomes); changed keys are marked so.
-func stageChunk(keys []string, outcomes map[string]string, changed ...string) func(context.Context, activities.ChunkInput) (*activities.StageChunkResult, error) {
-	return func(_ context.Context, in activities.ChunkInput) (*activities.StageChunkResult, error) {
-		res := &activities.StageChunkResult{Keys: len(keys)}
+func stageChunk(keys []string, outcomes map[string]wire.Outcome, changed ...string) func(context.Context, wire.ChunkInput) (*wire.StageChunkResult, error) {
+	return func(_ context.Context, in wire.ChunkInput) (*wire.StageChunkResult, error) {
+		res := &wire.StageChunkResult{Keys: len(keys)}
 		for _, k := range keys {
-			sk := activities.StagedKey{Key: k, Source: activities.SourceVersion{Exists: true, Version: "1:" + k, SHA256: "h-" + k, Size: 10},
+			sk := wire.StagedKey{Key: k, Source: wire.SourceVersion{Exists: true, Version: "1:" + k, SHA256: "h-" + k, Size: 10},
 				Changed: slices.Contains(changed, k)}
 			for _, d := range in.Destinations {
-				o := activities.KeyDestination{Destination: d, Outcome: activities.OutcomeStaged, Bytes: 10}
+				o := wire.KeyDestination{Destination: d, Outcome: wire.OutcomeStaged, Bytes: 10}
 				if v, ok := outcomes[k+"@"+d]; ok {
-					o = activities.KeyDestination{Destination: d, Outcome: v}
+					o = wire.KeyDestination{Destination: d, Outcome: v}
 				}
 				sk.Destinations = append(sk.Destinations, o)
 			}
@@ -114,16 +114,22 @@ func stageChunk(keys []string, outcomes map[string]string, changed ...string) fu
 	}
 }
 
+// doublesMu guards what the test doubles remember: the test environment runs mocked
+// activities on goroutines of their own.
+var doublesMu sync.Mutex
+
 // commitAll answers CommitChunk with "copied" everywhere and remembers what it was
 // asked to commit.
-func commitAll(asked *[]string) func(context.Context, activities.CommitChunkInput) (*activities.CommitChunkResult, error) {
-	return func(_ context.Context, in activities.CommitChunkInput) (*activities.CommitChunkResult, error) {
-		res := &activities.CommitChunkResult{}
+func commitAll(asked *[]string) func(context.Context, wire.CommitChunkInput) (*wire.CommitChunkResult, error) {
+	return func(_ context.Context, in wire.CommitChunkInput) (*wire.CommitChunkResult, error) {
+		doublesMu.Lock()
+		defer doublesMu.Unlock()
+		res := &wire.CommitChunkResult{}
 		for _, k := range in.Keys {
-			ck := activities.CommittedKey{Key: k.Key}
+			ck := wire.CommittedKey{Key: k.Key}
 			for _, d := range k.Destinations {
 				*asked = append(*asked, k.Key+"@"+d)
-				ck.Destinations = append(ck.Destinations, activities.KeyDestination{Destination: d, Outcome: activities.OutcomeCopied})
+				ck.Destinations = append(ck.Destinations, wire.KeyDestination{Destination: d, Outcome: wire.OutcomeCopied})
 			}
 			res.Keys = append(res.Keys, ck)
 		}
@@ -132,8 +138,10 @@ func commitAll(asked *[]string) func(context.Context, activities.CommitChunkInpu
 }
 
 // cleanups remembers the stages each Cleanup removes.
-func cleanups(removed map[string][]string) func(context.Context, activities.CleanupInput) error {
-	return func(_ context.Context, in activities.CleanupInput) error {
+func cleanups(removed map[string][]string) func(context.Context, wire.CleanupInput) error {
+	return func(_ context.Context, in wire.CleanupInput) error {
+		doublesMu.Lock()
+		defer doublesMu.Unlock()
 		removed[in.Destination] = append(removed[in.Destination], in.Keys...)
 		return nil
 	}
@@ -142,22 +150,22 @@ func cleanups(removed map[string][]string) func(context.Context, activities.Clea
 // atomicPage mocks one page of an atomic batch over describe's two queue groups: a
 // StageChunk and a CommitChunk per group, a Cleanup per destination. It returns what
 // was committed and which stages were removed.
-func atomicPage(env *testsuite.TestWorkflowEnvironment, keys []string, outcomes map[string]string, changed ...string) (*[]string, map[string][]string) {
-	env.OnActivity(activities.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk(keys, outcomes, changed...)).Twice()
+func atomicPage(env *testsuite.TestWorkflowEnvironment, keys []string, outcomes map[string]wire.Outcome, changed ...string) (*[]string, map[string][]string) {
+	env.OnActivity(wire.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk(keys, outcomes, changed...)).Twice()
 	committed := &[]string{}
-	env.OnActivity(activities.CommitChunkName, mock.Anything, mock.Anything).Return(commitAll(committed)).Twice()
+	env.OnActivity(wire.CommitChunkName, mock.Anything, mock.Anything).Return(commitAll(committed)).Twice()
 	removed := map[string][]string{}
-	env.OnActivity(activities.CleanupName, mock.Anything, mock.Anything).Return(cleanups(removed)).Times(3)
+	env.OnActivity(wire.CleanupName, mock.Anything, mock.Anything).Return(cleanups(removed)).Times(3)
 	return committed, removed
 }
 
-func runAtomicBatch(t *testing.T, env *testsuite.TestWorkflowEnvironment) BatchSummary {
+func runAtomicBatch(t *testing.T, env *testsuite.TestWorkflowEnvironment) wire.BatchSummary {
 	t.Helper()
-	env.ExecuteWorkflow(ReplicateBatch, ReplicateBatchInput{Policy: "p", List: state.KeyList{Pages: 1}, Description: describe("atomic")})
+	env.ExecuteWorkflow(ReplicateBatch, wire.ReplicateBatchInput{Policy: "p", List: wire.KeyList{Pages: 1}, Description: describe("atomic")})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var sum BatchSummary
+	var sum wire.BatchSummary
 	if err := env.GetWorkflowResult(&sum); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +174,7 @@ func runAtomicBatch(t *testing.T, env *testsuite.TestWorkflowEnvironment) BatchS
 
 func TestAtomicBatchStagesAPageCommitsItAndCleansUp(t *testing.T) {
 	env := newEnv(t)
-	c, removed := atomicPage(env, []string{"a", "b"}, map[string]string{"b@gcs": activities.OutcomeSkipped})
+	c, removed := atomicPage(env, []string{"a", "b"}, map[string]wire.Outcome{"b@gcs": wire.OutcomeSkipped})
 	sum := runAtomicBatch(t, env)
 	committed := *c
 	slices.Sort(committed)
@@ -183,14 +191,14 @@ func TestAtomicBatchStagesAPageCommitsItAndCleansUp(t *testing.T) {
 
 func TestAtomicBatchCompensatesAKeyThatFailedToStage(t *testing.T) {
 	env := newEnv(t)
-	c, removed := atomicPage(env, []string{"a", "b"}, map[string]string{"b@azure": activities.OutcomeFailed})
+	c, removed := atomicPage(env, []string{"a", "b"}, map[string]wire.Outcome{"b@azure": wire.OutcomeFailed})
 	sum := runAtomicBatch(t, env)
 	committed := *c
 	slices.Sort(committed)
 	if want := []string{"a@azure", "a@gcs", "a@s3"}; !slices.Equal(committed, want) {
 		t.Fatalf("committed %v, want only a: %v", committed, want)
 	}
-	stageB := activities.StagingKey("b", "1:b")
+	stageB := wire.StagingKey("b", "1:b")
 	if !slices.Contains(removed["s3"], stageB) || !slices.Contains(removed["gcs"], stageB) || slices.Contains(removed["azure"], stageB) {
 		t.Fatalf("b's stages must go where they were made: %v", removed)
 	}
@@ -202,13 +210,13 @@ func TestAtomicBatchCompensatesAKeyThatFailedToStage(t *testing.T) {
 func TestAtomicBatchGivesAChangedKeyItsOwnWorkflow(t *testing.T) {
 	env := newEnv(t)
 	c, removed := atomicPage(env, []string{"a", "c"}, nil, "c")
-	env.OnWorkflow(ReplicateFileName, mock.Anything, ReplicateFileInput{Policy: "p", Key: "c"}).Return(&ReplicateFileResult{
-		Outcome: OutcomeOK, Destinations: []DestinationOutcome{{Destination: "s3", Outcome: "copied", Bytes: 11}}}, nil).Once()
+	env.OnWorkflow(wire.ReplicateFileName, mock.Anything, wire.ReplicateFileInput{Policy: "p", Key: "c"}).Return(&wire.ReplicateFileResult{
+		Outcome: wire.RunOK, Destinations: []wire.DestinationOutcome{{Destination: "s3", Outcome: "copied", Bytes: 11}}}, nil).Once()
 	sum := runAtomicBatch(t, env)
 	if slices.ContainsFunc(*c, func(s string) bool { return s[0] == 'c' }) {
 		t.Fatalf("changed key committed from its chunk: %v", *c)
 	}
-	if !slices.Contains(removed["azure"], activities.StagingKey("c", "1:c")) {
+	if !slices.Contains(removed["azure"], wire.StagingKey("c", "1:c")) {
 		t.Fatalf("the changed key's stage stays: %v", removed)
 	}
 	if tot := sum.Totals(); tot.Copied != 4 || tot.Bytes != 41 {
@@ -220,13 +228,13 @@ func TestAtomicBatchCommitRollsForward(t *testing.T) {
 	env := newEnv(t)
 	d := describe("atomic")
 	d.Groups = d.Groups[:1]
-	env.OnActivity(activities.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk([]string{"a"}, nil)).Once()
+	env.OnActivity(wire.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk([]string{"a"}, nil)).Once()
 	// More failures than the policy's MaxAttempts (2): commits retry until done.
-	env.OnActivity(activities.CommitChunkName, mock.Anything, mock.Anything).Return(nil, errors.New("server busy")).Times(4)
+	env.OnActivity(wire.CommitChunkName, mock.Anything, mock.Anything).Return(nil, errors.New("server busy")).Times(4)
 	var committed []string
-	env.OnActivity(activities.CommitChunkName, mock.Anything, mock.Anything).Return(commitAll(&committed)).Once()
-	env.OnActivity(activities.CleanupName, mock.Anything, mock.Anything).Return(nil).Twice()
-	env.ExecuteWorkflow(ReplicateBatch, ReplicateBatchInput{Policy: "p", List: state.KeyList{Pages: 1}, Description: d})
+	env.OnActivity(wire.CommitChunkName, mock.Anything, mock.Anything).Return(commitAll(&committed)).Once()
+	env.OnActivity(wire.CleanupName, mock.Anything, mock.Anything).Return(nil).Twice()
+	env.ExecuteWorkflow(ReplicateBatch, wire.ReplicateBatchInput{Policy: "p", List: wire.KeyList{Pages: 1}, Description: d})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -239,8 +247,8 @@ func TestAtomicBatchContinuesAsNewAfterFewerPages(t *testing.T) {
 	env := newEnv(t)
 	d := describe("atomic")
 	d.Groups = d.Groups[:1]
-	env.OnActivity(activities.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk(nil, nil)).Times(atomicPagesPerRun)
-	env.ExecuteWorkflow(ReplicateBatch, ReplicateBatchInput{Policy: "p", List: state.KeyList{Pages: atomicPagesPerRun + 1}, Description: d})
+	env.OnActivity(wire.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk(nil, nil)).Times(atomicPagesPerRun)
+	env.ExecuteWorkflow(ReplicateBatch, wire.ReplicateBatchInput{Policy: "p", List: wire.KeyList{Pages: atomicPagesPerRun + 1}, Description: d})
 	if err := env.GetWorkflowError(); !workflow.IsContinueAsNewError(err) {
 		t.Fatalf("err = %v, want continue-as-new after %d pages", err, atomicPagesPerRun)
 	}

@@ -19,10 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/wire"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/cloudrepl/replicator/activities"
 	"github.com/cloudrepl/replicator/internal/store"
 )
 
@@ -158,7 +159,7 @@ func TestAtomicPermanentFailureLeavesFinalKeysAndNoStage(t *testing.T) {
 		}
 	}
 	// MinIO lists the uploads of one exact key: ask for the stage of this version.
-	stage := w.prefix + "/" + activities.StagingKey(key, res[0].Version)
+	stage := w.prefix + "/" + wire.StagingKey(key, res[0].Version)
 	ups, err := s3Client(t).ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(s3Bucket), Prefix: aws.String(stage)})
 	must(t, err)
 	if len(ups.Uploads) != 0 {

@@ -1,0 +1,244 @@
+package wire
+
+import "time"
+
+// PrepareInput names the key to prepare.
+type PrepareInput struct {
+	Policy string
+	Key    string
+}
+
+// SourceVersion describes one state of a source file: what every later step checks
+// against. Version is "<modification time in ns>:<store ETag>", ordered by the time.
+type SourceVersion struct {
+	Exists  bool
+	Version string
+	SHA256  string
+	// Fingerprint (store.Fingerprint) of the bytes SHA256 was computed from, taken in
+	// the same pass, so that a stream of them is checked without hashing it again;
+	// "" when the hash came from elsewhere (a bucket source's metadata).
+	Fingerprint string `json:",omitempty"`
+	Size        int64
+	ModTime     time.Time
+	ContentType string
+	Metadata    map[string]string `json:",omitempty"`
+}
+
+// Route is one destination a key goes to, with the task queue of its activities.
+type Route struct {
+	Destination string
+	TaskQueue   string
+}
+
+// RetrySettings are the policy's retry bounds, carried in history so workflow code
+// never reads the config.
+type RetrySettings struct {
+	MaxAttempts      int32
+	MaxInterval      time.Duration
+	Expiration       time.Duration
+	HeartbeatTimeout time.Duration
+}
+
+// PrepareResult is what a ReplicateFile run decides on.
+type PrepareResult struct {
+	Source      SourceVersion
+	Routes      []Route
+	Excluded    bool
+	Mode        string
+	Consistency string
+	// StagingKey is where atomic mode stages this version on every destination.
+	StagingKey string
+	Retry      RetrySettings
+}
+
+// TransferInput asks to write one source version to one destination, directly or
+// (StagingKey set) to the staging key for a later commit.
+type TransferInput struct {
+	Policy      string
+	Destination string
+	Key         string
+	Source      SourceVersion
+	StagingKey  string
+	// RecordSkips writes a manifest entry also when the destination already holds
+	// the version (a reconcile adopting existing replicas).
+	RecordSkips bool `json:",omitempty"`
+	// VerifyContent reads and hashes a destination object whose metadata claims the
+	// source's SHA-256 before skipping it (a reconcile with the checksum option).
+	VerifyContent bool `json:",omitempty"`
+	// Final, for a commit, is what the stage found under the final key.
+	Final *FinalState `json:",omitempty"`
+}
+
+// TransferResult says what a transfer, commit or delete did.
+type TransferResult struct {
+	Outcome Outcome
+	Bytes   int64
+	ETag    string
+	// Final is, for a stage, the state of the final key the stage found: what its
+	// commit expects to replace.
+	Final *FinalState `json:",omitempty"`
+}
+
+// FinalState is what a stage saw under the final key: nothing, or an object with
+// this ETag.
+type FinalState struct {
+	Exists bool   `json:",omitempty"`
+	ETag   string `json:",omitempty"`
+}
+
+// CleanupInput lists staging keys to remove from a destination.
+type CleanupInput struct {
+	Policy      string
+	Destination string
+	Keys        []string
+}
+
+// DeleteInput asks to remove a key from a destination (mirror mode).
+type DeleteInput struct {
+	Policy      string
+	Destination string
+	Key         string
+}
+
+// DeadLetterInput records a permanent failure.
+type DeadLetterInput struct {
+	Policy      string
+	Key         string
+	Destination string
+	Class       string
+	Message     string
+	Attempts    int
+	WorkflowID  string
+}
+
+// DescribePolicyInput names a policy.
+type DescribePolicyInput struct {
+	Policy string
+}
+
+// QueueGroup is a set of destinations served by one task queue.
+type QueueGroup struct {
+	TaskQueue    string
+	Destinations []string
+}
+
+// PolicyDescription is what a batch needs of a policy.
+type PolicyDescription struct {
+	Mode        string
+	Consistency string
+	Groups      []QueueGroup
+	Concurrency int
+	Retry       RetrySettings
+}
+
+// ChunkInput asks to replicate one page of a batch's key list to some destinations.
+type ChunkInput struct {
+	Policy       string
+	List         KeyList
+	Page         int
+	Destinations []string
+	// LargeThreshold: files larger than this are returned in ChunkResult.Large for
+	// their own ReplicateFile workflow (resumable, heartbeated transfers).
+	LargeThreshold int64
+	// RecordSkips and VerifyContent: see TransferInput.
+	RecordSkips   bool `json:",omitempty"`
+	VerifyContent bool `json:",omitempty"`
+}
+
+// ChunkResult sums up one chunk.
+type ChunkResult struct {
+	Keys         int
+	Destinations []DestinationCounts
+	// Large keys were not copied here: the batch gives each its own workflow.
+	Large []string `json:",omitempty"`
+	// Excluded keys matched no rule or a filter.
+	Excluded int
+}
+
+// ReadKeyPageInput names a page of a key list.
+type ReadKeyPageInput struct {
+	List KeyList
+	Page int
+}
+
+// KeyDestination is what happened to one key on one destination in a chunk of an
+// atomic batch.
+type KeyDestination struct {
+	Destination string
+	Outcome     Outcome
+	Bytes       int64  `json:",omitempty"`
+	ErrorClass  string `json:",omitempty"`
+	Error       string `json:",omitempty"`
+	// Final is what a stage found under the final key (see TransferResult).
+	Final *FinalState `json:",omitempty"`
+}
+
+// StagedKey is one key of a StageChunk: the source version it read and what each of
+// the chunk's destinations did with it (staged, or skipped, superseded, left, deleted
+// or failed).
+type StagedKey struct {
+	Key          string
+	Source       SourceVersion
+	Destinations []KeyDestination
+	// Changed: the source changed or vanished while the key was staged, so its
+	// stages may hold different versions.
+	Changed bool `json:",omitempty"`
+}
+
+// StageChunkResult sums up one StageChunk: its keys in page order.
+type StageChunkResult struct {
+	Keys     int
+	Excluded int
+	Large    []string `json:",omitempty"`
+	Staged   []StagedKey
+}
+
+// CommitKey asks to commit one staged source version on some destinations.
+type CommitKey struct {
+	Key          string
+	Source       SourceVersion
+	Destinations []string
+	// Finals are, destination for destination, what the stages found under the
+	// final key: the commit writes with that as its precondition before it looks
+	// again (nil entries, or none, look first).
+	Finals []*FinalState `json:",omitempty"`
+}
+
+// CommitChunkInput lists the keys of one page to commit, on the destinations of one
+// queue group.
+type CommitChunkInput struct {
+	Policy string
+	Keys   []CommitKey
+}
+
+// CommittedKey is what the commit did on each destination of a CommitKey, in the
+// same order.
+type CommittedKey struct {
+	Key          string
+	Destinations []KeyDestination
+}
+
+// CommitChunkResult answers a CommitChunkInput, key for key.
+type CommitChunkResult struct {
+	Keys []CommittedKey
+}
+
+// Progress is the heartbeat detail of transfers: what `starter replicate --wait`
+// shows while a transfer runs, and what a retry needs to resume the upload.
+type Progress struct {
+	Bytes int64
+	Total int64
+	// Target and Version identify the write the resume state belongs to.
+	Target  string      `json:",omitempty"`
+	Version string      `json:",omitempty"`
+	Resume  ResumeState `json:",omitzero"`
+}
+
+// ResumeState identifies an unfinished multipart upload, kept in heartbeats so that
+// the next attempt continues it.
+type ResumeState struct {
+	// UploadID is the backend's ID of the upload.
+	UploadID string `json:",omitempty"`
+	// PartSize the upload was cut in; a resume with another part size starts over.
+	PartSize int64 `json:",omitempty"`
+}

@@ -1,0 +1,52 @@
+package wire
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+	"unicode/utf8"
+)
+
+// maxWorkflowIDBytes keeps workflow IDs well under Temporal's default limit of 1,000
+// bytes, leaving room for the schedule's appended time and a child's suffix.
+const maxWorkflowIDBytes = 800
+
+// FileWorkflowID is the ID of the ReplicateFile workflow of one key: triggers for the
+// same key meet in one workflow. A key too long for a workflow ID is cut at a rune
+// boundary and ends in a hash of the whole key, so two long keys never share an ID;
+// the key itself stays in the ReplicationKey search attribute and the input.
+func FileWorkflowID(policy, key string) string {
+	id := "replicate/" + policy + "/" + key
+	if len(id) <= maxWorkflowIDBytes {
+		return id
+	}
+	sum := sha256.Sum256([]byte(key))
+	suffix := "…#" + hex.EncodeToString(sum[:12])
+	cut := maxWorkflowIDBytes - len(suffix)
+	for cut > 0 && !utf8.RuneStart(id[cut]) {
+		cut--
+	}
+	return id[:cut] + suffix
+}
+
+// BatchWorkflowID is the ID of a batch.
+func BatchWorkflowID(policy, id string) string { return "batch/" + policy + "/" + id }
+
+// ReconcileWorkflowID is the ID of a reconcile started by hand; scheduled ones are
+// named by their schedule (ScheduleID) plus the time Temporal appends.
+func ReconcileWorkflowID(policy string, t time.Time) string {
+	return "reconcile/" + policy + "/" + t.UTC().Format("20060102T150405Z")
+}
+
+// ScheduleID is the ID of a policy's reconcile schedule.
+func ScheduleID(policy string) string { return "reconcile/" + policy }
+
+// StagingPrefix is where atomic mode stages versions, under each destination's root.
+const StagingPrefix = ".replicator/staging/"
+
+// StagingKey is where atomic mode stages one version of a key: fixed length whatever
+// the key, and distinct per version so that two versions never share a stage.
+func StagingKey(key, version string) string {
+	sum := sha256.Sum256([]byte(key + "\x00" + version))
+	return StagingPrefix + hex.EncodeToString(sum[:20])
+}

@@ -1,0 +1,75 @@
+package wire
+
+// PlanInput asks for a reconcile plan of one policy.
+type PlanInput struct {
+	Policy string
+	// PlanID names the plan's files in the state location.
+	PlanID string
+	// DryRun plans without committing manifests (nothing changes anywhere).
+	DryRun bool
+	// OverrideSafety lets a plan over the delete limits, or with an empty source, run.
+	OverrideSafety bool
+	// Checksum compares content of every object present on both sides.
+	Checksum bool
+}
+
+// DestinationPlan counts one destination's plan.
+type DestinationPlan struct {
+	Destination string
+	// Objects the destination listed (the replicator's own subtree excluded).
+	Objects   int
+	Unchanged int
+	Copy      int
+	Update    int
+	Delete    int
+	Adopt     int
+	Extra     int
+	Verify    int
+	// Deletes is the list of keys to delete there.
+	Deletes KeyList
+}
+
+// Pending is the number of objects the destination needs to change.
+func (d DestinationPlan) Pending() int { return d.Copy + d.Update + d.Delete + d.Adopt + d.Verify }
+
+// PlanResult is a reconcile plan: counts, and references to its key lists.
+type PlanResult struct {
+	PlanID       string
+	SourceKeys   int
+	Destinations []DestinationPlan
+	// Sync lists keys that need a copy, an update, an adoption or a content check
+	// on at least one destination.
+	Sync KeyList
+	// Plan is the key, in the state location, of the plan's lines (one JSON object
+	// per key with its action per destination), for display.
+	Plan string
+	// Stopped and Reason: the plan must not run (safety).
+	Stopped bool
+	Reason  string
+	// Checksum: the plan compares content, so the sync must read replicas.
+	Checksum bool `json:",omitempty"`
+}
+
+// PlanLine is one line of a plan file.
+type PlanLine struct {
+	Key     string            `json:"key"`
+	Actions map[string]string `json:"actions"`
+}
+
+// DeleteChunkInput asks to delete one page of a destination's delete list.
+type DeleteChunkInput struct {
+	Policy      string
+	Destination string
+	List        KeyList
+	Page        int
+}
+
+// FinishReconcileInput closes a reconcile.
+type FinishReconcileInput struct {
+	Policy  string
+	Outcome RunOutcome
+	// PlanID names the plan files to remove; "" keeps them (a dry run's plan is read
+	// by the starter).
+	PlanID string `json:",omitempty"`
+}
+
