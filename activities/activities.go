@@ -2,41 +2,34 @@ package activities
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/cloudrepl/replicator/internal/wire"
-
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/cloudrepl/replicator/internal/backends"
 	"github.com/cloudrepl/replicator/internal/config"
 	"github.com/cloudrepl/replicator/internal/metrics"
+	"github.com/cloudrepl/replicator/internal/replica"
 	"github.com/cloudrepl/replicator/internal/state"
 	"github.com/cloudrepl/replicator/internal/store"
+	"github.com/cloudrepl/replicator/internal/wire"
 )
 
 // Activities hold what every activity needs: the config, open stores, the state
-// location and the metrics. One value is registered per worker.
+// location, the replication engine and the metrics. One value is registered per
+// worker; main builds its parts and injects them.
 type Activities struct {
 	Config  *config.File
 	Stores  *backends.Cache
+	State   *state.State
+	Engine  *replica.Engine
 	Metrics *metrics.Metrics
-
-	stateOnce sync.Once
-	state     *state.State
-	stateErr  error
 
 	limitsMu sync.Mutex
 	limits   map[string]*destLimits
@@ -52,18 +45,19 @@ type destLimits struct {
 	limiter *rate.Limiter
 }
 
-// New returns the activities for a config.
-func New(cfg *config.File, stores *backends.Cache, m *metrics.Metrics) *Activities {
-	return &Activities{Config: cfg, Stores: stores, Metrics: m, limits: map[string]*destLimits{}, sharedReads: semaphore.NewWeighted(sharedReadBudget)}
+// New returns the activities for a config, over opened stores and state location.
+func New(cfg *config.File, stores *backends.Cache, st *state.State, m *metrics.Metrics) *Activities {
+	return &Activities{Config: cfg, Stores: stores, State: st, Engine: replica.New(st), Metrics: m,
+		limits: map[string]*destLimits{}, sharedReads: semaphore.NewWeighted(sharedReadBudget)}
 }
 
-// State opens the config's state location once.
-func (a *Activities) State(ctx context.Context) (*state.State, error) {
-	a.stateOnce.Do(func() {
-		s, err := a.Stores.Get(ctx, backends.Spec{Name: "state", URL: a.Config.State, Options: store.Options{Credentials: a.Config.StateCredentials}})
-		a.state, a.stateErr = state.New(s), err
-	})
-	return a.state, a.stateErr
+// OpenState opens a config's state location through the store cache.
+func OpenState(ctx context.Context, cfg *config.File, stores *backends.Cache) (*state.State, error) {
+	s, err := stores.Get(ctx, backends.Spec{Name: "state", URL: cfg.State, Options: store.Options{Credentials: cfg.StateCredentials}})
+	if err != nil {
+		return nil, err
+	}
+	return state.New(s), nil
 }
 
 func (a *Activities) policy(name string) (*config.Policy, error) {
@@ -79,15 +73,15 @@ func (a *Activities) source(ctx context.Context, p *config.Policy) (store.Store,
 	return s, asActivityError(err)
 }
 
-func (a *Activities) destination(ctx context.Context, p *config.Policy, name string) (*config.Destination, store.Store, error) {
+func (a *Activities) destination(ctx context.Context, p *config.Policy, name string) (*config.Destination, replica.Target, error) {
 	d, err := p.Destination(name)
 	if err != nil {
-		return nil, nil, temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrPermission, err)
+		return nil, replica.Target{}, temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrPermission, err)
 	}
 	s, err := a.Stores.Get(ctx, backends.Spec{Name: d.Name, URL: d.URL, Options: store.Options{
 		Credentials: d.Credentials, StorageClass: d.StorageClass, SSE: d.SSE, SSEKMSKeyID: d.SSEKMSKeyID, Tuning: d.Tuning.Store(),
 	}})
-	return d, s, asActivityError(err)
+	return d, replica.Target{Policy: p, Name: d.Name, Store: s}, asActivityError(err)
 }
 
 func (a *Activities) limitsFor(p *config.Policy, d *config.Destination) *destLimits {
@@ -106,58 +100,51 @@ func (a *Activities) limitsFor(p *config.Policy, d *config.Destination) *destLim
 	return l
 }
 
-// asActivityError turns a store error into what Temporal should do with it:
-// permission and invalid requests are non-retryable with a type, a mismatch means
-// the source changed, anything else is retried.
+// withSlot runs fn within one of the destination's transfer slots on this worker,
+// shared with every other activity; it returns false when ctx ended first.
+func (l *destLimits) withSlot(ctx context.Context, fn func()) bool {
+	select {
+	case l.slots <- struct{}{}:
+		defer func() { <-l.slots }()
+	case <-ctx.Done():
+		return false
+	}
+	fn()
+	return true
+}
+
+// asActivityError turns an engine or store error into what Temporal should do with
+// it: the types no retry can fix are non-retryable with that type, anything else is
+// retried.
 func asActivityError(err error) error {
 	if err == nil {
 		return nil
 	}
-	switch store.CodeOf(err) {
-	case store.CodePermission:
-		return temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrPermission, err)
-	case store.CodeInvalid:
-		return temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrInvalid, err)
-	case store.CodeMismatch:
-		return temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrSourceChanged, err)
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		return err
+	}
+	if typ := replica.FailureType(err); typ != "" {
+		return temporal.NewNonRetryableApplicationError(err.Error(), typ, err)
 	}
 	return err
 }
 
-// ErrorClass names the class of an activity error for dead letters and summaries.
+// ErrorClass names the class of an engine, store or activity error for dead letters
+// and summaries.
 func ErrorClass(err error) string {
 	var ae *temporal.ApplicationError
 	if errors.As(err, &ae) && ae.Type() != "" {
 		return ae.Type()
+	}
+	if typ := replica.FailureType(err); typ != "" {
+		return typ
 	}
 	var te *temporal.TimeoutError
 	if errors.As(err, &te) {
 		return "Timeout"
 	}
 	return "Transient"
-}
-
-// sourceVersion builds the version string of a source object: its modification time
-// orders versions, its ETag tells two states with the same time apart.
-func sourceVersion(o store.Object) string {
-	return strconv.FormatInt(o.ModTime.UnixNano(), 10) + ":" + o.ETag
-}
-
-// newerThan reports whether version a is strictly newer than b. Versions that do not
-// parse are never newer, so a foreign or damaged record cannot block replication.
-func newerThan(a, b string) bool {
-	ta, okA := versionTime(a)
-	tb, okB := versionTime(b)
-	return okA && okB && ta > tb
-}
-
-func versionTime(v string) (int64, bool) {
-	i := strings.IndexByte(v, ':')
-	if i < 0 {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(v[:i], 10, 64)
-	return n, err == nil
 }
 
 func retrySettings(p *config.Policy) wire.RetrySettings {
@@ -178,8 +165,8 @@ func routes(p *config.Policy, key string) []wire.Route {
 	return out
 }
 
-// Prepare stats the source, routes the key and finds the version's SHA-256: from the
-// source's own replicator metadata, the hash cache, or by reading it once.
+// Prepare stats the source, routes the key and finds the version's SHA-256 (the
+// engine's Prepare), heartbeating while it reads.
 func (a *Activities) Prepare(ctx context.Context, in wire.PrepareInput) (*wire.PrepareResult, error) {
 	p, err := a.policy(in.Policy)
 	if err != nil {
@@ -195,9 +182,9 @@ func (a *Activities) Prepare(ctx context.Context, in wire.PrepareInput) (*wire.P
 	if err != nil {
 		return nil, err
 	}
-	sv, err := a.prepareSource(ctx, p, src, in.Key)
+	sv, err := a.Engine.Prepare(ctx, p.Name, src, in.Key, heartbeatReads(ctx))
 	if err != nil {
-		return nil, err
+		return nil, asActivityError(err)
 	}
 	res.Source = sv
 	if sv.Exists {
@@ -206,76 +193,12 @@ func (a *Activities) Prepare(ctx context.Context, in wire.PrepareInput) (*wire.P
 	return res, nil
 }
 
-// hashCacheMinSize is the size from which a version's SHA-256 is cached: below it,
-// hashing the file again costs less than reading and writing a cache record.
-const hashCacheMinSize = 4 << 20
-
-func (a *Activities) prepareSource(ctx context.Context, p *config.Policy, src store.Store, key string) (wire.SourceVersion, error) {
-	attrs, err := src.Stat(ctx, key)
-	if store.IsNotFound(err) {
-		return wire.SourceVersion{}, nil
+// heartbeatReads wraps a long read so that it heartbeats its progress.
+func heartbeatReads(ctx context.Context) func(io.Reader) io.Reader {
+	if !activity.IsActivity(ctx) {
+		return nil
 	}
-	if err != nil {
-		return wire.SourceVersion{}, asActivityError(err)
-	}
-	sv := sourceVersionOf(attrs)
-	if attrs.SHA256 != "" && attrs.SourceSize == attrs.Size {
-		// A bucket source written by the replicator carries its hash.
-		sv.SHA256 = attrs.SHA256
-		return sv, nil
-	}
-	st, err := a.State(ctx)
-	if err != nil {
-		return wire.SourceVersion{}, asActivityError(err)
-	}
-	useCache := sv.Size >= hashCacheMinSize
-	if useCache {
-		cached, err := st.CachedHash(ctx, p.Name, key, sv.Version)
-		if err != nil {
-			return wire.SourceVersion{}, asActivityError(err)
-		}
-		if cached != nil {
-			sv.SHA256, sv.Fingerprint = cached.SHA256, cached.Fingerprint
-			return sv, nil
-		}
-	}
-	r, err := src.Open(ctx, key, 0)
-	if err != nil {
-		if store.IsNotFound(err) {
-			return wire.SourceVersion{}, nil
-		}
-		return wire.SourceVersion{}, asActivityError(err)
-	}
-	defer r.Close()
-	h := sha256.New()
-	var fp store.FingerprintWriter
-	n, err := io.Copy(io.MultiWriter(h, &fp), &heartbeatReader{ctx: ctx, r: r})
-	if err != nil {
-		return wire.SourceVersion{}, asActivityError(fmt.Errorf("hash %s: %w", key, err))
-	}
-	if n != sv.Size {
-		return wire.SourceVersion{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("source %s changed while it was hashed (%d bytes read, %d stated)", key, n, sv.Size), wire.ErrSourceChanged, nil)
-	}
-	sv.SHA256, sv.Fingerprint = hex.EncodeToString(h.Sum(nil)), fp.Sum().String()
-	if useCache {
-		if err := st.CacheHash(ctx, p.Name, key, state.HashEntry{Version: sv.Version, SHA256: sv.SHA256, Fingerprint: sv.Fingerprint}); err != nil {
-			return wire.SourceVersion{}, asActivityError(err)
-		}
-	}
-	return sv, nil
-}
-
-// sourceVersionOf is what the source's attributes say of the version, all but its
-// SHA-256. Empty metadata is nil, so that histories do not depend on how a driver
-// returns none.
-func sourceVersionOf(attrs *store.Attributes) wire.SourceVersion {
-	sv := wire.SourceVersion{Exists: true, Version: sourceVersion(attrs.Object), Size: attrs.Size, ModTime: attrs.ModTime,
-		ContentType: attrs.ContentType, Metadata: attrs.Metadata}
-	if len(sv.Metadata) == 0 {
-		sv.Metadata = nil
-	}
-	return sv
+	return func(r io.Reader) io.Reader { return &heartbeatReader{ctx: ctx, r: r} }
 }
 
 // heartbeatReader heartbeats the bytes read so far, so a long read shows progress and
@@ -290,46 +213,22 @@ type heartbeatReader struct {
 func (h *heartbeatReader) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
 	h.n += int64(n)
-	if time.Since(h.last) > time.Second && activity.IsActivity(h.ctx) {
+	if time.Since(h.last) > time.Second {
 		activity.RecordHeartbeat(h.ctx, wire.Progress{Bytes: h.n})
 		h.last = time.Now()
 	}
 	return n, err
 }
 
-// limitedReader holds a transfer to its destination's bandwidth limit.
-type limitedReader struct {
-	ctx context.Context
-	r   io.Reader
-	l   *rate.Limiter
-}
-
-func (lr limitedReader) Read(p []byte) (int, error) {
-	if lr.l.Limit() == rate.Inf {
-		return lr.r.Read(p)
-	}
-	if len(p) > lr.l.Burst() {
-		p = p[:lr.l.Burst()]
-	}
-	n, err := lr.r.Read(p)
-	if n > 0 {
-		if werr := lr.l.WaitN(lr.ctx, n); werr != nil {
-			return n, werr
-		}
-	}
-	return n, err
-}
-
-// Transfer writes one source version to one destination: directly, guarded by the
-// destination's current state (create-only or if-match), or to the staging key in
-// atomic mode. A destination that already holds the same SHA-256 is skipped without
-// moving bytes; one whose recorded source version is newer is left alone.
+// Transfer writes one source version to one destination through the engine:
+// directly (eventual mode) or to the staging key (atomic mode), within the
+// destination's limits on this worker, heartbeating progress and resume state.
 func (a *Activities) Transfer(ctx context.Context, in wire.TransferInput) (*wire.TransferResult, error) {
 	p, err := a.policy(in.Policy)
 	if err != nil {
 		return nil, err
 	}
-	d, dst, err := a.destination(ctx, p, in.Destination)
+	d, t, err := a.destination(ctx, p, in.Destination)
 	if err != nil {
 		return nil, err
 	}
@@ -338,203 +237,69 @@ func (a *Activities) Transfer(ctx context.Context, in wire.TransferInput) (*wire
 		return nil, err
 	}
 	lim := a.limitsFor(p, d)
-	select {
-	case lim.slots <- struct{}{}:
-		defer func() { <-lim.slots }()
-	case <-ctx.Done():
+	req := replica.WriteRequest{Key: in.Key, Source: in.Source, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent,
+		Body: replica.Body{Source: src, Limiter: lim.limiter, Hooks: transferHooks(ctx, in.Source)}}
+	var res *wire.TransferResult
+	if !lim.withSlot(ctx, func() {
+		if in.StagingKey != "" {
+			res, err = a.Engine.Stage(ctx, t, req, in.StagingKey)
+		} else {
+			res, err = a.Engine.Write(ctx, t, req)
+		}
+	}) {
 		return nil, ctx.Err()
 	}
-	res, err := a.transfer(ctx, p, copyJob{src: src, dst: dst, lim: lim, heartbeat: true}, in)
 	a.observe(p.Name, in.Destination, in.Source, res, err, in.StagingKey == "")
-	return res, err
+	return res, asActivityError(err)
 }
 
-// copyJob is where a transfer reads and writes, and how.
-type copyJob struct {
-	src, dst store.Store
-	lim      *destLimits
-	// heartbeat records progress and resume state (the Transfer activity).
-	heartbeat bool
-	// sink, when set, collects the manifest entries for one journal write per chunk.
-	sink *manifestSink
-	// data is the source version read into memory and hashed once for every
-	// destination (ReplicateChunk's small files); nil reads the source.
-	data []byte
-}
-
-// transfer is Transfer's logic, shared with ReplicateChunk.
-func (a *Activities) transfer(ctx context.Context, p *config.Policy, job copyJob, in wire.TransferInput) (*wire.TransferResult, error) {
-	dst, sink := job.dst, job.sink
-	if in.StagingKey == "" && in.Source.Size <= optimisticCreateMax && !in.VerifyContent {
-		// Most small keys of a batch are new: a create-only put settles them in one
-		// request instead of a stat and a put. A key that exists fails the
-		// precondition having cost at most one small request, and takes the full path.
-		obj, err := a.put(ctx, job, in, in.Key, store.Precondition{IfNoneMatch: true})
-		if err == nil {
-			if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, sink); err != nil {
-				return nil, err
-			}
-			return &wire.TransferResult{Outcome: wire.OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
-		}
-		if store.IsNotFound(err) {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("source %s disappeared during the copy", in.Key), wire.ErrSourceMissing, err)
-		}
-		if !store.IsPrecondition(err) {
-			return nil, asActivityError(err)
-		}
+// transferHooks heartbeat a put's progress and resume state, and hand a retry the
+// upload its earlier attempt left.
+func transferHooks(ctx context.Context, sv wire.SourceVersion) func(target string) replica.Hooks {
+	if !activity.IsActivity(ctx) {
+		return nil
 	}
-	for attempt := 0; ; attempt++ {
-		current, err := dst.Stat(ctx, in.Key)
-		exists := err == nil
-		if err != nil && !store.IsNotFound(err) {
-			return nil, asActivityError(err)
-		}
-		if exists && current.SHA256 == in.Source.SHA256 && in.VerifyContent {
-			same, err := contentIs(ctx, dst, in.Key, in.Source.SHA256)
-			if err != nil {
-				return nil, asActivityError(err)
-			}
-			if !same {
-				current.SHA256 = "" // its metadata lies about its bytes: rewrite it
-			}
-		}
-		if exists {
-			if current.SHA256 == in.Source.SHA256 {
-				if in.RecordSkips {
-					// A reconcile adopts what is already in place into the manifest.
-					if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, &current.Object, sink); err != nil {
-						return nil, err
-					}
-				}
-				return &wire.TransferResult{Outcome: wire.OutcomeSkipped, ETag: current.ETag}, nil
-			}
-			if newerThan(current.SourceVersion, in.Source.Version) {
-				return &wire.TransferResult{Outcome: wire.OutcomeSuperseded, ETag: current.ETag}, nil
-			}
-			if current.SHA256 == "" && p.Unmanaged == "leave" {
-				return &wire.TransferResult{Outcome: wire.OutcomeLeft, ETag: current.ETag}, nil
-			}
-			if in.StagingKey == "" {
-				if err := a.trash(ctx, p, dst, in.Key, current.ETag); err != nil {
-					return nil, err
-				}
-			}
-		}
-		target, pre := in.Key, store.Precondition{IfNoneMatch: !exists}
-		if exists {
-			pre.IfMatch = current.ETag
-		}
-		if in.StagingKey != "" {
-			target, pre = in.StagingKey, store.Precondition{}
-		}
-		obj, err := a.put(ctx, job, in, target, pre)
-		if store.IsPrecondition(err) && attempt < 5 {
-			continue // another writer got there first: look again and decide again
-		}
-		if store.IsNotFound(err) {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("source %s disappeared during the copy", in.Key), wire.ErrSourceMissing, err)
-		}
-		if err != nil {
-			return nil, asActivityError(err)
-		}
-		if in.StagingKey != "" {
-			final := &wire.FinalState{Exists: exists}
-			if exists {
-				final.ETag = current.ETag
-			}
-			return &wire.TransferResult{Outcome: wire.OutcomeStaged, Bytes: obj.Size, ETag: obj.ETag, Final: final}, nil
-		}
-		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, sink); err != nil {
-			return nil, err
-		}
-		return &wire.TransferResult{Outcome: wire.OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
-	}
-}
-
-// optimisticCreateMax is the largest source a transfer puts create-only before it
-// looks at the destination: beyond it, a key that turns out to exist would have cost
-// a large upload for nothing.
-const optimisticCreateMax = 1 << 20
-
-// contentIs reads an object and reports whether its bytes have the given SHA-256.
-func contentIs(ctx context.Context, s store.Store, key, sha string) (bool, error) {
-	r, err := s.Open(ctx, key, 0)
-	if err != nil {
-		return false, err
-	}
-	defer r.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, &heartbeatReader{ctx: ctx, r: r}); err != nil {
-		return false, fmt.Errorf("verify %s: %w", key, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)) == sha, nil
-}
-
-// put streams the source version to target, verifying its SHA-256 on the way.
-func (a *Activities) put(ctx context.Context, job copyJob, in wire.TransferInput, target string, pre store.Precondition) (*store.Object, error) {
-	var r io.Reader
-	if job.data != nil {
-		r = store.NewVerified(job.data, in.Source.SHA256)
-	} else {
-		rc, err := job.src.Open(ctx, in.Key, 0)
-		if err != nil {
-			return nil, err
-		}
-		defer rc.Close()
-		r = rc
-		// The bytes were hashed in Prepare with their fingerprint: checking that
-		// fingerprint catches a source changed since at a fraction of a second
-		// SHA-256 pass per destination.
-		if fp, err := store.ParseFingerprint(in.Source.Fingerprint); err == nil {
-			r = store.NewFingerprinted(rc, in.Source.SHA256, fp)
-		}
-	}
-	if job.lim.limiter.Limit() != rate.Inf {
-		r = limitedReader{ctx: ctx, r: r, l: job.lim.limiter}
-	}
-	opts := store.PutOptions{
-		SHA256: in.Source.SHA256, Size: in.Source.Size, ContentType: in.Source.ContentType,
-		SourceVersion: in.Source.Version, Metadata: in.Source.Metadata, Precondition: pre,
-	}
-	if job.heartbeat && activity.IsActivity(ctx) {
-		p := wire.Progress{Total: in.Source.Size, Target: target, Version: in.Source.Version}
-		opts.Resume = resumeState(ctx, p)
+	return func(target string) replica.Hooks {
+		p := wire.Progress{Total: sv.Size, Target: target, Version: sv.Version}
 		var mu sync.Mutex
-		opts.OnResumeState = func(rs store.ResumeState) {
-			mu.Lock()
-			p.Resume = wire.ResumeState(rs)
-			activity.RecordHeartbeat(ctx, p)
-			mu.Unlock()
-		}
-		// Once every byte went out, none moves while the server takes them in
-		// (fake-gcs-server hashing and writing a 1 GiB single request, a multipart
-		// completion), which took longer than the bench's 5 s heartbeat timeout: the
-		// last progress is repeated until the driver returns. Before that, only real
-		// progress heartbeats, so an upload stalled mid-body is still noticed.
 		var stopIdle func()
-		opts.Progress = func(n int64) {
-			mu.Lock()
-			defer mu.Unlock()
-			p.Bytes = n
-			activity.RecordHeartbeat(ctx, p)
-			if n >= p.Total && stopIdle == nil {
-				stopIdle = keepAlive(ctx, func() []any {
-					mu.Lock()
-					defer mu.Unlock()
-					return []any{p}
-				})
-			}
+		return replica.Hooks{
+			Resume: resumeState(ctx, p),
+			OnResumeState: func(rs store.ResumeState) {
+				mu.Lock()
+				defer mu.Unlock()
+				p.Resume = wire.ResumeState(rs)
+				activity.RecordHeartbeat(ctx, p)
+			},
+			// Once every byte went out, none moves while the server takes them in
+			// (fake-gcs-server hashing and writing a 1 GiB single request, a
+			// multipart completion), which took longer than the bench's 5 s
+			// heartbeat timeout: the last progress is repeated until the driver
+			// returns. Before that, only real progress heartbeats, so an upload
+			// stalled mid-body is still noticed.
+			Progress: func(n int64) {
+				mu.Lock()
+				defer mu.Unlock()
+				p.Bytes = n
+				activity.RecordHeartbeat(ctx, p)
+				if n >= p.Total && stopIdle == nil {
+					stopIdle = keepAlive(ctx, func() []any {
+						mu.Lock()
+						defer mu.Unlock()
+						return []any{p}
+					})
+				}
+			},
+			Done: func() {
+				mu.Lock()
+				stop := stopIdle
+				mu.Unlock()
+				if stop != nil {
+					stop()
+				}
+			},
 		}
-		defer func() {
-			mu.Lock()
-			stop := stopIdle
-			mu.Unlock()
-			if stop != nil {
-				stop()
-			}
-		}()
 	}
-	return job.dst.Put(ctx, target, r, opts)
 }
 
 // resumeState is what an attempt passes as PutOptions.Resume: the upload an earlier
@@ -555,54 +320,6 @@ func resumeState(ctx context.Context, want wire.Progress) *store.ResumeState {
 	return &store.ResumeState{}
 }
 
-// committed records a write that is now visible: the manifest journal gets the entry
-// (through sink when the caller batches them) and any dead letter of the key on that
-// destination is cleared.
-func (a *Activities) committed(ctx context.Context, policy, destination, key string, sv wire.SourceVersion, obj *store.Object, sink *manifestSink) error {
-	st, err := a.State(ctx)
-	if err != nil {
-		return asActivityError(err)
-	}
-	e := state.ManifestEntry{Key: key, SourceVersion: sv.Version, SHA256: sv.SHA256, ETag: obj.ETag, Size: obj.Size}
-	if sink != nil {
-		sink.add(destination, e)
-	} else if err := st.AppendManifest(ctx, policy, destination, e); err != nil {
-		return asActivityError(err)
-	}
-	return asActivityError(st.ClearDeadLetter(ctx, policy, destination, key))
-}
-
-// manifestSink collects the manifest entries of a chunk, to write them as one journal
-// object per destination instead of one per file.
-type manifestSink struct {
-	mu      sync.Mutex
-	entries map[string][]state.ManifestEntry
-}
-
-func (s *manifestSink) add(destination string, e state.ManifestEntry) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.entries == nil {
-		s.entries = map[string][]state.ManifestEntry{}
-	}
-	s.entries[destination] = append(s.entries[destination], e)
-}
-
-// flush writes the collected entries, also when the chunk's context has ended, since
-// the writes they record did happen.
-func (s *manifestSink) flush(ctx context.Context, st *state.State, policy string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ctx = context.WithoutCancel(ctx)
-	for dest, entries := range s.entries {
-		if err := st.AppendManifest(ctx, policy, dest, entries...); err != nil {
-			return err
-		}
-	}
-	s.entries = nil
-	return nil
-}
-
 func (a *Activities) observe(policy, destination string, sv wire.SourceVersion, res *wire.TransferResult, err error, final bool) {
 	if a.Metrics == nil {
 		return
@@ -620,77 +337,23 @@ func (a *Activities) observe(policy, destination string, sv wire.SourceVersion, 
 	}
 }
 
-// Commit makes a staged version visible under its final key with a server-side copy
-// guarded like a direct write. A retry after a lost answer finds the final key
-// already holding the hash and reports it skipped.
+// Commit makes a staged version visible under its final key (the engine's Commit),
+// heartbeating while the server copies.
 func (a *Activities) Commit(ctx context.Context, in wire.TransferInput) (*wire.TransferResult, error) {
 	p, err := a.policy(in.Policy)
 	if err != nil {
 		return nil, err
 	}
-	_, dst, err := a.destination(ctx, p, in.Destination)
+	_, t, err := a.destination(ctx, p, in.Destination)
 	if err != nil {
 		return nil, err
 	}
-	return a.commit(ctx, p, dst, in, nil, in.Final)
-}
-
-// commit is Commit's logic, shared with CommitChunk, which collects the manifest
-// entries in sink and heartbeats for all its keys itself. With seen (what the stage
-// found under the final key) the first try writes with that as its precondition and
-// skips the look: a precondition failure means another writer came in between, and
-// the look and decision that follow are those of a commit without it.
-func (a *Activities) commit(ctx context.Context, p *config.Policy, dst store.Store, in wire.TransferInput, sink *manifestSink, seen *wire.FinalState) (*wire.TransferResult, error) {
-	attrs := &store.Attributes{ContentType: in.Source.ContentType, SHA256: in.Source.SHA256, SourceVersion: in.Source.Version,
-		SourceSize: in.Source.Size, Metadata: in.Source.Metadata}
-	for attempt := 0; ; attempt++ {
-		current := &store.Attributes{}
-		exists := false
-		if attempt == 0 && seen != nil {
-			current.ETag, exists = seen.ETag, seen.Exists
-		} else {
-			got, err := dst.Stat(ctx, in.Key)
-			if err != nil && !store.IsNotFound(err) {
-				return nil, asActivityError(err)
-			}
-			if exists = err == nil; exists {
-				current = got
-			}
-		}
-		if exists && current.SHA256 == in.Source.SHA256 {
-			return &wire.TransferResult{Outcome: wire.OutcomeSkipped, ETag: current.ETag}, nil
-		}
-		if exists && newerThan(current.SourceVersion, in.Source.Version) {
-			return &wire.TransferResult{Outcome: wire.OutcomeSuperseded, ETag: current.ETag}, nil
-		}
-		if exists {
-			if err := a.trash(ctx, p, dst, in.Key, current.ETag); err != nil {
-				return nil, err
-			}
-		}
-		pre := store.Precondition{IfNoneMatch: !exists}
-		if exists {
-			pre.IfMatch = current.ETag
-		}
-		stop := func() {}
-		if sink == nil {
-			stop = keepAlive(ctx, nil)
-		}
-		obj, err := dst.Copy(ctx, in.Key, in.StagingKey, store.CopyOptions{Attributes: attrs, Precondition: pre})
-		stop()
-		if store.IsPrecondition(err) && attempt < 5 {
-			continue
-		}
-		if err != nil {
-			return nil, asActivityError(err)
-		}
-		if err := a.committed(ctx, p.Name, in.Destination, in.Key, in.Source, obj, sink); err != nil {
-			return nil, err
-		}
-		res := &wire.TransferResult{Outcome: wire.OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}
+	res, err := a.Engine.Commit(ctx, t, replica.WriteRequest{Key: in.Key, Source: in.Source, Seen: in.Final,
+		KeepAlive: func() func() { return keepAlive(ctx, nil) }}, in.StagingKey)
+	if err == nil && res.Outcome == wire.OutcomeCopied {
 		a.observe(p.Name, in.Destination, in.Source, res, nil, true)
-		return res, nil
 	}
+	return res, asActivityError(err)
 }
 
 // keepAlive heartbeats every second until stop is called, with the details that
@@ -724,16 +387,6 @@ func keepAlive(ctx context.Context, details func() []any) (stop func()) {
 	return func() { close(done) }
 }
 
-// UploadAborter is implemented by drivers that can find and abort unfinished
-// multipart uploads of a key (S3), which a crashed transfer may leave behind.
-type UploadAborter interface {
-	AbortUploads(ctx context.Context, key string) error
-}
-
-// cleanupConcurrency is how many stages one Cleanup removes at once: an atomic
-// batch cleans a page of them, and a delete costs ~14 ms on Azurite.
-const cleanupConcurrency = 16
-
 // Cleanup removes staging objects and aborts their unfinished uploads: the
 // compensation of atomic mode and its last step after a commit.
 func (a *Activities) Cleanup(ctx context.Context, in wire.CleanupInput) error {
@@ -741,62 +394,38 @@ func (a *Activities) Cleanup(ctx context.Context, in wire.CleanupInput) error {
 	if err != nil {
 		return err
 	}
-	_, dst, err := a.destination(ctx, p, in.Destination)
+	_, t, err := a.destination(ctx, p, in.Destination)
 	if err != nil {
 		return err
 	}
-	for _, k := range in.Keys {
-		if !strings.HasPrefix(k, store.InternalPrefix) {
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("refusing to clean up %q: not a staging key", k), wire.ErrInvalid, nil)
-		}
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(cleanupConcurrency)
-	for _, k := range in.Keys {
-		g.Go(func() error {
-			if ab, ok := dst.(UploadAborter); ok {
-				if err := ab.AbortUploads(gctx, k); err != nil {
-					return asActivityError(err)
-				}
-			}
-			return asActivityError(dst.Delete(gctx, k))
-		})
-	}
-	return g.Wait()
+	return asActivityError(a.Engine.Cleanup(ctx, t, in.Keys))
 }
 
-// DeleteReplica propagates a source delete to one destination (mirror mode). An
-// object whose recorded source version is newer than the delete's is kept.
+// DeleteReplica propagates a source delete to one destination (mirror mode, decided
+// by a per-file run) through the engine's guarded delete, counted against the
+// policy's delete window.
 func (a *Activities) DeleteReplica(ctx context.Context, in wire.DeleteInput) (*wire.TransferResult, error) {
 	p, err := a.policy(in.Policy)
 	if err != nil {
 		return nil, err
 	}
-	_, dst, err := a.destination(ctx, p, in.Destination)
+	_, t, err := a.destination(ctx, p, in.Destination)
 	if err != nil {
 		return nil, err
 	}
-	current, err := dst.Stat(ctx, in.Key)
-	if store.IsNotFound(err) {
-		return &wire.TransferResult{Outcome: wire.OutcomeSkipped}, nil
-	}
+	src, err := a.source(ctx, p)
 	if err != nil {
-		return nil, asActivityError(err)
+		return nil, err
 	}
-	if err := dst.Delete(ctx, in.Key); err != nil {
-		return nil, asActivityError(err)
+	res, err := a.Engine.Delete(ctx, t, replica.DeleteRequest{Key: in.Key, Source: src, Windowed: true})
+	a.observeDelete(p.Name, in.Destination, res, err)
+	return res, asActivityError(err)
+}
+
+func (a *Activities) observeDelete(policy, destination string, res *wire.TransferResult, err error) {
+	if a.Metrics != nil && err == nil && res.Outcome == wire.OutcomeDeleted {
+		a.Metrics.Objects.WithLabelValues(policy, destination, string(wire.OutcomeDeleted)).Inc()
 	}
-	st, err := a.State(ctx)
-	if err != nil {
-		return nil, asActivityError(err)
-	}
-	if err := st.AppendManifest(ctx, p.Name, in.Destination, state.ManifestEntry{Key: in.Key, ETag: current.ETag, Deleted: true}); err != nil {
-		return nil, asActivityError(err)
-	}
-	if a.Metrics != nil {
-		a.Metrics.Objects.WithLabelValues(p.Name, in.Destination, string(wire.OutcomeDeleted)).Inc()
-	}
-	return &wire.TransferResult{Outcome: wire.OutcomeDeleted, ETag: current.ETag}, nil
 }
 
 // RefreshDeadLetterGauge sets replicator_dead_letters from the state location, so the
@@ -805,12 +434,8 @@ func (a *Activities) RefreshDeadLetterGauge(ctx context.Context) error {
 	if a.Metrics == nil {
 		return nil
 	}
-	st, err := a.State(ctx)
-	if err != nil {
-		return err
-	}
 	for _, p := range a.Config.Policies {
-		counts, err := st.CountDeadLetters(ctx, p.Name)
+		counts, err := a.State.CountDeadLetters(ctx, p.Name)
 		if err != nil {
 			return err
 		}
@@ -823,18 +448,14 @@ func (a *Activities) RefreshDeadLetterGauge(ctx context.Context) error {
 
 // RecordDeadLetter writes the record of a permanent failure.
 func (a *Activities) RecordDeadLetter(ctx context.Context, in wire.DeadLetterInput) error {
-	st, err := a.State(ctx)
-	if err != nil {
-		return asActivityError(err)
-	}
-	if err := st.RecordDeadLetter(ctx, state.DeadLetter{
+	if err := a.State.RecordDeadLetter(ctx, state.DeadLetter{
 		Policy: in.Policy, Key: in.Key, Destination: in.Destination, Class: in.Class,
 		Message: in.Message, Attempts: in.Attempts, WorkflowID: in.WorkflowID,
 	}); err != nil {
 		return asActivityError(err)
 	}
 	if a.Metrics != nil {
-		if counts, err := st.CountDeadLetters(ctx, in.Policy); err == nil {
+		if counts, err := a.State.CountDeadLetters(ctx, in.Policy); err == nil {
 			a.Metrics.DeadLetters.WithLabelValues(in.Policy, in.Destination).Set(float64(counts[in.Destination]))
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/cloudrepl/replicator/internal/replica"
 	"github.com/cloudrepl/replicator/internal/wire"
 
 	"go.temporal.io/sdk/activity"
@@ -94,17 +95,18 @@ func (w *chunkWork) stageOn(ctx context.Context, in wire.ChunkInput, job keyJob,
 	out := wire.KeyDestination{Destination: dest}
 	var res *wire.TransferResult
 	var err error
-	ok := d.withSlot(ctx, func() {
+	ok := d.lim.withSlot(ctx, func() {
 		for try := 0; try < chunkTries; try++ {
 			switch {
 			case !job.sv.Exists && w.p.Mode != config.ModeMirror:
 				res = &wire.TransferResult{Outcome: wire.OutcomeSkipped}
 			case !job.sv.Exists:
-				res, err = w.a.DeleteReplica(ctx, wire.DeleteInput{Policy: w.p.Name, Destination: dest, Key: job.key})
+				res, err = w.a.Engine.Delete(ctx, d.t, replica.DeleteRequest{Key: job.key, Source: w.src, Windowed: true, Journal: w.journal})
+				w.a.observeDelete(w.p.Name, dest, res, err)
 			default:
-				cj := copyJob{src: w.src, dst: d.s, lim: d.lim, sink: w.sink, data: job.data}
-				res, err = w.a.transfer(ctx, w.p, cj, wire.TransferInput{Policy: w.p.Name, Destination: dest, Key: job.key, Source: job.sv,
-					StagingKey: wire.StagingKey(job.key, job.sv.Version), RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent})
+				res, err = w.a.Engine.Stage(ctx, d.t, replica.WriteRequest{Key: job.key, Source: job.sv, RecordSkips: in.RecordSkips,
+					VerifyContent: in.VerifyContent, Journal: w.journal, Body: replica.Body{Source: w.src, Data: job.data, Limiter: d.lim.limiter}},
+					wire.StagingKey(job.key, job.sv.Version))
 				w.a.observe(w.p.Name, dest, job.sv, res, err, false)
 			}
 			if err == nil || isPermanent(err) || ErrorClass(err) == wire.ErrSourceChanged {
@@ -138,11 +140,8 @@ func (a *Activities) CommitChunk(ctx context.Context, in wire.CommitChunkInput) 
 	if err != nil {
 		return nil, err
 	}
-	st, err := a.State(ctx)
-	if err != nil {
-		return nil, asActivityError(err)
-	}
-	w := &chunkWork{a: a, p: p, st: st, dests: map[string]chunkDest{}, sink: &manifestSink{}}
+	st := a.State
+	w := &chunkWork{a: a, p: p, st: st, dests: map[string]chunkDest{}, journal: &replica.Journal{}}
 	res := &wire.CommitChunkResult{Keys: make([]wire.CommittedKey, len(in.Keys))}
 	for i, k := range in.Keys {
 		res.Keys[i] = wire.CommittedKey{Key: k.Key, Destinations: make([]wire.KeyDestination, len(k.Destinations))}
@@ -184,16 +183,19 @@ func (a *Activities) CommitChunk(ctx context.Context, in wire.CommitChunkInput) 
 			wg.Go(func() {
 				defer func() { <-sem }()
 				d := w.dests[name]
-				in := wire.TransferInput{Policy: p.Name, Destination: name, Key: k.Key, Source: k.Source, StagingKey: wire.StagingKey(k.Key, k.Source.Version)}
 				var out *wire.TransferResult
 				var err error
-				d.withSlot(ctx, func() {
+				d.lim.withSlot(ctx, func() {
 					for try := 0; try < chunkTries; try++ {
-						var seen *wire.FinalState
+						req := replica.WriteRequest{Key: k.Key, Source: k.Source, Journal: w.journal}
 						if try == 0 && j < len(k.Finals) {
-							seen = k.Finals[j]
+							req.Seen = k.Finals[j]
 						}
-						if out, err = a.commit(ctx, p, d.s, in, w.sink, seen); err == nil || isPermanent(err) {
+						out, err = a.Engine.Commit(ctx, d.t, req, wire.StagingKey(k.Key, k.Source.Version))
+						if err == nil && out.Outcome == wire.OutcomeCopied {
+							a.observe(p.Name, name, k.Source, out, nil, true)
+						}
+						if err == nil || isPermanent(err) {
 							return
 						}
 						sleep(ctx, try)
@@ -220,7 +222,7 @@ func (a *Activities) CommitChunk(ctx context.Context, in wire.CommitChunkInput) 
 	}
 	wg.Wait()
 	stop()
-	if err := w.sink.flush(ctx, st, p.Name); err != nil {
+	if err := w.journal.Flush(ctx, st, p.Name); err != nil {
 		return nil, asActivityError(err)
 	}
 	if transient != nil {

@@ -53,7 +53,11 @@ policies:
 	}
 	stores := backends.NewCache()
 	t.Cleanup(func() { stores.Close() })
-	a := New(cfg, stores, nil)
+	st, err := OpenState(context.Background(), cfg, stores)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(cfg, stores, st, nil)
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivityWithOptions(a.StageChunk, activity.RegisterOptions{Name: wire.StageChunkName})
@@ -75,11 +79,7 @@ func (d *atomicDirs) write(t *testing.T, key, content string) {
 // list stores keys as a key list in the state location.
 func (d *atomicDirs) list(t *testing.T, keys ...string) state.KeyList {
 	t.Helper()
-	st, err := d.a.State(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := st.WriteKeyList(context.Background(), "p", "test", slices.Values(keys), 64)
+	l, err := d.a.State.WriteKeyList(context.Background(), "p", "test", slices.Values(keys), 64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestCommitChunkResumesFromItsHeartbeat(t *testing.T) {
 	if d.exists("one", "a.txt") || !d.exists("two", "a.txt") || !d.exists("one", "b.txt") || !d.exists("two", "b.txt") {
 		t.Fatal("the commit redid what its heartbeat said was done, or skipped what it did not")
 	}
-	st, _ := d.a.State(context.Background())
+	st := d.a.State
 	for dest, want := range map[string]int{"one": 1, "two": 2} {
 		j, err := st.ReadJournal(context.Background(), "p", dest)
 		if err != nil {
@@ -204,7 +204,7 @@ func TestCommitChunkLooksAgainWhenAnotherWriterCameBetween(t *testing.T) {
 		t.Fatal(err)
 	}
 	newer := []byte("alpha, edited")
-	if _, err := dst.Put(context.Background(), "a.txt", bytes.NewReader(newer), store.PutOptions{SHA256: sha256Hex(newer), Size: int64(len(newer)),
+	if _, err := dst.Store.Put(context.Background(), "a.txt", bytes.NewReader(newer), store.PutOptions{SHA256: sha256Hex(newer), Size: int64(len(newer)),
 		SourceVersion: "9000000000000000000:x"}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,15 +2,12 @@ package activities
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"io"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/replica"
 	"github.com/cloudrepl/replicator/internal/wire"
 
 	"go.temporal.io/sdk/activity"
@@ -43,11 +40,7 @@ func (a *Activities) DescribePolicy(_ context.Context, in wire.DescribePolicyInp
 
 // ReadKeyPage returns one page of a key list (atomic batches run a workflow per key).
 func (a *Activities) ReadKeyPage(ctx context.Context, in wire.ReadKeyPageInput) ([]string, error) {
-	st, err := a.State(ctx)
-	if err != nil {
-		return nil, asActivityError(err)
-	}
-	keys, err := st.ReadKeyPage(ctx, in.List, in.Page)
+	keys, err := a.State.ReadKeyPage(ctx, in.List, in.Page)
 	return keys, asActivityError(err)
 }
 
@@ -58,10 +51,7 @@ func (a *Activities) page(ctx context.Context, policy string, list state.KeyList
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	st, err := a.State(ctx)
-	if err != nil {
-		return nil, nil, nil, nil, asActivityError(err)
-	}
+	st := a.State
 	keys, err := st.ReadKeyPage(ctx, list, page)
 	if err != nil {
 		return nil, nil, nil, nil, asActivityError(err)
@@ -79,8 +69,7 @@ const chunkTries = 3
 
 // chunkDest is one destination of a chunk activity.
 type chunkDest struct {
-	cfg *config.Destination
-	s   store.Store
+	t   replica.Target
 	lim *destLimits
 }
 
@@ -88,13 +77,13 @@ type chunkDest struct {
 // source and the destinations this activity serves, and the manifest entries its
 // writes produce.
 type chunkWork struct {
-	a     *Activities
-	p     *config.Policy
-	st    *state.State
-	src   store.Store
-	keys  []string
-	dests map[string]chunkDest
-	sink  *manifestSink
+	a       *Activities
+	p       *config.Policy
+	st      *state.State
+	src     store.Store
+	keys    []string
+	dests   map[string]chunkDest
+	journal *replica.Journal
 
 	mu   sync.Mutex
 	done int
@@ -107,7 +96,7 @@ func (a *Activities) openChunk(ctx context.Context, policy string, list state.Ke
 	if err != nil {
 		return nil, err
 	}
-	w := &chunkWork{a: a, p: p, st: st, src: src, keys: keys, dests: map[string]chunkDest{}, sink: &manifestSink{}}
+	w := &chunkWork{a: a, p: p, st: st, src: src, keys: keys, dests: map[string]chunkDest{}, journal: &replica.Journal{}}
 	if err := w.addDestinations(ctx, destinations); err != nil {
 		return nil, err
 	}
@@ -120,26 +109,13 @@ func (w *chunkWork) addDestinations(ctx context.Context, names []string) error {
 		if _, ok := w.dests[name]; ok {
 			continue
 		}
-		d, s, err := w.a.destination(ctx, w.p, name)
+		d, t, err := w.a.destination(ctx, w.p, name)
 		if err != nil {
 			return err
 		}
-		w.dests[name] = chunkDest{d, s, w.a.limitsFor(w.p, d)}
+		w.dests[name] = chunkDest{t, w.a.limitsFor(w.p, d)}
 	}
 	return nil
-}
-
-// withSlot runs fn within one of the destination's transfer slots on this worker,
-// shared with every other activity; it returns false when ctx ended first.
-func (d chunkDest) withSlot(ctx context.Context, fn func()) bool {
-	select {
-	case d.lim.slots <- struct{}{}:
-		defer func() { <-d.lim.slots }()
-	case <-ctx.Done():
-		return false
-	}
-	fn()
-	return true
 }
 
 // deadLetter records a key's permanent failure on a destination; a record that
@@ -233,7 +209,7 @@ func (w *chunkWork) eachKey(ctx context.Context, largeThreshold int64, fn func(k
 
 // finish writes the chunk's manifest entries and reports what went wrong.
 func (w *chunkWork) finish(ctx context.Context) error {
-	if err := w.sink.flush(ctx, w.st, w.p.Name); err != nil {
+	if err := w.journal.Flush(ctx, w.st, w.p.Name); err != nil {
 		return asActivityError(err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -266,17 +242,18 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 		d := w.dests[t]
 		var out *wire.TransferResult
 		var err error
-		ok := d.withSlot(ctx, func() {
+		ok := d.lim.withSlot(ctx, func() {
 			for try := 0; try < chunkTries; try++ {
 				if !sv.Exists {
 					if p.Mode != config.ModeMirror {
 						out = &wire.TransferResult{Outcome: wire.OutcomeSkipped}
 						break
 					}
-					out, err = a.DeleteReplica(ctx, wire.DeleteInput{Policy: p.Name, Destination: t, Key: key})
+					out, err = a.Engine.Delete(ctx, d.t, replica.DeleteRequest{Key: key, Source: w.src, Windowed: true, Journal: w.journal})
+					a.observeDelete(p.Name, t, out, err)
 				} else {
-					job := copyJob{src: w.src, dst: d.s, lim: d.lim, sink: w.sink, data: data}
-					out, err = a.transfer(ctx, p, job, wire.TransferInput{Policy: p.Name, Destination: t, Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent})
+					out, err = a.Engine.Write(ctx, d.t, replica.WriteRequest{Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent,
+						Journal: w.journal, Body: replica.Body{Source: w.src, Data: data, Limiter: d.lim.limiter}})
 					a.observe(p.Name, t, sv, out, err, true)
 				}
 				if err == nil {
@@ -284,7 +261,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 				}
 				if ErrorClass(err) == wire.ErrSourceChanged {
 					// Only a streamed source can change under a put: data is a snapshot.
-					if nsv, perr := a.prepareSource(ctx, p, w.src, key); perr == nil {
+					if nsv, perr := a.Engine.Prepare(ctx, p.Name, w.src, key, nil); perr == nil {
 						sv, data = nsv, nil
 					}
 				} else if isPermanent(err) {
@@ -337,11 +314,11 @@ const (
 	sharedReadBudget = 128 << 20
 )
 
-// readSource is prepareSource for a chunk: a source up to sharedReadMax is read into
-// memory within the worker's budget and hashed on the way, so one read serves every
-// destination. A write during the read would tear the snapshot, so the source is
-// stated again after it: a changed version is a changed source. release returns the
-// budget once the destinations are done.
+// readSource prepares a source version for a chunk: one of up to sharedReadMax bytes
+// is read into memory within the worker's budget and hashed on the way (the
+// engine's ReadSmall), so one read serves every destination; a larger one is
+// prepared like ReplicateFile's. release returns the budget once the destinations
+// are done.
 func (a *Activities) readSource(ctx context.Context, p *config.Policy, src store.Store, key string) (sv wire.SourceVersion, data []byte, release func(), err error) {
 	release = func() {}
 	attrs, err := src.Stat(ctx, key)
@@ -349,44 +326,29 @@ func (a *Activities) readSource(ctx context.Context, p *config.Policy, src store
 		return wire.SourceVersion{}, nil, release, nil
 	}
 	if err != nil {
-		return wire.SourceVersion{}, nil, release, asActivityError(err)
+		return wire.SourceVersion{}, nil, release, err
 	}
 	if attrs.Size > sharedReadMax {
-		sv, err = a.prepareSource(ctx, p, src, key)
+		sv, err = a.Engine.Prepare(ctx, p.Name, src, key, nil)
 		return sv, nil, release, err
 	}
 	if err := a.sharedReads.Acquire(ctx, max(attrs.Size, 1)); err != nil {
 		return wire.SourceVersion{}, nil, release, err
 	}
 	release = func() { a.sharedReads.Release(max(attrs.Size, 1)) }
-	r, err := src.Open(ctx, key, 0)
-	if store.IsNotFound(err) {
-		return wire.SourceVersion{}, nil, release, nil
-	}
-	if err != nil {
-		return wire.SourceVersion{}, nil, release, asActivityError(err)
-	}
-	data = make([]byte, attrs.Size+1)
-	n, err := io.ReadFull(r, data)
-	r.Close()
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return wire.SourceVersion{}, nil, release, asActivityError(fmt.Errorf("read %s: %w", key, err))
-	}
-	after, serr := src.Stat(ctx, key)
-	if int64(n) != attrs.Size || serr != nil || sourceVersion(after.Object) != sourceVersion(attrs.Object) {
-		return wire.SourceVersion{}, nil, release, temporal.NewApplicationError(
-			fmt.Sprintf("source %s changed while it was read (%d bytes read, %d stated)", key, n, attrs.Size), wire.ErrSourceChanged)
-	}
-	data = data[:n]
-	sum := sha256.Sum256(data)
-	sv = sourceVersionOf(attrs)
-	sv.SHA256 = hex.EncodeToString(sum[:])
-	return sv, data, release, nil
+	sv, data, err = replica.ReadSmall(ctx, src, key, attrs)
+	return sv, data, release, err
 }
 
+// isPermanent reports an error no retry can fix: anything but a transient failure or
+// a changed source (which is prepared again).
 func isPermanent(err error) bool {
 	var ae *temporal.ApplicationError
-	return errors.As(err, &ae) && ae.NonRetryable() && ae.Type() != wire.ErrSourceChanged
+	if errors.As(err, &ae) {
+		return ae.NonRetryable() && ae.Type() != wire.ErrSourceChanged
+	}
+	typ := replica.FailureType(err)
+	return typ != "" && typ != wire.ErrSourceChanged
 }
 
 func sleep(ctx context.Context, try int) {

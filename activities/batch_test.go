@@ -36,7 +36,7 @@ func TestReadSourceHashesOnceIntoMemory(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "a.txt"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := New(&config.File{}, nil, nil)
+	a := New(&config.File{}, nil, nil, nil)
 	sv, got, release, err := a.readSource(context.Background(), &config.Policy{}, src, "a.txt")
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestReadSourceRefusesATornSnapshot(t *testing.T) {
 	if err := os.WriteFile(path, []byte("first version"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := New(&config.File{}, nil, nil)
+	a := New(&config.File{}, nil, nil, nil)
 	_, _, release, err := a.readSource(context.Background(), &config.Policy{}, rewritingStore{src, path}, "a.txt")
 	release()
 	if ErrorClass(err) != wire.ErrSourceChanged {

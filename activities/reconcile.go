@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/replica"
 	"github.com/cloudrepl/replicator/internal/wire"
 
 	"go.temporal.io/sdk/activity"
@@ -39,10 +40,7 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 	if err != nil {
 		return nil, err
 	}
-	st, err := a.State(ctx)
-	if err != nil {
-		return nil, asActivityError(err)
-	}
+	st := a.State
 	src, err := a.source(ctx, p)
 	if err != nil {
 		return nil, err
@@ -65,7 +63,7 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 	rdests := make([]reconcile.Destination, len(p.Destinations))
 	for i := range p.Destinations {
 		d := &p.Destinations[i]
-		_, s, err := a.destination(ctx, p, d.Name)
+		_, t, err := a.destination(ctx, p, d.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -78,13 +76,13 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 			return nil, err
 		}
 		defer mw.Discard()
-		ds := &destState{cfg: d, s: s, journal: j, manifest: mw,
+		ds := &destState{cfg: d, s: t.Store, journal: j, manifest: mw,
 			deletes: st.NewKeyList(p.Name, in.PlanID+"/delete-"+d.Name, reconcilePageSize), plan: wire.DestinationPlan{Destination: d.Name}}
 		dests[i] = ds
 		rdests[i] = reconcile.Destination{
 			Name:     d.Name,
 			Manifest: reconcile.Prefetch(manifestEntries(j.Merged(st.Manifest(ctx, p.Name, d.Name))), prefetchDepth),
-			Listing:  reconcile.Prefetch(countListing(s.List(ctx, store.ListOptions{}), &ds.plan.Objects), prefetchDepth),
+			Listing:  reconcile.Prefetch(countListing(t.Store.List(ctx, store.ListOptions{}), &ds.plan.Objects), prefetchDepth),
 		}
 	}
 	sync := st.NewKeyList(p.Name, in.PlanID+"/sync", reconcilePageSize)
@@ -246,7 +244,7 @@ func sourceEntries(list iter.Seq2[store.Object, error], p *config.Policy, count 
 				continue
 			}
 			*count++
-			if !yield(reconcile.SourceEntry{Key: o.Key, Size: o.Size, Version: sourceVersion(o)}, nil) {
+			if !yield(reconcile.SourceEntry{Key: o.Key, Size: o.Size, Version: replica.VersionOf(o)}, nil) {
 				return
 			}
 		}
@@ -280,66 +278,25 @@ func countListing(list iter.Seq2[store.Object, error], n *int) iter.Seq2[reconci
 // that reappeared at the source since the plan is kept. With a trash retention the
 // object is first copied to .replicator/trash/<date>/.
 func (a *Activities) DeleteChunk(ctx context.Context, in wire.DeleteChunkInput) (*wire.Counts, error) {
-	p, st, src, keys, err := a.page(ctx, in.Policy, in.List, in.Page)
+	p, _, src, keys, err := a.page(ctx, in.Policy, in.List, in.Page)
 	if err != nil {
 		return nil, err
 	}
-	_, dst, err := a.destination(ctx, p, in.Destination)
+	_, t, err := a.destination(ctx, p, in.Destination)
 	if err != nil {
 		return nil, err
 	}
 	c := &wire.Counts{}
 	for i, key := range keys {
 		activity.RecordHeartbeat(ctx, i)
-		if _, err := src.Stat(ctx, key); err == nil {
-			c.Skipped++ // back at the source: the next sync copies it, nothing to delete
-			continue
-		} else if !store.IsNotFound(err) {
-			return nil, asActivityError(err)
-		}
-		current, err := dst.Stat(ctx, key)
-		if store.IsNotFound(err) {
-			c.Skipped++
-			continue
-		}
+		res, err := a.Engine.Delete(ctx, t, replica.DeleteRequest{Key: key, Source: src, SourceVouched: true})
+		a.observeDelete(p.Name, in.Destination, res, err)
 		if err != nil {
 			return nil, asActivityError(err)
 		}
-		if err := a.trash(ctx, p, dst, key, current.ETag); err != nil {
-			return nil, err
-		}
-		if err := dst.Delete(ctx, key); err != nil {
-			return nil, asActivityError(err)
-		}
-		if err := st.AppendManifest(ctx, p.Name, in.Destination, state.ManifestEntry{Key: key, ETag: current.ETag, Deleted: true}); err != nil {
-			return nil, asActivityError(err)
-		}
-		c.Deleted++
-		if a.Metrics != nil {
-			a.Metrics.Objects.WithLabelValues(p.Name, in.Destination, string(wire.OutcomeDeleted)).Inc()
-		}
+		c.Record(res.Outcome, 0)
 	}
 	return c, nil
-}
-
-// TrashPrefix is where deleted and overwritten objects are kept when the policy has
-// a trash retention.
-const TrashPrefix = store.InternalPrefix + "trash/"
-
-// trash keeps the current object under the trash prefix, if the policy asks for it.
-func (a *Activities) trash(ctx context.Context, p *config.Policy, dst store.Store, key, etag string) error {
-	if p.Safety.TrashRetention == 0 {
-		return nil
-	}
-	to := TrashPrefix + time.Now().UTC().Format("2006-01-02") + "/" + key
-	if err := store.ValidateKey(to, 0); err != nil {
-		return asActivityError(&store.Error{Code: store.CodeInvalid, Op: "trash", Store: dst.Name(), Key: key, Err: err})
-	}
-	_, err := dst.Copy(ctx, to, key, store.CopyOptions{})
-	if store.IsNotFound(err) {
-		return nil
-	}
-	return asActivityError(err)
 }
 
 // FinishReconcile records a successful reconcile's time and clears the drift gauges
@@ -358,33 +315,17 @@ func (a *Activities) FinishReconcile(ctx context.Context, in wire.FinishReconcil
 		}
 	}
 	if in.PlanID != "" {
-		st, err := a.State(ctx)
-		if err != nil {
-			return asActivityError(err)
-		}
-		if err := st.RemovePlan(ctx, p.Name, in.PlanID); err != nil {
+		if err := a.State.RemovePlan(ctx, p.Name, in.PlanID); err != nil {
 			return asActivityError(err)
 		}
 	}
-	if p.Safety.TrashRetention == 0 {
-		return nil
-	}
-	cutoff := time.Now().UTC().Add(-time.Duration(p.Safety.TrashRetention)).Format("2006-01-02")
 	for _, d := range p.Destinations {
-		_, dst, err := a.destination(ctx, p, d.Name)
+		_, t, err := a.destination(ctx, p, d.Name)
 		if err != nil {
 			return err
 		}
-		for o, err := range dst.List(ctx, store.ListOptions{Prefix: TrashPrefix, IncludeInternal: true}) {
-			if err != nil {
-				return asActivityError(err)
-			}
-			day := o.Key[len(TrashPrefix):]
-			if len(day) >= 10 && day[:10] < cutoff {
-				if err := dst.Delete(ctx, o.Key); err != nil {
-					return asActivityError(err)
-				}
-			}
+		if err := a.Engine.PurgeTrash(ctx, t); err != nil {
+			return asActivityError(err)
 		}
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -98,7 +99,15 @@ func run() error {
 	stores := backends.NewCache()
 	stores.WrapTransport = m.CountRequests
 	defer stores.Close()
-	acts := activities.New(cfg, stores, m)
+	// The state location is opened once, here: a worker that cannot reach it says so
+	// at start instead of failing every activity with the first error it met.
+	openCtx, cancelOpen := context.WithTimeout(context.Background(), time.Minute)
+	st, err := activities.OpenState(openCtx, cfg, stores)
+	cancelOpen()
+	if err != nil {
+		return fmt.Errorf("open the state location %s: %w", redacted(cfg.State), err)
+	}
+	acts := activities.New(cfg, stores, st, m)
 
 	var healthy atomic.Bool
 	srv, err := serve(*metricsAddr, reg, c, &healthy, *profile)
@@ -122,26 +131,48 @@ func run() error {
 		log.Info("polling", "task_queue", q.name, "max_concurrent_activities", q.concurrency)
 	}
 	healthy.Store(true)
-	go refreshGauges(log, acts)
+	ctx, stopLoops := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopLoops()
+	gauges := make(chan struct{})
+	go func() {
+		defer close(gauges)
+		refreshGauges(ctx, log, acts)
+	}()
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sigs
-	log.Info("stopping: running activities get the stop timeout to finish", "signal", s.String(), "timeout", *stopTimeout)
+	<-ctx.Done()
+	log.Info("stopping: running activities get the stop timeout to finish", "timeout", *stopTimeout)
 	healthy.Store(false)
+	<-gauges
 	return nil
 }
 
-// refreshGauges keeps the gauges that describe shared state current.
-func refreshGauges(log *slog.Logger, acts *activities.Activities) {
+// refreshGauges keeps the gauges that describe shared state current until ctx ends.
+func refreshGauges(ctx context.Context, log *slog.Logger, acts *activities.Activities) {
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if err := acts.RefreshDeadLetterGauge(ctx); err != nil {
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if err := acts.RefreshDeadLetterGauge(rctx); err != nil && ctx.Err() == nil {
 			log.Warn("count dead letters", "err", err)
 		}
 		cancel()
-		time.Sleep(30 * time.Second)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
+}
+
+// redacted is a location URL without its query and user information, which may hold
+// credentials, for messages.
+func redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }
 
 type queue struct {

@@ -40,6 +40,12 @@ type Object struct {
 	ETag string
 	// ModTime is the last modification time the store reports.
 	ModTime time.Time
+	// Order orders the states of one key the way the store itself guarantees: a later
+	// state has a larger Order. For a directory it is the change time (ctime) in
+	// nanoseconds, which no user can set back, unlike the modification time that a
+	// restore from backup sets to the past; for a bucket it is the server-assigned
+	// modification time. 0 when the store cannot tell (Stat fills it like List).
+	Order int64
 }
 
 // Attributes is what Stat returns: the listing fields plus content type and metadata.

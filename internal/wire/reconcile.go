@@ -72,4 +72,3 @@ type FinishReconcileInput struct {
 	// by the starter).
 	PlanID string `json:",omitempty"`
 }
-

@@ -42,7 +42,6 @@ type FileProgress struct {
 	Destinations []DestinationOutcome
 }
 
-
 // ReplicateBatchInput describes a batch: a key list in the state location, and where
 // a continued run resumes.
 type ReplicateBatchInput struct {
@@ -104,7 +103,6 @@ type BatchProgress struct {
 	Summary   BatchSummary
 }
 
-
 // ReconcileInput starts a reconcile of one policy.
 type ReconcileInput struct {
 	Policy string
@@ -116,9 +114,9 @@ type ReconcileInput struct {
 	Checksum bool `json:",omitempty"`
 
 	// Plan and NextDelete carry the execution across continue-as-new.
-	Plan       *PlanResult `json:",omitempty"`
-	NextDelete []int                  `json:",omitempty"`
-	Result     *ReconcileResult       `json:",omitempty"`
+	Plan       *PlanResult      `json:",omitempty"`
+	NextDelete []int            `json:",omitempty"`
+	Result     *ReconcileResult `json:",omitempty"`
 }
 
 // ReconcileResult sums up a reconcile.
@@ -133,8 +131,8 @@ type ReconcileResult struct {
 	SourceKeys   int
 	Destinations []DestinationPlan
 	// Sync and Deletes are what the execution did.
-	Sync    *BatchSummary     `json:",omitempty"`
-	Deleted Counts `json:",omitzero"`
+	Sync    *BatchSummary `json:",omitempty"`
+	Deleted Counts        `json:",omitzero"`
 }
 
 // ReconcileProgress answers the progress query of Reconcile.
@@ -142,4 +140,3 @@ type ReconcileProgress struct {
 	Phase  string
 	Result *ReconcileResult
 }
-

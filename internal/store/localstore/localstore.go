@@ -181,7 +181,16 @@ func version(fi fs.FileInfo) string {
 }
 
 func objectOf(key string, fi fs.FileInfo) store.Object {
-	return store.Object{Key: key, Size: fi.Size(), ETag: version(fi), ModTime: fi.ModTime()}
+	return store.Object{Key: key, Size: fi.Size(), ETag: version(fi), ModTime: fi.ModTime(), Order: changeTime(fi)}
+}
+
+// changeTime is the file's ctime in nanoseconds: the order of its states that the file
+// system guarantees (the mtime can be set to anything, and is by every restore).
+func changeTime(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return time.Unix(st.Ctim.Unix()).UnixNano()
+	}
+	return fi.ModTime().UnixNano()
 }
 
 // openRegular opens key for reading and refuses anything but a regular file.

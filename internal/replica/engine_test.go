@@ -1,0 +1,304 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudrepl/replicator/internal/config"
+	"github.com/cloudrepl/replicator/internal/state"
+	"github.com/cloudrepl/replicator/internal/store"
+	"github.com/cloudrepl/replicator/internal/store/localstore"
+	"github.com/cloudrepl/replicator/internal/wire"
+)
+
+// dirs is a policy over real directories: a source, one destination and the state
+// location, with the engine over them.
+type dirs struct {
+	root   string
+	src    store.Store
+	dst    store.Store
+	engine *Engine
+	policy *config.Policy
+}
+
+func open(t *testing.T, dir, name string) store.Store {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := localstore.New(context.Background(), store.Options{Name: name, URL: &url.URL{Scheme: "file", Path: dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newDirs(t *testing.T) *dirs {
+	t.Helper()
+	root := t.TempDir()
+	d := &dirs{root: root, src: open(t, filepath.Join(root, "src"), "src"), dst: open(t, filepath.Join(root, "dst"), "dst"),
+		policy: &config.Policy{Name: "p", Mode: config.ModeMirror, Unmanaged: "overwrite"}}
+	d.engine = New(state.New(open(t, filepath.Join(root, "state"), "state")))
+	return d
+}
+
+func (d *dirs) target() Target { return Target{Policy: d.policy, Name: "dst", Store: d.dst} }
+
+// writeSource writes a source file and returns its prepared version.
+func (d *dirs) writeSource(t *testing.T, key, content string, mtime time.Time) wire.SourceVersion {
+	t.Helper()
+	p := filepath.Join(d.root, "src", key)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !mtime.IsZero() {
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sv, err := d.engine.Prepare(context.Background(), "p", d.src, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sv
+}
+
+func (d *dirs) write(t *testing.T, key string, sv wire.SourceVersion) wire.Outcome {
+	t.Helper()
+	res, err := d.engine.Write(context.Background(), d.target(), WriteRequest{Key: key, Source: sv, Body: Body{Source: d.src}})
+	if err != nil {
+		t.Fatalf("write %s: %v", key, err)
+	}
+	return res.Outcome
+}
+
+func (d *dirs) replica(t *testing.T, key string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(d.root, "dst", key))
+	if err != nil {
+		t.Fatalf("read replica %s: %v", key, err)
+	}
+	return string(b)
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func TestWriteCopiesThenSkipsTheSameHash(t *testing.T) {
+	d := newDirs(t)
+	sv := d.writeSource(t, "a/invoice.pdf", "2026-001", time.Time{})
+	if got := d.write(t, "a/invoice.pdf", sv); got != wire.OutcomeCopied {
+		t.Fatalf("first write: %s", got)
+	}
+	if got := d.write(t, "a/invoice.pdf", sv); got != wire.OutcomeSkipped {
+		t.Fatalf("second write of the same version: %s, want skipped", got)
+	}
+	if d.replica(t, "a/invoice.pdf") != "2026-001" {
+		t.Fatal("replica bytes differ from the source")
+	}
+	// A large file takes the look-first path: the same hash is skipped there too.
+	big := strings.Repeat("x", optimisticCreateMax+1)
+	bsv := d.writeSource(t, "big.bin", big, time.Time{})
+	if d.write(t, "big.bin", bsv) != wire.OutcomeCopied || d.write(t, "big.bin", bsv) != wire.OutcomeSkipped {
+		t.Fatal("large file: want copied, then skipped")
+	}
+}
+
+func TestLaterVersionAtTheDestinationIsKept(t *testing.T) {
+	d := newDirs(t)
+	old := d.writeSource(t, "k", "first", time.Time{})
+	time.Sleep(10 * time.Millisecond) // a later change time
+	newer := d.writeSource(t, "k", "second", time.Time{})
+	if d.write(t, "k", newer) != wire.OutcomeCopied {
+		t.Fatal("newer version not copied")
+	}
+	// A batch that read the older version into memory arrives late: the guard keeps
+	// the newer.
+	res, err := d.engine.Write(context.Background(), d.target(), WriteRequest{Key: "k", Source: old, Body: Body{Data: []byte("first")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Outcome; got != wire.OutcomeSuperseded {
+		t.Fatalf("late older version: %s, want superseded", got)
+	}
+	if d.replica(t, "k") != "second" {
+		t.Fatal("the older version replaced the newer one")
+	}
+}
+
+func TestRestoredOlderFileIsReplicated(t *testing.T) {
+	d := newDirs(t)
+	d.write(t, "contract.pdf", d.writeSource(t, "contract.pdf", "signed v2", time.Time{}))
+	// Restored from backup: older content with an older mtime (cp -p, rsync -t), but
+	// a new change time, which no user can set back.
+	restored := d.writeSource(t, "contract.pdf", "signed v1", time.Now().Add(-365*24*time.Hour))
+	if got := d.write(t, "contract.pdf", restored); got != wire.OutcomeCopied {
+		t.Fatalf("restored file: %s, want copied", got)
+	}
+	if d.replica(t, "contract.pdf") != "signed v1" {
+		t.Fatal("the restored content did not reach the destination")
+	}
+}
+
+func TestVersionOrder(t *testing.T) {
+	if !Later("20:b", "10:a") || Later("10:a", "20:b") || Later("10:a", "10:b") || Later("junk", "10:a") || Later("10:a", "junk") {
+		t.Fatal("Later orders by the leading number only, and never for versions that do not parse")
+	}
+}
+
+// racingStore lets another writer in once, right before the engine's first
+// conditional write: what a second worker does.
+type racingStore struct {
+	store.Store
+	once   sync.Once
+	writer func()
+}
+
+func (r *racingStore) Put(ctx context.Context, key string, body io.Reader, opts store.PutOptions) (*store.Object, error) {
+	if opts.Precondition.IfMatch != "" || opts.Precondition.IfNoneMatch {
+		r.once.Do(r.writer)
+	}
+	return r.Store.Put(ctx, key, body, opts)
+}
+
+func TestPreconditionConflictLooksAgainAndDecidesAgain(t *testing.T) {
+	d := newDirs(t)
+	sv := d.writeSource(t, "k", "ours", time.Time{})
+	theirs := []byte("theirs, written by another worker")
+	rs := &racingStore{Store: d.dst, writer: func() {
+		if _, err := d.dst.Put(context.Background(), "k", bytes.NewReader(theirs), store.PutOptions{SHA256: sha(theirs), Size: int64(len(theirs)), SourceVersion: "1:other"}); err != nil {
+			t.Error(err)
+		}
+	}}
+	res, err := d.engine.Write(context.Background(), Target{Policy: d.policy, Name: "dst", Store: rs}, WriteRequest{Key: "k", Source: sv, Body: Body{Source: d.src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The other writer's version is older ("1:"), so ours replaces it on the next look.
+	if res.Outcome != wire.OutcomeCopied || d.replica(t, "k") != "ours" {
+		t.Fatalf("after a conflict: %s, replica %q", res.Outcome, d.replica(t, "k"))
+	}
+}
+
+func TestOverwriteAndDeleteKeepEveryVersionInTheTrash(t *testing.T) {
+	d := newDirs(t)
+	d.policy.Safety.TrashRetention = config.Duration(24 * time.Hour)
+	for _, content := range []string{"v1", "v2", "v3"} {
+		time.Sleep(2 * time.Millisecond)
+		d.write(t, "k", d.writeSource(t, "k", content, time.Time{}))
+	}
+	if err := os.Remove(filepath.Join(d.root, "src", "k")); err != nil {
+		t.Fatal(err)
+	}
+	d.writeSource(t, "other", "keeps the source non-empty", time.Time{})
+	res, err := d.engine.Delete(context.Background(), d.target(), DeleteRequest{Key: "k", Source: d.src})
+	if err != nil || res.Outcome != wire.OutcomeDeleted {
+		t.Fatalf("delete: %v %v", res, err)
+	}
+	var kept []string
+	for o, err := range d.dst.List(context.Background(), store.ListOptions{Prefix: TrashPrefix, IncludeInternal: true}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(filepath.Join(d.root, "dst", o.Key))
+		kept = append(kept, string(b))
+	}
+	if strings.Join(kept, ",") != "v1,v2,v3" {
+		t.Fatalf("trash holds %q, want every replaced or deleted version: v1,v2,v3", kept)
+	}
+}
+
+func TestGuardedDelete(t *testing.T) {
+	ctx := context.Background()
+	d := newDirs(t)
+	d.write(t, "gone", d.writeSource(t, "gone", "x", time.Time{}))
+	d.write(t, "back", d.writeSource(t, "back", "y", time.Time{}))
+	os.Remove(filepath.Join(d.root, "src", "gone"))
+
+	// A key back at the source is kept.
+	if res, err := d.engine.Delete(ctx, d.target(), DeleteRequest{Key: "back", Source: d.src}); err != nil || res.Outcome != wire.OutcomeSkipped {
+		t.Fatalf("key present at the source: %v %v", res, err)
+	}
+	// An emptied (unmounted) source deletes nothing.
+	os.Remove(filepath.Join(d.root, "src", "back"))
+	_, err := d.engine.Delete(ctx, d.target(), DeleteRequest{Key: "gone", Source: d.src})
+	if FailureType(err) != ErrSafety || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("delete over an empty source: %v, want a Safety refusal", err)
+	}
+	if d.replica(t, "gone") != "x" {
+		t.Fatal("the replica was deleted over an empty source")
+	}
+	d.writeSource(t, "present", "z", time.Time{})
+
+	// Outside a reconcile, max_delete bounds the deletes per window.
+	d.policy.Safety.MaxDelete = 2
+	for _, k := range []string{"w1", "w2", "w3"} {
+		d.write(t, k, d.writeSource(t, k, k, time.Time{}))
+		os.Remove(filepath.Join(d.root, "src", k))
+	}
+	outcomes := []string{}
+	for _, k := range []string{"w1", "w2", "w3"} {
+		res, err := d.engine.Delete(ctx, d.target(), DeleteRequest{Key: k, Source: d.src, Windowed: true})
+		switch {
+		case err != nil:
+			outcomes = append(outcomes, FailureType(err))
+		default:
+			outcomes = append(outcomes, string(res.Outcome))
+		}
+	}
+	if strings.Join(outcomes, ",") != "deleted,deleted,Safety" || d.replica(t, "w3") != "w3" {
+		t.Fatalf("windowed deletes: %v, want deleted,deleted,Safety and w3 kept", outcomes)
+	}
+	// A window later, deletes are admitted again.
+	d.engine.Now = func() time.Time { return time.Now().Add(DeleteWindow + time.Minute) }
+	if res, err := d.engine.Delete(ctx, d.target(), DeleteRequest{Key: "w3", Source: d.src, Windowed: true}); err != nil || res.Outcome != wire.OutcomeDeleted {
+		t.Fatalf("after the window: %v %v", res, err)
+	}
+}
+
+func TestStageAndCommit(t *testing.T) {
+	ctx := context.Background()
+	d := newDirs(t)
+	d.write(t, "k", d.writeSource(t, "k", "old", time.Time{}))
+	time.Sleep(2 * time.Millisecond)
+	sv := d.writeSource(t, "k", "new", time.Time{})
+	stage := wire.StagingKey("k", sv.Version)
+	res, err := d.engine.Stage(ctx, d.target(), WriteRequest{Key: "k", Source: sv, Body: Body{Source: d.src}}, stage)
+	if err != nil || res.Outcome != wire.OutcomeStaged || res.Final == nil || !res.Final.Exists {
+		t.Fatalf("stage: %+v %v", res, err)
+	}
+	if d.replica(t, "k") != "old" {
+		t.Fatal("staging changed the final key")
+	}
+	res, err = d.engine.Commit(ctx, d.target(), WriteRequest{Key: "k", Source: sv, Seen: res.Final}, stage)
+	if err != nil || res.Outcome != wire.OutcomeCopied || d.replica(t, "k") != "new" {
+		t.Fatalf("commit: %+v %v", res, err)
+	}
+	// A retried commit finds the hash in place.
+	res, err = d.engine.Commit(ctx, d.target(), WriteRequest{Key: "k", Source: sv}, stage)
+	if err != nil || res.Outcome != wire.OutcomeSkipped {
+		t.Fatalf("retried commit: %+v %v", res, err)
+	}
+	if err := d.engine.Cleanup(ctx, d.target(), []string{stage}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.engine.Cleanup(ctx, d.target(), []string{"k"}); FailureType(err) != wire.ErrInvalid {
+		t.Fatalf("cleanup of a user key: %v, want refused", err)
+	}
+}

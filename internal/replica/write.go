@@ -1,0 +1,205 @@
+package replica
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+
+	"github.com/cloudrepl/replicator/internal/store"
+	"github.com/cloudrepl/replicator/internal/wire"
+)
+
+// WriteRequest is one source version to write to one destination.
+type WriteRequest struct {
+	Key    string
+	Source wire.SourceVersion
+	Body   Body
+	// RecordSkips records a destination that already holds the version in its
+	// manifest (a reconcile adopting existing replicas).
+	RecordSkips bool
+	// VerifyContent reads and hashes a destination object whose metadata claims the
+	// source's SHA-256 before skipping it (a reconcile with the checksum option).
+	VerifyContent bool
+	// Journal collects manifest entries; nil writes each at once.
+	Journal *Journal
+	// Seen is, for a commit, what the stage found under the final key: the first try
+	// writes with that as its precondition instead of looking again.
+	Seen *wire.FinalState
+	// KeepAlive, for a commit, is called around the server-side copy, which reports
+	// no progress (the activity heartbeats meanwhile); it returns the stop function.
+	KeepAlive func() (stop func())
+}
+
+// optimisticCreateMax is the largest source a write puts create-only before it looks
+// at the destination: most small keys of a batch are new, and a create-only put
+// settles them in one request instead of a stat and a put. Beyond it, a key that
+// turns out to exist would have cost a large upload for nothing.
+const optimisticCreateMax = 1 << 20
+
+// Write makes the source version visible under its key on the destination, directly
+// (eventual mode): skipped when the destination holds the SHA-256, left when it holds
+// a later version or an unmanaged object the policy leaves, otherwise written
+// create-only or if-match on what it saw (the overwritten object kept in the trash
+// first), looking again when another writer came in between.
+func (e *Engine) Write(ctx context.Context, t Target, r WriteRequest) (*wire.TransferResult, error) {
+	if r.Source.Size <= optimisticCreateMax && !r.VerifyContent {
+		obj, err := e.put(ctx, t, r.Body, r.Key, r.Key, r.Source, store.Precondition{IfNoneMatch: true})
+		switch {
+		case err == nil:
+			if err := e.committed(ctx, t, r.Journal, r.Key, r.Source, obj); err != nil {
+				return nil, err
+			}
+			return &wire.TransferResult{Outcome: wire.OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
+		case store.IsNotFound(err):
+			return nil, sourceMissing(r.Key, err)
+		case !store.IsPrecondition(err):
+			return nil, err
+		}
+	}
+	for looks := 1; ; looks++ {
+		current, err := e.current(ctx, t, r)
+		if err != nil {
+			return nil, err
+		}
+		if v := decide(t.Policy, current, r.Source); v != write {
+			if v == skip && r.RecordSkips {
+				if err := e.committed(ctx, t, r.Journal, r.Key, r.Source, &current.Object); err != nil {
+					return nil, err
+				}
+			}
+			return outcomeOf(v, current), nil
+		}
+		if current != nil {
+			if err := e.Trash(ctx, t, r.Key, current.ETag); err != nil {
+				return nil, err
+			}
+		}
+		obj, err := e.put(ctx, t, r.Body, r.Key, r.Key, r.Source, precondition(current))
+		if store.IsPrecondition(err) && looks < maxLooks {
+			continue // another writer got there first: look again and decide again
+		}
+		if store.IsNotFound(err) {
+			return nil, sourceMissing(r.Key, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := e.committed(ctx, t, r.Journal, r.Key, r.Source, obj); err != nil {
+			return nil, err
+		}
+		return &wire.TransferResult{Outcome: wire.OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
+	}
+}
+
+// current is what the destination holds under the key, with a replica whose metadata
+// claims the source's SHA-256 read and hashed first when the request asks for it.
+func (e *Engine) current(ctx context.Context, t Target, r WriteRequest) (*store.Attributes, error) {
+	current, err := look(ctx, t.Store, r.Key)
+	if err != nil || current == nil || !r.VerifyContent || current.SHA256 != r.Source.SHA256 {
+		return current, err
+	}
+	same, err := contentIs(ctx, t.Store, r.Key, r.Source.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	if !same {
+		current.SHA256 = "" // its metadata lies about its bytes: rewrite it
+	}
+	return current, nil
+}
+
+// Stage puts the source version under stagingKey on the destination (atomic mode),
+// unless the final key already holds it or a later version: nothing becomes visible.
+// The result's Final is what the stage saw under the final key, the precondition its
+// commit writes with.
+func (e *Engine) Stage(ctx context.Context, t Target, r WriteRequest, stagingKey string) (*wire.TransferResult, error) {
+	current, err := e.current(ctx, t, r)
+	if err != nil {
+		return nil, err
+	}
+	if v := decide(t.Policy, current, r.Source); v != write {
+		if v == skip && r.RecordSkips {
+			if err := e.committed(ctx, t, r.Journal, r.Key, r.Source, &current.Object); err != nil {
+				return nil, err
+			}
+		}
+		return outcomeOf(v, current), nil
+	}
+	obj, err := e.put(ctx, t, r.Body, r.Key, stagingKey, r.Source, store.Precondition{})
+	if store.IsNotFound(err) {
+		return nil, sourceMissing(r.Key, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	final := &wire.FinalState{Exists: current != nil}
+	if current != nil {
+		final.ETag = current.ETag
+	}
+	return &wire.TransferResult{Outcome: wire.OutcomeStaged, Bytes: obj.Size, ETag: obj.ETag, Final: final}, nil
+}
+
+// Commit makes a staged version visible under its final key with a server-side copy
+// decided and guarded like a direct write. A retry after a lost answer finds the final
+// key holding the hash and reports it skipped.
+func (e *Engine) Commit(ctx context.Context, t Target, r WriteRequest, stagingKey string) (*wire.TransferResult, error) {
+	attrs := &store.Attributes{ContentType: r.Source.ContentType, SHA256: r.Source.SHA256, SourceVersion: r.Source.Version,
+		SourceSize: r.Source.Size, Metadata: r.Source.Metadata}
+	for looks := 1; ; looks++ {
+		var current *store.Attributes
+		if looks == 1 && r.Seen != nil {
+			// What the stage saw: a precondition failure below means another writer
+			// came in between, and the next look decides again.
+			if r.Seen.Exists {
+				current = &store.Attributes{Object: store.Object{ETag: r.Seen.ETag}}
+			}
+		} else {
+			var err error
+			if current, err = look(ctx, t.Store, r.Key); err != nil {
+				return nil, err
+			}
+		}
+		if current != nil && (looks > 1 || r.Seen == nil) {
+			if v := decide(t.Policy, current, r.Source); v == skip || v == superseded {
+				return outcomeOf(v, current), nil
+			}
+		}
+		if current != nil {
+			if err := e.Trash(ctx, t, r.Key, current.ETag); err != nil {
+				return nil, err
+			}
+		}
+		stop := func() {}
+		if r.KeepAlive != nil {
+			stop = r.KeepAlive()
+		}
+		obj, err := t.Store.Copy(ctx, r.Key, stagingKey, store.CopyOptions{Attributes: attrs, Precondition: precondition(current)})
+		stop()
+		if store.IsPrecondition(err) && looks < maxLooks {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := e.committed(ctx, t, r.Journal, r.Key, r.Source, obj); err != nil {
+			return nil, err
+		}
+		return &wire.TransferResult{Outcome: wire.OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
+	}
+}
+
+// contentIs reads an object and reports whether its bytes have the given SHA-256.
+func contentIs(ctx context.Context, s store.Store, key, sha string) (bool, error) {
+	r, err := s.Open(ctx, key, 0)
+	if err != nil {
+		return false, err
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return false, fmt.Errorf("verify %s: %w", key, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)) == sha, nil
+}
