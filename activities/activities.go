@@ -63,7 +63,7 @@ func OpenState(ctx context.Context, cfg *config.File, stores *backends.Cache) (*
 func (a *Activities) policy(name string) (*config.Policy, error) {
 	p, err := a.Config.Policy(name)
 	if err != nil {
-		return nil, temporal.NewNonRetryableApplicationError(err.Error()+": the worker's config differs from the starter's; deploy the same replicator.yaml", wire.ErrPermission, err)
+		return nil, temporal.NewNonRetryableApplicationError(err.Error()+": the worker's config differs from the starter's; deploy the same replicator.yaml", wire.ErrPermission, nil)
 	}
 	return p, nil
 }
@@ -76,7 +76,7 @@ func (a *Activities) source(ctx context.Context, p *config.Policy) (store.Store,
 func (a *Activities) destination(ctx context.Context, p *config.Policy, name string) (*config.Destination, replica.Target, error) {
 	d, err := p.Destination(name)
 	if err != nil {
-		return nil, replica.Target{}, temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrPermission, err)
+		return nil, replica.Target{}, temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrPermission, nil)
 	}
 	s, err := a.Stores.Get(ctx, backends.Spec{Name: d.Name, URL: d.URL, Options: store.Options{
 		Credentials: d.Credentials, StorageClass: d.StorageClass, SSE: d.SSE, SSEKMSKeyID: d.SSEKMSKeyID, Tuning: d.Tuning.Store(),
@@ -125,7 +125,8 @@ func asActivityError(err error) error {
 		return err
 	}
 	if typ := replica.FailureType(err); typ != "" {
-		return temporal.NewNonRetryableApplicationError(err.Error(), typ, err)
+		// No cause: Temporal would print it after the message, the same text again.
+		return temporal.NewNonRetryableApplicationError(err.Error(), typ, nil)
 	}
 	return err
 }

@@ -4,11 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/cloudrepl/replicator/internal/wire"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -75,17 +73,9 @@ func (k *keyRoute) failed() bool {
 // that need a ReplicateFile run of their own.
 func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) {
 	desc := r.in.Description
-	rp := desc.Retry
 	stageFutures := make([]workflow.Future, len(desc.Groups))
 	for gi, g := range desc.Groups {
-		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			TaskQueue:           g.TaskQueue,
-			StartToCloseTimeout: 2 * time.Hour,
-			HeartbeatTimeout:    rp.HeartbeatTimeout,
-			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: rp.MaxAttempts, MaximumInterval: rp.MaxInterval,
-				NonRetryableErrorTypes: wire.NonRetryable},
-			Summary: fmt.Sprintf("stage chunk %d/%d → %v", page+1, r.in.List.Pages, g.Destinations),
-		})
+		actx := chunkOptions(ctx, desc, g.TaskQueue, fmt.Sprintf("stage chunk %d/%d → %v", page+1, r.in.List.Pages, g.Destinations))
 		stageFutures[gi] = workflow.ExecuteActivity(actx, wire.StageChunkName, wire.ChunkInput{
 			Policy: r.in.Policy, List: r.in.List, Page: page, Destinations: g.Destinations, LargeThreshold: r.in.LargeThreshold,
 			RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent,
@@ -184,14 +174,7 @@ func (r *batchRun) commitChunks(ctx workflow.Context, page int, keys []*keyRoute
 		if len(ck) == 0 {
 			continue
 		}
-		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			TaskQueue:           g.TaskQueue,
-			StartToCloseTimeout: 2 * time.Hour,
-			HeartbeatTimeout:    r.in.Description.Retry.HeartbeatTimeout,
-			RetryPolicy: &temporal.RetryPolicy{MaximumInterval: r.in.Description.Retry.MaxInterval,
-				NonRetryableErrorTypes: wire.RollForwardNonRetryable},
-			Summary: fmt.Sprintf("commit %d keys of chunk %d/%d → %v", len(ck), page+1, r.in.List.Pages, g.Destinations),
-		})
+		actx := commitChunkOptions(ctx, r.in.Description, g.TaskQueue, fmt.Sprintf("commit %d keys of chunk %d/%d → %v", len(ck), page+1, r.in.List.Pages, g.Destinations))
 		ps = append(ps, pending{workflow.ExecuteActivity(actx, wire.CommitChunkName, wire.CommitChunkInput{Policy: r.in.Policy, Keys: ck}), ck})
 	}
 	var errs []error
@@ -255,13 +238,7 @@ func (r *batchRun) cleanupStages(ctx workflow.Context, keys []*keyRoute) error {
 	}
 	futures := make([]workflow.Future, len(targets))
 	for i, t := range targets {
-		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			TaskQueue:           t.queue,
-			StartToCloseTimeout: time.Hour,
-			RetryPolicy: &temporal.RetryPolicy{MaximumInterval: r.in.Description.Retry.MaxInterval,
-				NonRetryableErrorTypes: wire.RollForwardNonRetryable},
-			Summary: fmt.Sprintf("clean up %d stages on %s", len(t.stages), t.dest),
-		})
+		actx := stageCleanupOptions(ctx, r.in.Description, t.queue, fmt.Sprintf("clean up %d stages on %s", len(t.stages), t.dest))
 		futures[i] = workflow.ExecuteActivity(actx, wire.CleanupName, wire.CleanupInput{Policy: r.in.Policy, Destination: t.dest, Keys: t.stages})
 	}
 	var errs []error

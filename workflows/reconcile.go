@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cloudrepl/replicator/internal/wire"
 
@@ -47,12 +46,7 @@ func (r *reconcileRun) run(ctx workflow.Context) (*wire.ReconcileResult, error) 
 	res := r.in.Result
 	if r.in.Plan == nil {
 		r.phase = "plan"
-		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: 6 * time.Hour,
-			HeartbeatTimeout:    2 * time.Minute,
-			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
-			Summary:             "plan reconcile of " + r.in.Policy,
-		})
+		actx := planOptions(ctx, r.in.Policy)
 		planID := workflow.GetInfo(ctx).WorkflowExecution.RunID
 		var plan wire.PlanResult
 		err := workflow.ExecuteActivity(actx, wire.PlanReconcileName, wire.PlanInput{
@@ -102,22 +96,13 @@ func (r *reconcileRun) run(ctx workflow.Context) (*wire.ReconcileResult, error) 
 func (r *reconcileRun) deletes(ctx workflow.Context) (done bool, err error) {
 	r.phase = "delete"
 	plan := r.in.Plan
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Hour,
-		HeartbeatTimeout:    time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
-	})
 	launched := 0
 	var errs []error
 	for i, d := range plan.Destinations {
 		var futures []workflow.Future
 		for r.in.NextDelete[i] < d.Deletes.Pages && launched < deletePagesPerRun {
 			page := r.in.NextDelete[i]
-			dctx := workflow.WithActivityOptions(actx, workflow.ActivityOptions{
-				StartToCloseTimeout: time.Hour, HeartbeatTimeout: time.Minute,
-				RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
-				Summary:     fmt.Sprintf("delete page %d/%d on %s", page+1, d.Deletes.Pages, d.Destination),
-			})
+			dctx := deleteChunkOptions(ctx, fmt.Sprintf("delete page %d/%d on %s", page+1, d.Deletes.Pages, d.Destination))
 			futures = append(futures, workflow.ExecuteActivity(dctx, wire.DeleteChunkName, wire.DeleteChunkInput{
 				Policy: r.in.Policy, Destination: d.Destination, List: d.Deletes, Page: page}))
 			r.in.NextDelete[i]++
@@ -146,11 +131,7 @@ func (r *reconcileRun) deletes(ctx workflow.Context) (done bool, err error) {
 func (r *reconcileRun) finish(ctx workflow.Context, outcome wire.RunOutcome) (*wire.ReconcileResult, error) {
 	r.phase = "done"
 	r.in.Result.Outcome = outcome
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 10 * time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: wire.NonRetryable},
-		Summary:             "finish reconcile: " + string(outcome),
-	})
+	actx := finishOptions(ctx, outcome)
 	finish := wire.FinishReconcileInput{Policy: r.in.Policy, Outcome: outcome}
 	if !r.in.DryRun && r.in.Result.PlanID != "" {
 		finish.PlanID = r.in.Result.PlanID

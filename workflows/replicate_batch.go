@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/cloudrepl/replicator/internal/wire"
 
@@ -45,11 +44,7 @@ func (r *batchRun) setup(ctx workflow.Context) error {
 	if err != nil || r.in.Description != nil {
 		return err
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: wire.NonRetryable},
-		Summary:             "describe policy " + r.in.Policy,
-	})
+	actx := describeOptions(ctx, r.in.Policy)
 	return workflow.ExecuteActivity(actx, wire.DescribePolicyName, wire.DescribePolicyInput{Policy: r.in.Policy}).Get(ctx, &r.in.Description)
 }
 
@@ -127,14 +122,7 @@ func (r *batchRun) chunks(ctx workflow.Context, stop int) error {
 			for inFlight >= r.in.Concurrency {
 				sel.Select(ctx)
 			}
-			actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-				TaskQueue:           g.TaskQueue,
-				StartToCloseTimeout: 2 * time.Hour,
-				HeartbeatTimeout:    desc.Retry.HeartbeatTimeout,
-				RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: desc.Retry.MaxAttempts, MaximumInterval: desc.Retry.MaxInterval,
-					NonRetryableErrorTypes: wire.NonRetryable},
-				Summary: fmt.Sprintf("chunk %d/%d → %v", page+1, r.in.List.Pages, g.Destinations),
-			})
+			actx := chunkOptions(ctx, desc, g.TaskQueue, fmt.Sprintf("chunk %d/%d → %v", page+1, r.in.List.Pages, g.Destinations))
 			f := workflow.ExecuteActivity(actx, wire.ReplicateChunkName, wire.ChunkInput{
 				Policy: r.in.Policy, List: r.in.List, Page: page, Destinations: g.Destinations, LargeThreshold: r.in.LargeThreshold, RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent,
 			})
@@ -157,11 +145,7 @@ func (r *batchRun) chunks(ctx workflow.Context, stop int) error {
 // perFile runs a ReplicateFile child for every key of pages [NextPage, stop): how
 // atomic batches ran before atomicChunksVersion, kept for the runs that started so.
 func (r *batchRun) perFile(ctx workflow.Context, stop int) error {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: wire.NonRetryable},
-		Summary:             "read keys",
-	})
+	actx := readKeysOptions(ctx)
 	for page := r.in.NextPage; page < stop; page++ {
 		var keys []string
 		if err := workflow.ExecuteActivity(actx, wire.ReadKeyPageName, wire.ReadKeyPageInput{List: r.in.List, Page: page}).Get(ctx, &keys); err != nil {

@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cloudrepl/replicator/internal/wire"
 
@@ -103,12 +102,7 @@ func (r *fileRun) finish(ctx workflow.Context, outcome wire.RunOutcome) {
 // changed under the copy.
 func (r *fileRun) pass(ctx workflow.Context) (changed bool, err error) {
 	var prep wire.PrepareResult
-	pctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Hour,
-		HeartbeatTimeout:    time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
-		Summary:             "prepare " + r.in.Key,
-	})
+	pctx := prepareOptions(ctx, r.in.Key)
 	if err := workflow.ExecuteActivity(pctx, wire.PrepareName, wire.PrepareInput{Policy: r.in.Policy, Key: r.in.Key}).Get(ctx, &prep); err != nil {
 		if ErrorClass(err) == wire.ErrSourceChanged {
 			return true, nil
@@ -128,35 +122,6 @@ func (r *fileRun) pass(ctx workflow.Context) (changed bool, err error) {
 	default:
 		return r.eventual(ctx, &prep)
 	}
-}
-
-// transferOptions are the options of one destination's activities.
-func transferOptions(ctx workflow.Context, prep *wire.PrepareResult, route wire.Route, summary string, unlimited bool) workflow.Context {
-	rs := prep.Retry
-	rp := &temporal.RetryPolicy{
-		InitialInterval:        time.Second,
-		BackoffCoefficient:     2,
-		MaximumInterval:        rs.MaxInterval,
-		MaximumAttempts:        rs.MaxAttempts,
-		NonRetryableErrorTypes: wire.NonRetryable,
-	}
-	opts := workflow.ActivityOptions{
-		TaskQueue: route.TaskQueue,
-		// Room for a slow link: an hour plus one second per MiB.
-		StartToCloseTimeout: time.Hour + time.Duration(prep.Source.Size>>20)*time.Second,
-		HeartbeatTimeout:    rs.HeartbeatTimeout,
-		RetryPolicy:         rp,
-		Summary:             summary,
-	}
-	if unlimited {
-		// Commit and cleanup roll forward: retried until done, except what no
-		// retry can fix.
-		rp.MaximumAttempts = 0
-		rp.NonRetryableErrorTypes = wire.RollForwardNonRetryable
-	} else if rs.Expiration > 0 {
-		opts.ScheduleToCloseTimeout = rs.Expiration
-	}
-	return workflow.WithActivityOptions(ctx, opts)
 }
 
 func (r *fileRun) transferInput(prep *wire.PrepareResult, dest, staging string) wire.TransferInput {
@@ -347,11 +312,7 @@ func (r *fileRun) recordDeadLetters(ctx workflow.Context, prep *wire.PrepareResu
 	if len(failed) == 0 {
 		return
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: time.Minute},
-		Summary:             "record dead letters of " + r.in.Key,
-	})
+	actx := deadLetterOptions(ctx, r.in.Key)
 	var futures []workflow.Future
 	for _, i := range failed {
 		d := r.result.Destinations[i]
@@ -387,12 +348,16 @@ func summarize(outs []wire.DestinationOutcome) wire.RunOutcome {
 	return wire.RunOK
 }
 
-// rootMessage is the innermost message of an activity error: what the operator needs,
-// without the wrapping layers.
+// rootMessage is the message of an activity error once: what the operator needs,
+// without Temporal's wrapping layers, which repeat it.
 func rootMessage(err error) string {
 	var ae *temporal.ApplicationError
 	if errors.As(err, &ae) {
-		return ae.Error()
+		return ae.Message()
+	}
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		return "timed out (" + te.TimeoutType().String() + "): the worker died or the destination stalled; it is retried by the next reconcile"
 	}
 	for {
 		u := errors.Unwrap(err)

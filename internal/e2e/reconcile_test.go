@@ -144,12 +144,13 @@ func TestReconcileRepairsDrift(t *testing.T) {
 			day := time.Now().UTC().Format("2006-01-02")
 			for _, d := range []string{"s3", "gcs", "azure"} {
 				trash := w.destination(d)
-				if got := readSHA(t, trash, ".replicator/trash/"+day+"/b/modified.txt"); got != sha([]byte("first version")) {
-					t.Errorf("%s: overwritten version not in the trash", d)
+				// Each trashed version is the key plus the time it was replaced.
+				modified := trashed(t, trash, ".replicator/trash/"+day+"/b/modified.txt~")
+				if len(modified) != 1 || readSHA(t, trash, modified[0]) != sha([]byte("first version")) {
+					t.Errorf("%s: overwritten version not in the trash: %q", d, modified)
 				}
-				_, err := trash.Stat(context.Background(), ".replicator/trash/"+day+"/c/deleted.txt")
-				if mode == "mirror" && err != nil {
-					t.Errorf("%s: deleted file not in the trash: %v", d, err)
+				if deleted := trashed(t, trash, ".replicator/trash/"+day+"/c/deleted.txt~"); mode == "mirror" && len(deleted) != 1 {
+					t.Errorf("%s: deleted file not in the trash: %q", d, deleted)
 				}
 			}
 			// Nothing left to do: the next reconcile changes nothing.
@@ -384,4 +385,17 @@ func TestVerifyFindsDifferencesAndChecksumReconcileRepairs(t *testing.T) {
 	if v, code := verify(); code != 0 || len(v.Differences) != 0 {
 		t.Fatalf("verify after the repair: exit %d %+v", code, v)
 	}
+}
+
+// trashed lists the trash entries under prefix.
+func trashed(t *testing.T, s store.Store, prefix string) []string {
+	t.Helper()
+	var keys []string
+	for o, err := range s.List(context.Background(), store.ListOptions{Prefix: prefix, IncludeInternal: true}) {
+		if err != nil {
+			t.Fatalf("list %s: %v", prefix, err)
+		}
+		keys = append(keys, o.Key)
+	}
+	return keys
 }

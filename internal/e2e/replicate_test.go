@@ -268,31 +268,33 @@ func TestConcurrentTriggersWriteOnce(t *testing.T) {
 	}
 }
 
-func TestOlderVersionNeverReplacesNewer(t *testing.T) {
+// A file restored from backup (cp -p, rsync -t, a snapshot restore) has older
+// content and an older mtime, but a new change time: it is a different state of the
+// source, and it must reach every cloud (DESIGN section 4, the version guard orders by
+// the change time, never the mtime alone).
+func TestRestoredOlderFileReplicates(t *testing.T) {
 	w := newWorld(t, worldOptions{})
 	w.startWorker()
 	key := "prices.csv"
-	newer := w.writeFile(key, []byte("version 2: newer\n"))
+	w.writeFile(key, []byte("version 2: newer\n"))
 	now := time.Now()
 	must(t, os.Chtimes(filepath.Join(w.src, key), now, now))
 	if res, code := w.replicateWait(key); code != 0 || res[0].Outcome != "ok" {
 		t.Fatalf("newer: exit %d %+v", code, res)
 	}
-	// An older version of the file (restored from a backup, or a delayed trigger of a
-	// stale copy) arrives after the newer one.
-	w.writeFile(key, []byte("version 1: older\n"))
-	old := now.Add(-time.Hour)
+	restored := w.writeFile(key, []byte("version 1: restored from last year's backup\n"))
+	old := now.Add(-365 * 24 * time.Hour)
 	must(t, os.Chtimes(filepath.Join(w.src, key), old, old))
 	res, code := w.replicateWait(key)
 	if code != 0 {
-		t.Fatalf("older: exit %d %+v", code, res)
+		t.Fatalf("restored: exit %d %+v", code, res)
 	}
 	for _, d := range []string{"s3", "gcs", "azure"} {
-		if res[0].outcome(d) != "superseded" {
-			t.Errorf("%s outcome %q, want superseded", d, res[0].outcome(d))
+		if res[0].outcome(d) != "copied" {
+			t.Errorf("%s outcome %q, want copied", d, res[0].outcome(d))
 		}
-		if got := readSHA(t, w.destination(d), key); got != newer {
-			t.Errorf("%s now holds the older version", d)
+		if got := readSHA(t, w.destination(d), key); got != restored {
+			t.Errorf("%s does not hold the restored version", d)
 		}
 	}
 }
@@ -302,6 +304,7 @@ func TestMissingSourceInMirrorModeDeletes(t *testing.T) {
 	w.startWorker()
 	key := "gone/soon.txt"
 	w.writeFile(key, []byte("short-lived"))
+	w.writeFile("stays.txt", []byte("keeps the source present")) // an empty source deletes nothing
 	if _, code := w.replicateWait(key); code != 0 {
 		t.Fatal("first replication failed")
 	}

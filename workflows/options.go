@@ -1,0 +1,153 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/cloudrepl/replicator/internal/wire"
+)
+
+// The activity option sets of every workflow, named by what they schedule. Two
+// non-retryable lists exist (package wire): wire.NonRetryable for work that reads the
+// source or writes new bytes, where a changed or missing source is decided again by
+// the workflow rather than retried; wire.RollForwardNonRetryable for commits and
+// cleanups, which are retried until done unless an operator must act, because
+// stopping half-way would break the all-or-nothing promise. Retries are always
+// bounded in time or attempts except for those roll-forward steps (DESIGN section 7).
+
+// prepareOptions: Prepare reads and hashes a source once; an hour bounds the read.
+func prepareOptions(ctx workflow.Context, key string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Hour,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
+		Summary:             "prepare " + key,
+	})
+}
+
+// transferOptions are the options of one destination's activities in ReplicateFile:
+// bounded by the policy's retry settings, or (rollForward: commit and cleanup)
+// retried until done except what no retry can fix.
+func transferOptions(ctx workflow.Context, prep *wire.PrepareResult, route wire.Route, summary string, rollForward bool) workflow.Context {
+	rs := prep.Retry
+	rp := &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        rs.MaxInterval,
+		MaximumAttempts:        rs.MaxAttempts,
+		NonRetryableErrorTypes: wire.NonRetryable,
+	}
+	opts := workflow.ActivityOptions{
+		TaskQueue: route.TaskQueue,
+		// Room for a slow link: an hour plus one second per MiB.
+		StartToCloseTimeout: time.Hour + time.Duration(prep.Source.Size>>20)*time.Second,
+		HeartbeatTimeout:    rs.HeartbeatTimeout,
+		RetryPolicy:         rp,
+		Summary:             summary,
+	}
+	if rollForward {
+		rp.MaximumAttempts = 0
+		rp.NonRetryableErrorTypes = wire.RollForwardNonRetryable
+	} else if rs.Expiration > 0 {
+		opts.ScheduleToCloseTimeout = rs.Expiration
+	}
+	return workflow.WithActivityOptions(ctx, opts)
+}
+
+// deadLetterOptions: a dead letter is retried until written (its activity has no
+// permanent failure), each attempt within a minute.
+func deadLetterOptions(ctx workflow.Context, key string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: time.Minute},
+		Summary:             "record dead letters of " + key,
+	})
+}
+
+// describeOptions: DescribePolicy only reads the worker's config.
+func describeOptions(ctx workflow.Context, policy string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: wire.NonRetryable},
+		Summary:             "describe policy " + policy,
+	})
+}
+
+// readKeysOptions: ReadKeyPage reads one page of a key list from the state location.
+func readKeysOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: wire.NonRetryable},
+		Summary:             "read keys",
+	})
+}
+
+// chunkOptions: ReplicateChunk and StageChunk move a page of keys on one queue group,
+// within the policy's retry settings; one bad key is a dead letter inside the chunk,
+// so a failed chunk is a failure of the whole page.
+func chunkOptions(ctx workflow.Context, desc *wire.PolicyDescription, queue, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           queue,
+		StartToCloseTimeout: 2 * time.Hour,
+		HeartbeatTimeout:    desc.Retry.HeartbeatTimeout,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: desc.Retry.MaxAttempts, MaximumInterval: desc.Retry.MaxInterval,
+			NonRetryableErrorTypes: wire.NonRetryable},
+		Summary: summary,
+	})
+}
+
+// commitChunkOptions: CommitChunk rolls forward until done.
+func commitChunkOptions(ctx workflow.Context, desc *wire.PolicyDescription, queue, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           queue,
+		StartToCloseTimeout: 2 * time.Hour,
+		HeartbeatTimeout:    desc.Retry.HeartbeatTimeout,
+		RetryPolicy: &temporal.RetryPolicy{MaximumInterval: desc.Retry.MaxInterval,
+			NonRetryableErrorTypes: wire.RollForwardNonRetryable},
+		Summary: summary,
+	})
+}
+
+// stageCleanupOptions: a batch's Cleanup of stages rolls forward until done.
+func stageCleanupOptions(ctx workflow.Context, desc *wire.PolicyDescription, queue, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           queue,
+		StartToCloseTimeout: time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{MaximumInterval: desc.Retry.MaxInterval,
+			NonRetryableErrorTypes: wire.RollForwardNonRetryable},
+		Summary: summary,
+	})
+}
+
+// planOptions: PlanReconcile lists every location of a policy, hours for millions of
+// keys, heartbeating as it goes.
+func planOptions(ctx workflow.Context, policy string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 6 * time.Hour,
+		HeartbeatTimeout:    2 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
+		Summary:             "plan reconcile of " + policy,
+	})
+}
+
+// deleteChunkOptions: DeleteChunk deletes one page of a reconcile's delete list.
+func deleteChunkOptions(ctx workflow.Context, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Hour,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
+		Summary:             summary,
+	})
+}
+
+// finishOptions: FinishReconcile records the outcome, removes the plan and purges
+// expired trash.
+func finishOptions(ctx workflow.Context, outcome wire.RunOutcome) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: wire.NonRetryable},
+		Summary:             "finish reconcile: " + string(outcome),
+	})
+}
