@@ -176,7 +176,7 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 	if res.Plan, err = a.storePlan(ctx, st, p.Name, in.PlanID, planFile); err != nil {
 		return nil, asActivityError(err)
 	}
-	res.Stopped, res.Reason = safetyStop(p, res)
+	res.Stopped, res.Reason = replica.PlanSafety(p, res)
 	if res.Stopped && in.OverrideSafety {
 		res.Stopped, res.Reason = false, "safety overridden by the operator: "+res.Reason
 	}
@@ -196,23 +196,6 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 		}
 	}
 	return res, nil
-}
-
-// safetyStop applies the policy's delete limits and the empty-source guard.
-func safetyStop(p *config.Policy, res *wire.PlanResult) (bool, string) {
-	for _, d := range res.Destinations {
-		if res.SourceKeys == 0 && d.Objects > 0 && p.Mode == config.ModeMirror {
-			return true, fmt.Sprintf("the source is empty but %s holds %d objects: an unmounted or emptied source must not wipe the destinations (re-run with the safety override if this is intended)", d.Destination, d.Objects)
-		}
-		if p.Safety.MaxDelete > 0 && d.Delete > p.Safety.MaxDelete {
-			return true, fmt.Sprintf("%d deletes planned on %s, over safety.max_delete %d: nothing was deleted (check the source, or re-run with the safety override)", d.Delete, d.Destination, p.Safety.MaxDelete)
-		}
-		if p.Safety.MaxDeletePercent > 0 && d.Objects > 0 && float64(d.Delete)*100/float64(d.Objects) > p.Safety.MaxDeletePercent {
-			return true, fmt.Sprintf("%d deletes planned on %s, %.1f%% of its %d objects, over safety.max_delete_percent %g: nothing was deleted (check the source, or re-run with the safety override)",
-				d.Delete, d.Destination, float64(d.Delete)*100/float64(d.Objects), d.Objects, p.Safety.MaxDeletePercent)
-		}
-	}
-	return false, ""
 }
 
 func (a *Activities) storePlan(ctx context.Context, st *state.State, policy, id string, f *os.File) (string, error) {
