@@ -23,6 +23,7 @@ type env struct {
 	cfg    *config.File
 	policy *config.Policy
 	out    io.Writer
+	errOut io.Writer
 }
 
 // load reads and validates the config: any problem is a usage error (exit 2).
@@ -31,7 +32,7 @@ func (g *globals) load() (*env, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	return &env{g: g, cfg: cfg, out: os.Stdout}, nil
+	return &env{g: g, cfg: cfg, out: os.Stdout, errOut: os.Stderr}, nil
 }
 
 // loadPolicy loads the config and resolves --policy.
