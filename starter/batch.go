@@ -29,19 +29,16 @@ func batchCmd(g *globals) *cobra.Command {
 	var wait bool
 	var id string
 	var concurrency, pagesPerRun int
-	cmd := &cobra.Command{
+	cmd := needs(&cobra.Command{
 		Use:   "batch [FILE|-]",
 		Short: "Replicate a list of keys (one per line, from FILE or stdin) as one ReplicateBatch workflow",
 		Long: "Replicate a list of keys, one per line, from FILE or stdin (-), as one ReplicateBatch workflow.\n" +
 			"A line that is not a valid key is reported on stderr with its number and reason (and under\n" +
 			"\"rejected\" with --json) and skipped; the other keys run, and the command then exits 1.",
-		Args: cobra.MaximumNArgs(1),
+		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.loadPolicy()
-			if err != nil {
-				return err
-			}
-			in := io.Reader(os.Stdin)
+			e := g.env
+			in := g.stdin
 			if len(args) == 1 && args[0] != "-" {
 				f, err := os.Open(args[0])
 				if err != nil {
@@ -90,11 +87,10 @@ func batchCmd(g *globals) *cobra.Command {
 				}
 				return usagef("the key list is empty: give one key per line, from a file or - for stdin")
 			}
-			c, err := e.dial()
+			c, err := e.client()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 				ID:                    workflows.BatchWorkflowID(e.policy.Name, id),
 				TaskQueue:             activities.DefaultTaskQueue,
@@ -121,7 +117,7 @@ func batchCmd(g *globals) *cobra.Command {
 			}
 			return nil
 		},
-	}
+	}, needsPolicy)
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the summary, showing progress; exit 1 if any key failed")
 	cmd.Flags().StringVar(&id, "id", "", "batch ID (default: time and random)")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 0, "chunk activities in flight (default 4)")
