@@ -39,6 +39,9 @@ stack-down:
 stack-health:
 	bash deploy/local/health.sh
 
+## lint: gofmt, go vet, and shellcheck on every deploy/**/*.sh (fails when shellcheck is missing).
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
 	go vet -tags integration ./...
+	@command -v shellcheck >/dev/null || { echo "lint: shellcheck is not installed, so the scripts under deploy/ cannot be checked: apt-get install shellcheck (Debian, Ubuntu) or brew install shellcheck" >&2; exit 1; }
+	find deploy -name '*.sh' -exec shellcheck -x -P SCRIPTDIR {} +

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -29,16 +30,16 @@ func batchCmd(g *globals) *cobra.Command {
 	var wait bool
 	var id string
 	var concurrency, pagesPerRun int
-	cmd := &cobra.Command{
+	cmd := needs(&cobra.Command{
 		Use:   "batch [FILE|-]",
 		Short: "Replicate a list of keys (one per line, from FILE or stdin) as one ReplicateBatch workflow",
-		Args:  cobra.MaximumNArgs(1),
+		Long: "Replicate a list of keys, one per line, from FILE or stdin (-), as one ReplicateBatch workflow.\n" +
+			"A line that is not a valid key is reported on stderr with its number and reason (and under\n" +
+			"\"rejected\" with --json) and skipped; the other keys run, and the command then exits 1.",
+		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.loadPolicy()
-			if err != nil {
-				return err
-			}
-			in := io.Reader(os.Stdin)
+			e := g.env
+			in := g.stdin
 			if len(args) == 1 && args[0] != "-" {
 				f, err := os.Open(args[0])
 				if err != nil {
@@ -58,22 +59,39 @@ func batchCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer closeState()
-			var badKey error
-			list, err := st.WriteKeyList(ctx, e.policy.Name, id, keyLines(in, &badKey), batchPageSize)
-			if badKey != nil {
-				return usageError{badKey}
+			var rejected []rejectedLine
+			var readErr error
+			list, err := st.WriteKeyList(ctx, e.policy.Name, id, keyLines(in, &rejected, &readErr), batchPageSize)
+			if readErr != nil {
+				return fmt.Errorf("read the key list: %w (nothing was started)", readErr)
 			}
 			if err != nil {
 				return fmt.Errorf("store the key list: %w", err)
 			}
-			if list.Count == 0 {
-				return usagef("the key list is empty")
+			// Each refused line is reported as it is, and the others still run: one
+			// bad name in a list of thousands must not hold the rest back.
+			for _, r := range rejected {
+				fmt.Fprintf(e.errOut, "starter: key list line %d refused: %s\n", r.Line, r.Reason)
 			}
-			c, err := e.dial()
+			if rejected == nil {
+				rejected = []rejectedLine{}
+			}
+			if list.Count == 0 {
+				if len(rejected) > 0 {
+					if e.g.json {
+						if err := e.printJSON(map[string]any{"keys": 0, "rejected": rejected}); err != nil {
+							return err
+						}
+					}
+					fmt.Fprintf(e.errOut, "starter: every line of the key list was refused (%d); nothing was started\n", len(rejected))
+					return errFailed
+				}
+				return usagef("the key list is empty: give one key per line, from a file or - for stdin")
+			}
+			c, err := e.client()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 				ID:                    wire.BatchWorkflowID(e.policy.Name, id),
 				TaskQueue:             wire.DefaultTaskQueue,
@@ -85,14 +103,22 @@ func batchCmd(g *globals) *cobra.Command {
 			}
 			if !wait {
 				if e.g.json {
-					return e.printJSON(map[string]any{"workflow_id": run.GetID(), "run_id": run.GetRunID(), "keys": list.Count})
+					if err := e.printJSON(map[string]any{"workflow_id": run.GetID(), "run_id": run.GetRunID(), "keys": list.Count, "rejected": rejected}); err != nil {
+						return err
+					}
+				} else {
+					fmt.Fprintf(e.out, "started %s with %d keys\n", run.GetID(), list.Count)
 				}
-				fmt.Fprintf(e.out, "started %s with %d keys\n", run.GetID(), list.Count)
-				return nil
+			} else if err := e.waitBatch(ctx, c, run, rejected); err != nil {
+				return err
 			}
-			return e.waitBatch(ctx, c, run)
+			if len(rejected) > 0 {
+				fmt.Fprintf(e.errOut, "starter: %d line(s) of the key list were refused (listed above); the other %d keys were started\n", len(rejected), list.Count)
+				return errFailed
+			}
+			return nil
 		},
-	}
+	}, needsPolicy)
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the summary, showing progress; exit 1 if any key failed")
 	cmd.Flags().StringVar(&id, "id", "", "batch ID (default: time and random)")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 0, "chunk activities in flight (default 4)")
@@ -100,34 +126,63 @@ func batchCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// keyLines yields the non-empty lines of r; an invalid key stops it and is reported
-// through bad.
-func keyLines(r io.Reader, bad *error) iter.Seq[string] {
+// rejectedLine is a line of a batch's key list that is not a valid key.
+type rejectedLine struct {
+	// Line number, from 1.
+	Line int `json:"line"`
+	// Key as read (cut short when the line is too long to be a key).
+	Key string `json:"key"`
+	// Reason it was refused.
+	Reason string `json:"reason"`
+}
+
+// keyLines yields the keys of r, one per line ("\r\n" endings accepted, empty lines
+// skipped). A line that is not a valid key is appended to rejected and skipped; a
+// read failure stops the sequence and is stored in readErr.
+func keyLines(r io.Reader, rejected *[]rejectedLine, readErr *error) iter.Seq[string] {
 	return func(yield func(string) bool) {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), store.MaxKeyBytes*4)
-		line := 0
-		for sc.Scan() {
-			line++
-			k := strings.TrimRight(sc.Text(), "\r")
-			if k == "" {
+		// The buffer holds the longest valid key and its line ending; ReadSlice
+		// reports a longer line as ErrBufferFull, so it is refused without ever
+		// being held whole.
+		br := bufio.NewReaderSize(r, store.MaxKeyBytes+2)
+		for line := 1; ; line++ {
+			b, err := br.ReadSlice('\n')
+			if errors.Is(err, bufio.ErrBufferFull) {
+				head := string(b[:64])
+				for errors.Is(err, bufio.ErrBufferFull) {
+					_, err = br.ReadSlice('\n')
+				}
+				*rejected = append(*rejected, rejectedLine{Line: line, Key: head + "…",
+					Reason: fmt.Sprintf("the line is longer than %d bytes, the longest key S3, GCS and Azure accept", store.MaxKeyBytes)})
+				if err != nil && !errors.Is(err, io.EOF) {
+					*readErr = err
+					return
+				}
+				if err != nil {
+					return
+				}
 				continue
 			}
-			if err := store.ValidateKey(k, 0); err != nil {
-				*bad = fmt.Errorf("line %d: %w", line, err)
+			if err != nil && !errors.Is(err, io.EOF) {
+				*readErr = err
 				return
 			}
-			if !yield(k) {
+			k := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+			if k != "" {
+				if verr := store.ValidateKey(k, 0); verr != nil {
+					*rejected = append(*rejected, rejectedLine{Line: line, Key: k, Reason: verr.Error()})
+				} else if !yield(k) {
+					return
+				}
+			}
+			if err != nil { // io.EOF after the last line
 				return
 			}
-		}
-		if err := sc.Err(); err != nil {
-			*bad = fmt.Errorf("read key list: %w", err)
 		}
 	}
 }
 
-func (e *env) waitBatch(ctx context.Context, c client.Client, run client.WorkflowRun) error {
+func (e *env) waitBatch(ctx context.Context, c client.Client, run client.WorkflowRun, rejected []rejectedLine) error {
 	done := make(chan error, 1)
 	var sum wire.BatchSummary
 	go func() { done <- c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, &sum) }()
@@ -142,7 +197,7 @@ func (e *env) waitBatch(ctx context.Context, c client.Client, run client.Workflo
 			if err != nil {
 				return fmt.Errorf("batch %s: %w", run.GetID(), err)
 			}
-			return e.printBatch(run.GetID(), &sum)
+			return e.printBatch(run.GetID(), &sum, rejected)
 		case <-ticker.C:
 			if e.g.json || !stderrIsTerminal() {
 				continue
@@ -162,10 +217,10 @@ func (e *env) waitBatch(ctx context.Context, c client.Client, run client.Workflo
 	}
 }
 
-func (e *env) printBatch(id string, s *wire.BatchSummary) error {
+func (e *env) printBatch(id string, s *wire.BatchSummary, rejected []rejectedLine) error {
 	t := s.Totals()
 	if e.g.json {
-		if err := e.printJSON(map[string]any{"workflow_id": id, "summary": s}); err != nil {
+		if err := e.printJSON(map[string]any{"workflow_id": id, "summary": s, "rejected": rejected}); err != nil {
 			return err
 		}
 	} else {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 
 	"go.temporal.io/sdk/client"
@@ -14,7 +13,6 @@ import (
 	"github.com/cloudrepl/replicator/internal/config"
 	"github.com/cloudrepl/replicator/internal/state"
 	"github.com/cloudrepl/replicator/internal/store"
-	"github.com/cloudrepl/replicator/internal/temporalclient"
 )
 
 // env is what a command works with once the config is loaded.
@@ -23,6 +21,7 @@ type env struct {
 	cfg    *config.File
 	policy *config.Policy
 	out    io.Writer
+	errOut io.Writer
 }
 
 // load reads and validates the config: any problem is a usage error (exit 2).
@@ -31,7 +30,7 @@ func (g *globals) load() (*env, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	return &env{g: g, cfg: cfg, out: os.Stdout}, nil
+	return &env{g: g, cfg: cfg, out: g.stdout, errOut: g.stderr}, nil
 }
 
 // loadPolicy loads the config and resolves --policy.
@@ -53,7 +52,19 @@ func (g *globals) loadPolicy() (*env, error) {
 	return e, nil
 }
 
-func (e *env) dial() (client.Client, error) { return temporalclient.Dial(nil) }
+// client returns the Temporal connection, dialling it on first use: commands that
+// end before they need it (a usage error, nothing to retry) never connect. execute
+// closes it.
+func (e *env) client() (client.Client, error) {
+	if e.g.client == nil {
+		c, err := e.g.dialer()
+		if err != nil {
+			return nil, err // temporalclient.Dial names the address and how to fix it
+		}
+		e.g.client = c
+	}
+	return e.g.client, nil
+}
 
 func (e *env) state(ctx context.Context) (*state.State, func(), error) {
 	s, err := backends.Open(ctx, store.Options{Name: "state", Credentials: e.cfg.StateCredentials}, e.cfg.State)

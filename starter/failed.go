@@ -13,13 +13,11 @@ import (
 
 func failedCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "failed", Short: "List and retry dead letters (replications that failed permanently)"}
+	groupCommand(cmd)
 	var destination, key string
 	var wait bool
 	collect := func(cmd *cobra.Command) (*env, []state.DeadLetter, error) {
-		e, err := g.loadPolicy()
-		if err != nil {
-			return nil, nil, err
-		}
+		e := g.env
 		st, closeState, err := e.state(cmd.Context())
 		if err != nil {
 			return nil, nil, err
@@ -36,10 +34,10 @@ func failedCmd(g *globals) *cobra.Command {
 		}
 		return e, out, nil
 	}
-	list := &cobra.Command{
+	list := needs(&cobra.Command{
 		Use:   "list",
 		Short: "List dead letters of --policy",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e, dls, err := collect(cmd)
 			if err != nil {
@@ -59,11 +57,11 @@ func failedCmd(g *globals) *cobra.Command {
 			}
 			return t.Flush()
 		},
-	}
-	retry := &cobra.Command{
+	}, needsPolicy)
+	retry := needs(&cobra.Command{
 		Use:   "retry",
 		Short: "Re-run the replications of dead letters of --policy (a success clears them)",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e, dls, err := collect(cmd)
 			if err != nil {
@@ -79,11 +77,10 @@ func failedCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(e.out, "no dead letters to retry")
 				return nil
 			}
-			c, err := e.dial()
+			c, err := e.client()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
 			runs := make([]client.WorkflowRun, len(keys))
 			for i, k := range keys {
 				if runs[i], err = triggerFile(cmd.Context(), c, e.policy.Name, k); err != nil {
@@ -96,7 +93,7 @@ func failedCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(e.out, "retrying %d keys\n", len(keys))
 			return nil
 		},
-	}
+	}, needsPolicy)
 	for _, c := range []*cobra.Command{list, retry} {
 		c.Flags().StringVar(&destination, "destination", "", "only this destination")
 		c.Flags().StringVar(&key, "key", "", "only this key")

@@ -13,16 +13,14 @@ import (
 
 func policyCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "policy", Short: "Inspect policies"}
+	groupCommand(cmd)
 	var check bool
-	validate := &cobra.Command{
+	validate := needs(&cobra.Command{
 		Use:   "validate",
 		Short: "Validate the config, reporting every problem; --check also connects to every location",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := g.load()
-			if err != nil {
-				return err
-			}
+			e := g.env
 			type result struct {
 				Policy   string `json:"policy"`
 				Location string `json:"location"`
@@ -81,7 +79,7 @@ func policyCmd(g *globals) *cobra.Command {
 			}
 			return nil
 		},
-	}
+	}, needsConfig)
 	validate.Flags().BoolVar(&check, "check", false, "connect to the state, source and destinations and check they exist and are reachable")
 	cmd.AddCommand(validate)
 	return cmd

@@ -22,24 +22,20 @@ func reconcileCmd(g *globals) *cobra.Command {
 	var in wire.ReconcileInput
 	var wait bool
 	var limit int
-	cmd := &cobra.Command{
+	cmd := needs(&cobra.Command{
 		Use:   "reconcile",
 		Short: "Reconcile --policy now: diff the source with every destination and repair drift",
 		Long: "Reconcile --policy now. --dry-run prints the plan (copy, update, delete, adopt per destination) and changes nothing.\n" +
 			"Deletes obey the policy's safety limits; a plan over them, or an empty or unreadable source, stops with outcome\n" +
 			"'stopped' and deletes nothing unless --override-safety is given.",
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := g.loadPolicy()
-			if err != nil {
-				return err
-			}
+			e := g.env
 			in.Policy = e.policy.Name
-			c, err := e.dial()
+			c, err := e.client()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
 			ctx := cmd.Context()
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 				ID:                    wire.ReconcileWorkflowID(e.policy.Name, time.Now()),
@@ -65,7 +61,7 @@ func reconcileCmd(g *globals) *cobra.Command {
 			}
 			return e.printReconcile(ctx, run.GetID(), &res, limit)
 		},
-	}
+	}, needsPolicy)
 	cmd.Flags().BoolVar(&in.DryRun, "dry-run", false, "plan only: print what would change, change nothing")
 	cmd.Flags().BoolVar(&in.OverrideSafety, "override-safety", false, "run a plan the delete limits or the empty-source guard stopped")
 	cmd.Flags().BoolVar(&in.Checksum, "checksum", false, "compare the SHA-256 of every object instead of trusting versions and ETags")

@@ -21,25 +21,16 @@ import (
 
 func replicateCmd(g *globals) *cobra.Command {
 	var wait bool
-	cmd := &cobra.Command{
+	cmd := needs(&cobra.Command{
 		Use:   "replicate KEY...",
 		Short: "Replicate keys now: one ReplicateFile workflow per key (triggers for a running key join it)",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  keyArgs,
 		RunE: func(cmd *cobra.Command, keys []string) error {
-			e, err := g.loadPolicy()
+			e := g.env
+			c, err := e.client()
 			if err != nil {
 				return err
 			}
-			for _, k := range keys {
-				if err := store.ValidateKey(k, 0); err != nil {
-					return usageError{err}
-				}
-			}
-			c, err := e.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			ctx := cmd.Context()
 			runs := make([]client.WorkflowRun, len(keys))
 			for i, key := range keys {
@@ -62,9 +53,23 @@ func replicateCmd(g *globals) *cobra.Command {
 			}
 			return e.waitFiles(ctx, c, runs)
 		},
-	}
+	}, needsPolicy)
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the result, showing progress; exit 1 unless every destination succeeded")
 	return cmd
+}
+
+// keyArgs requires one key or more, each valid on every backend, before anything is
+// loaded or started.
+func keyArgs(cmd *cobra.Command, keys []string) error {
+	if err := usageArgs(cobra.MinimumNArgs(1))(cmd, keys); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := store.ValidateKey(k, 0); err != nil {
+			return usageError{err}
+		}
+	}
+	return nil
 }
 
 // triggerFile starts the key's ReplicateFile workflow, or signals the running one so

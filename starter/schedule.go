@@ -48,47 +48,48 @@ func scheduleParts(p *config.Policy) (client.ScheduleSpec, client.ScheduleWorkfl
 
 func scheduleCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "schedule", Short: "Manage the Temporal Schedules that run each policy's reconcile (ID reconcile/<policy>)"}
-	var note string
-	var start, end string
-	var paused bool
+	groupCommand(cmd)
+	cmd.AddCommand(scheduleCreateCmd(g), scheduleUpdateCmd(g), scheduleListCmd(g), scheduleDescribeCmd(g),
+		schedulePauseCmd(g), scheduleUnpauseCmd(g), scheduleTriggerCmd(g), scheduleBackfillCmd(g), scheduleDeleteCmd(g))
+	return cmd
+}
 
-	withHandle := func(run func(e *env, c client.Client, h client.ScheduleHandle, cmd *cobra.Command) error) func(*cobra.Command, []string) error {
-		return func(cmd *cobra.Command, _ []string) error {
-			e, err := g.loadPolicy()
-			if err != nil {
-				return err
-			}
-			c, err := e.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return run(e, c, c.ScheduleClient().GetHandle(cmd.Context(), wire.ScheduleID(e.policy.Name)), cmd)
-		}
-	}
-	done := func(e *env, what string) error {
-		if e.g.json {
-			return e.printJSON(map[string]string{"schedule_id": wire.ScheduleID(e.policy.Name), "done": what})
-		}
-		fmt.Fprintf(e.out, "%s: %s\n", wire.ScheduleID(e.policy.Name), what)
-		return nil
-	}
-
-	create := &cobra.Command{Use: "create", Short: "Create --policy's reconcile schedule from its config", Args: cobra.NoArgs,
+// scheduleHandleCmd is a subcommand acting on --policy's schedule: its arguments are
+// refused, and run gets the policy and a handle on the schedule.
+func scheduleHandleCmd(g *globals, use, short string, run func(cmd *cobra.Command, e *env, h client.ScheduleHandle) error) *cobra.Command {
+	return needs(&cobra.Command{Use: use, Short: short, Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := g.loadPolicy()
+			c, err := g.env.client()
 			if err != nil {
 				return err
 			}
+			return run(cmd, g.env, c.ScheduleClient().GetHandle(cmd.Context(), wire.ScheduleID(g.env.policy.Name)))
+		}}, needsPolicy)
+}
+
+// scheduleDone reports that what was done to --policy's schedule.
+func scheduleDone(e *env, what string) error {
+	if e.g.json {
+		return e.printJSON(map[string]string{"schedule_id": wire.ScheduleID(e.policy.Name), "done": what})
+	}
+	fmt.Fprintf(e.out, "%s: %s\n", wire.ScheduleID(e.policy.Name), what)
+	return nil
+}
+
+func scheduleCreateCmd(g *globals) *cobra.Command {
+	var note string
+	var paused bool
+	cmd := needs(&cobra.Command{Use: "create", Short: "Create --policy's reconcile schedule from its config", Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e := g.env
 			spec, action, pol, err := scheduleParts(e.policy)
 			if err != nil {
 				return err
 			}
-			c, err := e.dial()
+			c, err := e.client()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
 			_, err = c.ScheduleClient().Create(cmd.Context(), client.ScheduleOptions{
 				ID: wire.ScheduleID(e.policy.Name), Spec: spec, Action: &action,
 				Overlap: pol.Overlap, CatchupWindow: pol.CatchupWindow, PauseOnFailure: pol.PauseOnFailure,
@@ -98,11 +99,16 @@ func scheduleCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("create schedule %s: %w", wire.ScheduleID(e.policy.Name), err)
 			}
-			return done(e, "created")
-		}}
-	create.Flags().BoolVar(&paused, "paused", false, "create it paused")
-	update := &cobra.Command{Use: "update", Short: "Update --policy's schedule from the config (spec, policies); keeps its paused state", Args: cobra.NoArgs,
-		RunE: withHandle(func(e *env, c client.Client, h client.ScheduleHandle, cmd *cobra.Command) error {
+			return scheduleDone(e, "created")
+		}}, needsPolicy)
+	cmd.Flags().BoolVar(&paused, "paused", false, "create it paused")
+	cmd.Flags().StringVar(&note, "note", "", "why (shown in the Web UI)")
+	return cmd
+}
+
+func scheduleUpdateCmd(g *globals) *cobra.Command {
+	return scheduleHandleCmd(g, "update", "Update --policy's schedule from the config (spec, policies); keeps its paused state",
+		func(cmd *cobra.Command, e *env, h client.ScheduleHandle) error {
 			spec, action, pol, err := scheduleParts(e.policy)
 			if err != nil {
 				return err
@@ -115,19 +121,18 @@ func scheduleCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("update schedule: %w", err)
 			}
-			return done(e, "updated")
-		})}
-	list := &cobra.Command{Use: "list", Short: "List the reconcile schedules", Args: cobra.NoArgs,
+			return scheduleDone(e, "updated")
+		})
+}
+
+func scheduleListCmd(g *globals) *cobra.Command {
+	return needs(&cobra.Command{Use: "list", Short: "List the reconcile schedules", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := g.load()
+			e := g.env
+			c, err := e.client()
 			if err != nil {
 				return err
 			}
-			c, err := e.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			it, err := c.ScheduleClient().List(cmd.Context(), client.ScheduleListOptions{PageSize: 100})
 			if err != nil {
 				return fmt.Errorf("list schedules: %w", err)
@@ -142,7 +147,7 @@ func scheduleCmd(g *globals) *cobra.Command {
 			for it.HasNext() {
 				s, err := it.Next()
 				if err != nil {
-					return err
+					return fmt.Errorf("list schedules: %w", err)
 				}
 				if !strings.HasPrefix(s.ID, "reconcile/") {
 					continue
@@ -165,9 +170,12 @@ func scheduleCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(t, "%s\t%v\t%s\t%s\n", r.ID, r.Paused, r.Next.Local().Format(time.DateTime), r.Note)
 			}
 			return t.Flush()
-		}}
-	describe := &cobra.Command{Use: "describe", Short: "Show --policy's schedule: spec, state, recent and next runs", Args: cobra.NoArgs,
-		RunE: withHandle(func(e *env, c client.Client, h client.ScheduleHandle, cmd *cobra.Command) error {
+		}}, needsConfig)
+}
+
+func scheduleDescribeCmd(g *globals) *cobra.Command {
+	return scheduleHandleCmd(g, "describe", "Show --policy's schedule: spec, state, recent and next runs",
+		func(cmd *cobra.Command, e *env, h client.ScheduleHandle) error {
 			d, err := h.Describe(cmd.Context())
 			if err != nil {
 				return fmt.Errorf("describe schedule: %w", err)
@@ -208,7 +216,7 @@ func scheduleCmd(g *globals) *cobra.Command {
 				}
 				out.Recent = append(out.Recent, r)
 			}
-			if g.json {
+			if e.g.json {
 				return e.printJSON(out)
 			}
 			fmt.Fprintf(e.out, "%s  paused=%v  every=%v calendar=%v  runs=%d (skipped for overlap %d)  catch-up %s  pause on failure %v\n",
@@ -223,56 +231,89 @@ func scheduleCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(e.out, "  next   %s\n", n.Local().Format(time.DateTime))
 			}
 			return nil
-		})}
-	pause := &cobra.Command{Use: "pause", Short: "Pause --policy's schedule", Args: cobra.NoArgs,
-		RunE: withHandle(func(e *env, c client.Client, h client.ScheduleHandle, cmd *cobra.Command) error {
+		})
+}
+
+func schedulePauseCmd(g *globals) *cobra.Command {
+	var note string
+	cmd := scheduleHandleCmd(g, "pause", "Pause --policy's schedule",
+		func(cmd *cobra.Command, e *env, h client.ScheduleHandle) error {
 			if err := h.Pause(cmd.Context(), client.SchedulePauseOptions{Note: note}); err != nil {
 				return fmt.Errorf("pause: %w", err)
 			}
-			return done(e, "paused")
-		})}
-	unpause := &cobra.Command{Use: "unpause", Short: "Unpause --policy's schedule", Args: cobra.NoArgs,
-		RunE: withHandle(func(e *env, c client.Client, h client.ScheduleHandle, cmd *cobra.Command) error {
+			return scheduleDone(e, "paused")
+		})
+	cmd.Flags().StringVar(&note, "note", "", "why (shown in the Web UI)")
+	return cmd
+}
+
+func scheduleUnpauseCmd(g *globals) *cobra.Command {
+	var note string
+	cmd := scheduleHandleCmd(g, "unpause", "Unpause --policy's schedule",
+		func(cmd *cobra.Command, e *env, h client.ScheduleHandle) error {
 			if err := h.Unpause(cmd.Context(), client.ScheduleUnpauseOptions{Note: note}); err != nil {
 				return fmt.Errorf("unpause: %w", err)
 			}
-			return done(e, "unpaused")
-		})}
-	trigger := &cobra.Command{Use: "trigger", Short: "Run --policy's scheduled reconcile now (skipped if one is running)", Args: cobra.NoArgs,
-		RunE: withHandle(func(e *env, c client.Client, h client.ScheduleHandle, cmd *cobra.Command) error {
+			return scheduleDone(e, "unpaused")
+		})
+	cmd.Flags().StringVar(&note, "note", "", "why (shown in the Web UI)")
+	return cmd
+}
+
+func scheduleTriggerCmd(g *globals) *cobra.Command {
+	return scheduleHandleCmd(g, "trigger", "Run --policy's scheduled reconcile now (skipped if one is running)",
+		func(cmd *cobra.Command, e *env, h client.ScheduleHandle) error {
 			if err := h.Trigger(cmd.Context(), client.ScheduleTriggerOptions{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP}); err != nil {
 				return fmt.Errorf("trigger: %w", err)
 			}
-			return done(e, "triggered")
-		})}
-	backfill := &cobra.Command{Use: "backfill", Short: "Run the reconciles --policy's schedule would have run between --start and --end", Args: cobra.NoArgs,
-		RunE: withHandle(func(e *env, c client.Client, h client.ScheduleHandle, cmd *cobra.Command) error {
-			from, err := time.Parse(time.RFC3339, start)
+			return scheduleDone(e, "triggered")
+		})
+}
+
+func scheduleBackfillCmd(g *globals) *cobra.Command {
+	var start, end string
+	cmd := scheduleHandleCmd(g, "backfill", "Run the reconciles --policy's schedule would have run between --start and --end",
+		func(cmd *cobra.Command, e *env, h client.ScheduleHandle) error {
+			from, to, err := backfillRange(start, end)
 			if err != nil {
-				return usagef("--start %q: want RFC 3339, like 2026-11-22T00:00:00Z", start)
-			}
-			to, err := time.Parse(time.RFC3339, end)
-			if err != nil || !to.After(from) {
-				return usagef("--end %q: want RFC 3339 after --start", end)
+				return err
 			}
 			err = h.Backfill(cmd.Context(), client.ScheduleBackfillOptions{Backfill: []client.ScheduleBackfill{{Start: from, End: to, Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP}}})
 			if err != nil {
 				return fmt.Errorf("backfill: %w", err)
 			}
-			return done(e, "backfilled")
-		})}
-	backfill.Flags().StringVar(&start, "start", "", "start time (RFC 3339)")
-	backfill.Flags().StringVar(&end, "end", "", "end time (RFC 3339)")
-	del := &cobra.Command{Use: "delete", Short: "Delete --policy's schedule (running reconciles finish)", Args: cobra.NoArgs,
-		RunE: withHandle(func(e *env, c client.Client, h client.ScheduleHandle, cmd *cobra.Command) error {
+			return scheduleDone(e, "backfilled")
+		})
+	cmd.Flags().StringVar(&start, "start", "", "start time (RFC 3339)")
+	cmd.Flags().StringVar(&end, "end", "", "end time (RFC 3339)")
+	// The range is checked before the command dials Temporal, so a wrong one is a
+	// usage error without a connection attempt.
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		_, _, err := backfillRange(start, end)
+		return err
+	}
+	return cmd
+}
+
+// backfillRange parses backfill's --start and --end.
+func backfillRange(start, end string) (time.Time, time.Time, error) {
+	from, err := time.Parse(time.RFC3339, start)
+	if err != nil {
+		return from, from, usagef("--start %q: want RFC 3339, like 2026-11-22T00:00:00Z", start)
+	}
+	to, err := time.Parse(time.RFC3339, end)
+	if err != nil || !to.After(from) {
+		return from, to, usagef("--end %q: want RFC 3339 after --start", end)
+	}
+	return from, to, nil
+}
+
+func scheduleDeleteCmd(g *globals) *cobra.Command {
+	return scheduleHandleCmd(g, "delete", "Delete --policy's schedule (running reconciles finish)",
+		func(cmd *cobra.Command, e *env, h client.ScheduleHandle) error {
 			if err := h.Delete(cmd.Context()); err != nil {
 				return fmt.Errorf("delete: %w", err)
 			}
-			return done(e, "deleted")
-		})}
-	for _, c := range []*cobra.Command{create, pause, unpause} {
-		c.Flags().StringVar(&note, "note", "", "why (shown in the Web UI)")
-	}
-	cmd.AddCommand(create, update, list, describe, pause, unpause, trigger, backfill, del)
-	return cmd
+			return scheduleDone(e, "deleted")
+		})
 }

@@ -12,20 +12,21 @@ import (
 
 func statusCmd(g *globals) *cobra.Command {
 	var limit int
-	cmd := &cobra.Command{
+	cmd := needs(&cobra.Command{
 		Use:   "status [WORKFLOW_ID]",
 		Short: "Show one workflow, or the recent workflows of --policy",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.load()
+			e := g.env
+			if g.policy != "" {
+				if _, err := e.cfg.Policy(g.policy); err != nil {
+					return usageError{err}
+				}
+			}
+			c, err := e.client()
 			if err != nil {
 				return err
 			}
-			c, err := e.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			ctx := cmd.Context()
 			var infos []*workflowpb.WorkflowExecutionInfo
 			if len(args) == 1 {
@@ -37,9 +38,6 @@ func statusCmd(g *globals) *cobra.Command {
 			} else {
 				query := ""
 				if g.policy != "" {
-					if _, err := e.cfg.Policy(g.policy); err != nil {
-						return usageError{err}
-					}
 					query = fmt.Sprintf("ReplicationPolicy = %q", g.policy)
 				}
 				resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: int32(limit)})
@@ -82,7 +80,7 @@ func statusCmd(g *globals) *cobra.Command {
 			}
 			return t.Flush()
 		},
-	}
+	}, needsConfig)
 	cmd.Flags().IntVar(&limit, "limit", 20, "how many recent workflows to show")
 	return cmd
 }

@@ -26,15 +26,12 @@ type verifyRow struct {
 
 func verifyCmd(g *globals) *cobra.Command {
 	var concurrency int
-	cmd := &cobra.Command{
+	cmd := needs(&cobra.Command{
 		Use:   "verify",
 		Short: "Audit --policy end to end: read every source file and every replica, compare SHA-256, change nothing",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := g.loadPolicy()
-			if err != nil {
-				return err
-			}
+			e := g.env
 			ctx := cmd.Context()
 			p := e.policy
 			cache := backends.NewCache()
@@ -78,7 +75,7 @@ func verifyCmd(g *globals) *cobra.Command {
 			}
 			return nil
 		},
-	}
+	}, needsPolicy)
 	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "files compared at once")
 	return cmd
 }

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Prints (or, when sourced, sets) the environment that points the project's clients
 # at the local stack: `eval "$(deploy/local/env.sh)"` or `. deploy/local/env.sh`.
 _here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,6 +19,8 @@ _vars=(
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
 	for v in "${_vars[@]}"; do printf 'export %q\n' "$v"; done
 else
+	# Each entry is NAME=value: export takes it whole, as intended.
+	# shellcheck disable=SC2163
 	for v in "${_vars[@]}"; do export "$v"; done
 fi
 unset _here _vars

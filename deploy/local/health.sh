@@ -28,7 +28,9 @@ where() {
 }
 
 status=0
-for part in ${*:-temporal minio gcs azurite}; do
+parts=("$@")
+((${#parts[@]})) || parts=(temporal minio gcs azurite)
+for part in "${parts[@]}"; do
 	deadline=$((SECONDS + 120))
 	until probe "$part"; do
 		if ((!wait || SECONDS >= deadline)); then

@@ -18,16 +18,15 @@ launch() {
 		echo "start: $name already running"
 		return 0
 	fi
-	for bin in "$1"; do
-		[[ -x "$bin" ]] || { echo "start: $bin is missing: run deploy/local/install.sh first" >&2; exit 1; }
-	done
+	[[ -x "$1" ]] || { echo "start: $1 is missing: run deploy/local/install.sh first" >&2; exit 1; }
 	setsid "$@" >"$STACK_DIR/logs/$name.log" 2>&1 </dev/null &
 	echo $! >"$STACK_DIR/run/$name.pid"
 	echo "start: $name (pid $!, log $STACK_DIR/logs/$name.log)"
 }
 
-wanted=${*:-temporal minio gcs azurite}
-for part in $wanted; do
+wanted=("$@")
+((${#wanted[@]})) || wanted=(temporal minio gcs azurite)
+for part in "${wanted[@]}"; do
 	case $part in
 	temporal)
 		mkdir -p "$STACK_DIR/temporal"
@@ -67,4 +66,4 @@ for part in $wanted; do
 	*) echo "start: unknown part $part (known: temporal minio gcs azurite)" >&2; exit 2 ;;
 	esac
 done
-"$here/health.sh" --wait $wanted
+"$here/health.sh" --wait "${wanted[@]}"

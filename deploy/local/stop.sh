@@ -3,7 +3,9 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.sh"
-for part in ${*:-temporal minio gcs azurite}; do
+parts=("$@")
+((${#parts[@]})) || parts=(temporal minio gcs azurite)
+for part in "${parts[@]}"; do
 	pidfile="$STACK_DIR/run/$part.pid"
 	[[ -f "$pidfile" ]] || continue
 	pid=$(cat "$pidfile")

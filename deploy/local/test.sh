@@ -9,7 +9,7 @@ if [[ "${1:-}" != --inside ]]; then
 fi
 shift
 echo "test: gofmt, go vet, workflowcheck"
-unformatted=$(gofmt -l $(git ls-files '*.go'))
+unformatted=$(git ls-files -z '*.go' | xargs -0 gofmt -l)
 if [[ -n "$unformatted" ]]; then
 	echo "gofmt would change: $unformatted" >&2
 	exit 1

@@ -1,3 +1,8 @@
+# shellcheck shell=bash
+# The variables are used by the scripts that source this file, which shellcheck
+# checks one at a time.
+# shellcheck disable=SC2034
+
 # Pinned versions of the local stack (DESIGN section 8) and where they live.
 # Sourced by the other scripts in this folder.
 TEMPORAL_CLI_VERSION=v1.5.1

@@ -17,7 +17,8 @@ export REPLICATOR_GCS_PORT=$((4443 + offset * 10000)) REPLICATOR_AZURITE_PORT=$(
 # serializes requests.
 export REPLICATOR_EMULATORS_IN_MEMORY=1
 # A fresh S3 secret per run, so tests can prove it never reaches a workflow history.
-export REPLICATOR_MINIO_PASSWORD=secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+REPLICATOR_MINIO_PASSWORD=secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export REPLICATOR_MINIO_PASSWORD
 
 start=$SECONDS
 bash deploy/local/install.sh

@@ -96,7 +96,8 @@ type Destination struct {
 	Credentials store.Credentials `yaml:"credentials"`
 	// StorageClass of new objects (S3/GCS class, Azure access tier).
 	StorageClass string `yaml:"storage_class"`
-	// SSE is server-side encryption (S3: AES256 or aws:kms).
+	// SSE is server-side encryption, S3 destinations only: AES256, aws:kms or
+	// aws:kms:dsse (Azure and GCS always encrypt at rest with their own keys).
 	SSE string `yaml:"sse"`
 	// SSEKMSKeyID is the KMS key for aws:kms.
 	SSEKMSKeyID string `yaml:"sse_kms_key_id"`

@@ -78,7 +78,7 @@ policies:
       - {name: a, url: "s3://"}
       - {name: a, url: "gs://b/p"}
       - {name: c, url: "azblob://acct"}
-      - {name: d, url: "s3://key:secret@bucket/p", sse: rot13}
+      - {name: d, url: "s3://key:hunter2@bucket/p", sse: rot13}
     rules:
       - match: "**"
         to: [a]
@@ -107,10 +107,10 @@ policies:
 		"state: is required",
 		"policies[0].name: invalid policy name",
 		`policies[0].source: unsupported scheme "ftp"`,
-		"policies[0].destinations[0].url: \"s3://\" lacks the bucket",
+		"policies[0].destinations[0].url: s3:// lacks the bucket",
 		`policies[0].destinations[1].name: duplicate destination name "a"`,
-		"policies[0].destinations[2].url: \"azblob://acct\" lacks the account or the container",
-		"policies[0].destinations[3].url: URL \"s3://key:xxxxx@bucket/p\" carries a user or password",
+		"policies[0].destinations[2].url: azblob://acct lacks the account or the container",
+		"policies[0].destinations[3].url: the URL of destination d, s3://bucket/p, carries a password in the user information",
 		`policies[0].destinations[3].sse: unknown server-side encryption "rot13"`,
 		`policies[0].rules[1]: rule "docs/**" can never match`,
 		`policies[0].rules[1].to[0]: unknown destination "nowhere"`,
@@ -123,12 +123,16 @@ policies:
 		`policies[2].name: duplicate policy name "ok"`,
 		"policies[2].destinations[0].url: is the policy's source",
 		`policies[2].rules[0].match: rule "*.tmp" matches nothing`,
+		"policies[2].mode: mode bidirectional is not supported yet (supported modes are copy (never delete) and mirror (propagate deletes))",
 	}
 	msg := err.Error()
 	for _, w := range want {
 		if !strings.Contains(msg, w) {
 			t.Errorf("missing problem %q in:\n%s", w, msg)
 		}
+	}
+	if strings.Contains(msg, "hunter2") || strings.Contains(msg, "key:") {
+		t.Errorf("the password of a URL reached the message:\n%s", msg)
 	}
 	for _, p := range ve.Problems {
 		if p.Hint == "" {

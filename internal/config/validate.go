@@ -56,36 +56,53 @@ func (c *checker) add(path, hint, format string, args ...any) {
 	c.problems = append(c.problems, Problem{Path: path, Message: fmt.Sprintf(format, args...), Hint: hint})
 }
 
-func (c *checker) location(path, raw string) {
+// location checks a location URL. where names it for people ("the state", "the source",
+// "destination aws-eu") and credField is the config field that references its secret
+// ("state_credentials", "source_credentials", "credentials"). Messages quote the URL
+// redacted: a URL that carries a secret is refused, and must not leak it doing so.
+func (c *checker) location(path, where, credField, raw string) {
 	if raw == "" {
 		c.add(path, "a URL such as file:///mnt/share or s3://bucket/prefix", "is required")
 		return
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		c.add(path, "write a URL such as s3://bucket/prefix", "%q is not a URL: %v", raw, err)
+		c.add(path, "write a URL such as s3://bucket/prefix", "the URL of %s is not a URL (%s; its text is not shown, it could hold a secret)", where, parseError(err))
 		return
 	}
+	shown := redactURL(u)
 	form, ok := schemes[u.Scheme]
 	if !ok {
-		c.add(path, "supported: file://, s3://, gs://, azblob://", "unsupported scheme %q in %q", u.Scheme, raw)
+		c.add(path, "supported: file://, s3://, gs://, azblob://", "unsupported scheme %q in %s", u.Scheme, shown)
 		return
 	}
-	if u.User != nil {
-		c.add(path, "credentials never go in URLs: use a credentials reference (aws_profile, gcp_credentials_file, azure_connection_string_env)", "URL %q carries a user or password", u.Redacted())
+	if what, found := secretInURL(u, 0); found {
+		c.add(path, fmt.Sprintf("credentials never go in URLs, where they would reach workflow histories and logs: remove it and reference the secret with %s: {%s: …}", credField, credentialRef(u.Scheme)),
+			"the URL of %s, %s, carries %s", where, shown, what)
+	}
+	if _, err := url.ParseQuery(u.RawQuery); err != nil {
+		// url.URL.Query drops malformed pairs without a word, and so would the
+		// drivers: a parameter would be silently ignored. The error is not quoted
+		// because it repeats part of the query.
+		c.add(path, "escape '%' as %25 and write parameters as name=value joined by '&'", "the query of the URL of %s, %s, is malformed (its text is not shown)", where, shown)
+	}
+	for _, ep := range u.Query()["endpoint"] {
+		if _, err := url.Parse(ep); err != nil {
+			c.add(path, "write the endpoint as a URL such as https://host:port", "the endpoint parameter in the URL of %s, %s, is not a URL (%s; its text is not shown)", where, shown, parseError(err))
+		}
 	}
 	switch u.Scheme {
 	case "file":
 		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
-			c.add(path, "write "+form, "%q is not an absolute file URL", raw)
+			c.add(path, "write "+form, "%s is not an absolute file URL", shown)
 		}
 	case "azblob":
 		if u.Host == "" || strings.Trim(u.Path, "/") == "" {
-			c.add(path, "write "+form, "%q lacks the account or the container", raw)
+			c.add(path, "write "+form, "%s lacks the account or the container", shown)
 		}
 	default:
 		if u.Host == "" {
-			c.add(path, "write "+form, "%q lacks the bucket", raw)
+			c.add(path, "write "+form, "%s lacks the bucket", shown)
 		}
 	}
 }
@@ -105,7 +122,7 @@ func (f *File) Validate() error {
 	if f.State == "" {
 		c.add("state", "a directory or bucket for plans, manifests and dead letters, e.g. file:///var/lib/replicator", "is required")
 	} else {
-		c.location("state", f.State)
+		c.location("state", "the state", "state_credentials", f.State)
 	}
 	if len(f.Policies) == 0 {
 		c.add("policies", "add at least one policy", "no policies")
@@ -130,7 +147,7 @@ func (f *File) Validate() error {
 }
 
 func (c *checker) policy(at string, p *Policy) {
-	c.location(at+".source", p.Source)
+	c.location(at+".source", "the source", "source_credentials", p.Source)
 	if len(p.Destinations) == 0 {
 		c.add(at+".destinations", "add at least one destination with a name and a url", "no destinations")
 	}
@@ -144,13 +161,11 @@ func (c *checker) policy(at string, p *Policy) {
 			c.add(dat+".name", fmt.Sprintf("%s.destinations[%d] has the same name", at, j), "duplicate destination name %q", d.Name)
 		}
 		names[d.Name] = i
-		c.location(dat+".url", d.URL)
+		c.location(dat+".url", "destination "+d.Name, "credentials", d.URL)
 		if d.URL != "" && d.URL == p.Source {
 			c.add(dat+".url", "a destination must differ from the source", "is the policy's source")
 		}
-		if d.SSE != "" && d.SSE != "AES256" && d.SSE != "aws:kms" {
-			c.add(dat+".sse", "AES256 or aws:kms", "unknown server-side encryption %q", d.SSE)
-		}
+		c.encryption(dat, d)
 		if d.Limits != nil {
 			c.limits(dat+".limits", *d.Limits)
 		}
@@ -187,11 +202,12 @@ func (c *checker) policy(at string, p *Policy) {
 	switch p.Mode {
 	case ModeCopy, ModeMirror:
 	case ModeBidirectional:
-		if len(p.Destinations) != 1 {
-			c.add(at+".destinations", "bidirectional syncs the source (side A) with exactly one destination (side B)", "bidirectional needs exactly one destination, has %d", len(p.Destinations))
-		}
+		// Refused rather than run as a one-way copy: the workflows do not implement
+		// it (DESIGN section 6), and a policy that silently ignored changes on side B
+		// would lose them.
+		c.add(at+".mode", "supported modes are copy (never delete) and mirror (propagate deletes)", "mode bidirectional is not supported yet")
 	default:
-		c.add(at+".mode", "copy, mirror or bidirectional", "unknown mode %q", p.Mode)
+		c.add(at+".mode", "copy or mirror", "unknown mode %q", p.Mode)
 	}
 	switch p.Consistency {
 	case ConsistencyAtomic, ConsistencyEventual:
@@ -210,6 +226,40 @@ func (c *checker) policy(at string, p *Policy) {
 	}
 	if p.Schedule.Every != 0 && len(p.Schedule.Calendar) > 0 {
 		c.add(at+".schedule", "use either every or calendar", "both every and calendar are set")
+	}
+}
+
+// encryption checks a destination's server-side encryption: only S3 takes it, and a
+// setting a driver would ignore is refused so nobody believes data is encrypted with a
+// key it is not.
+func (c *checker) encryption(dat string, d Destination) {
+	scheme, _, _ := strings.Cut(d.URL, "://")
+	fields := []struct{ name, value string }{{"sse", d.SSE}, {"sse_kms_key_id", d.SSEKMSKeyID}}
+	for _, f := range fields {
+		if f.value == "" {
+			continue
+		}
+		switch scheme {
+		case "azblob":
+			c.add(dat+"."+f.name, "Azure Storage always encrypts blobs at rest with Microsoft-managed keys; customer-managed keys are not supported yet: remove "+f.name,
+				"%s on Azure destination %s is not supported", f.name, d.Name)
+		case "gs":
+			c.add(dat+"."+f.name, "Cloud Storage always encrypts objects at rest with Google-managed keys; customer-managed keys are not supported yet: remove "+f.name,
+				"%s on GCS destination %s is not supported", f.name, d.Name)
+		case "file":
+			c.add(dat+"."+f.name, "a directory has no server-side encryption: remove "+f.name+" (encrypt the file system instead)",
+				"%s on directory destination %s is not supported", f.name, d.Name)
+		}
+	}
+	if scheme != "s3" {
+		return
+	}
+	kms := d.SSE == "aws:kms" || d.SSE == "aws:kms:dsse"
+	if d.SSE != "" && d.SSE != "AES256" && !kms {
+		c.add(dat+".sse", "AES256, aws:kms or aws:kms:dsse", "unknown server-side encryption %q", d.SSE)
+	}
+	if d.SSEKMSKeyID != "" && !kms {
+		c.add(dat+".sse_kms_key_id", "set sse: aws:kms (or aws:kms:dsse) as well, or remove sse_kms_key_id", "a KMS key without sse aws:kms is refused by S3")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudrepl/replicator/internal/store"
 	"github.com/cloudrepl/replicator/internal/wire"
@@ -233,8 +235,54 @@ func (st *State) CountDeadLetters(ctx context.Context, policy string) (map[strin
 // KeyList is the reference to a stored key list that workflows carry.
 type KeyList = wire.KeyList
 
-// pageKey is where page i of a list is stored.
-func pageKey(l KeyList, i int) string { return fmt.Sprintf("%s/%08d.keys", l.Prefix, i) }
+// pageKey is where page i of a list is stored; the suffix follows the encoding, so a
+// reader never mistakes one format for the other.
+func pageKey(l KeyList, i int) string {
+	if l.Encoding == wire.KeyListJSONL {
+		return fmt.Sprintf("%s/%08d.jsonl", l.Prefix, i)
+	}
+	return fmt.Sprintf("%s/%08d.keys", l.Prefix, i)
+}
+
+// encodedKey is the {"b64": …} form of a key that is not valid UTF-8.
+type encodedKey struct {
+	B64 string `json:"b64"`
+}
+
+// appendKeyLine appends key as one line of the jsonl encoding (wire.KeyListJSONL).
+func appendKeyLine(buf *bytes.Buffer, key string) error {
+	var v any = key
+	if !utf8.ValidString(key) {
+		v = encodedKey{B64: base64.StdEncoding.EncodeToString([]byte(key))}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode key for a key list: %w", err)
+	}
+	buf.Write(b)
+	buf.WriteByte('\n')
+	return nil
+}
+
+// parseKeyLine decodes one line of the jsonl encoding.
+func parseKeyLine(line []byte) (string, error) {
+	if len(line) > 0 && line[0] == '{' {
+		var e encodedKey
+		if err := json.Unmarshal(line, &e); err != nil {
+			return "", err
+		}
+		b, err := base64.StdEncoding.DecodeString(e.B64)
+		if err != nil {
+			return "", fmt.Errorf("b64: %w", err)
+		}
+		return string(b), nil
+	}
+	var k string
+	if err := json.Unmarshal(line, &k); err != nil {
+		return "", err
+	}
+	return k, nil
+}
 
 // KeyListWriter builds a key list page by page as keys are added.
 type KeyListWriter struct {
@@ -244,15 +292,17 @@ type KeyListWriter struct {
 	n    int
 }
 
-// NewKeyList starts a key list under batches/<policy>/<id>/.
+// NewKeyList starts a key list under batches/<policy>/<id>/, in the jsonl encoding
+// (wire.KeyListJSONL), which holds every key exactly.
 func (st *State) NewKeyList(policy, id string, pageSize int) *KeyListWriter {
-	return &KeyListWriter{st: st, list: KeyList{Prefix: fmt.Sprintf("batches/%s/%s", policy, id), PageSize: pageSize}}
+	return &KeyListWriter{st: st, list: KeyList{Prefix: fmt.Sprintf("batches/%s/%s", policy, id), PageSize: pageSize, Encoding: wire.KeyListJSONL}}
 }
 
 // Add appends a key, storing a page whenever one fills.
 func (w *KeyListWriter) Add(ctx context.Context, key string) error {
-	w.buf.WriteString(key)
-	w.buf.WriteByte('\n')
+	if err := appendKeyLine(&w.buf, key); err != nil {
+		return err
+	}
 	w.n++
 	w.list.Count++
 	if w.n == w.list.PageSize {
@@ -263,11 +313,15 @@ func (w *KeyListWriter) Add(ctx context.Context, key string) error {
 
 func (w *KeyListWriter) flush(ctx context.Context) error {
 	sum := sha256.Sum256(w.buf.Bytes())
-	_, err := w.st.s.Put(ctx, pageKey(w.list, w.list.Pages), bytes.NewReader(w.buf.Bytes()), store.PutOptions{SHA256: hex.EncodeToString(sum[:]), Size: int64(w.buf.Len()), ContentType: "text/plain"})
+	name := pageKey(w.list, w.list.Pages)
+	_, err := w.st.s.Put(ctx, name, bytes.NewReader(w.buf.Bytes()), store.PutOptions{SHA256: hex.EncodeToString(sum[:]), Size: int64(w.buf.Len()), ContentType: "application/jsonl"})
 	w.buf.Reset()
 	w.n = 0
 	w.list.Pages++
-	return err
+	if err != nil {
+		return fmt.Errorf("store key list page %s: %w", name, err)
+	}
+	return nil
 }
 
 // Close stores the last page and returns the list's reference.
@@ -291,29 +345,45 @@ func (st *State) WriteKeyList(ctx context.Context, policy, id string, keys iter.
 	return w.Close(ctx)
 }
 
-// ReadKeyPage returns the keys of page i of a list.
+// ReadKeyPage returns the keys of page i of a list, in either encoding: lists of
+// the legacy newline format stay readable, since committed workflow histories refer
+// to them.
 func (st *State) ReadKeyPage(ctx context.Context, l KeyList, i int) ([]string, error) {
-	r, err := st.s.Open(ctx, pageKey(l, i), 0)
+	if l.Encoding != wire.KeyListLegacy && l.Encoding != wire.KeyListJSONL {
+		return nil, fmt.Errorf("key list %s has encoding %q, which this replicator does not know: upgrade the worker and starter to the version that wrote it", l.Prefix, l.Encoding)
+	}
+	name := pageKey(l, i)
+	r, err := st.s.Open(ctx, name, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
 	b, err := io.ReadAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", pageKey(l, i), err)
+		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
-	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	if len(lines) == 1 && lines[0] == "" {
+	body := strings.TrimSuffix(string(b), "\n")
+	if body == "" {
 		return nil, nil
 	}
-	return lines, nil
+	lines := strings.Split(body, "\n")
+	if l.Encoding == wire.KeyListLegacy {
+		return lines, nil
+	}
+	keys := make([]string, len(lines))
+	for n, line := range lines {
+		if keys[n], err = parseKeyLine([]byte(line)); err != nil {
+			return nil, fmt.Errorf("key list page %s, line %d: %w (the page is corrupt: write the list again)", name, n+1, err)
+		}
+	}
+	return keys, nil
 }
 
 // DeleteKeyList removes a list's pages.
 func (st *State) DeleteKeyList(ctx context.Context, l KeyList) error {
 	for i := range l.Pages {
 		if err := st.s.Delete(ctx, pageKey(l, i)); err != nil {
-			return err
+			return fmt.Errorf("delete key list page %s: %w", pageKey(l, i), err)
 		}
 	}
 	return nil
