@@ -778,7 +778,7 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
 					return asActivityError(err)
 				}
 			}
-			return asActivityError(dst.Delete(gctx, k))
+			return asActivityError(dst.Delete(gctx, k, store.DeleteOptions{}))
 		})
 	}
 	return g.Wait()
@@ -802,7 +802,7 @@ func (a *Activities) DeleteReplica(ctx context.Context, in DeleteInput) (*Transf
 	if err != nil {
 		return nil, asActivityError(err)
 	}
-	if err := dst.Delete(ctx, in.Key); err != nil {
+	if err := dst.Delete(ctx, in.Key, store.DeleteOptions{}); err != nil {
 		return nil, asActivityError(err)
 	}
 	st, err := a.State(ctx)

@@ -377,7 +377,7 @@ func (a *Activities) DeleteChunk(ctx context.Context, in DeleteChunkInput) (*Cou
 		if err := a.trash(ctx, p, dst, key, current.ETag); err != nil {
 			return nil, err
 		}
-		if err := dst.Delete(ctx, key); err != nil {
+		if err := dst.Delete(ctx, key, store.DeleteOptions{}); err != nil {
 			return nil, asActivityError(err)
 		}
 		if err := st.AppendManifest(ctx, p.Name, in.Destination, state.ManifestEntry{Key: key, ETag: current.ETag, Deleted: true}); err != nil {
@@ -459,7 +459,7 @@ func (a *Activities) FinishReconcile(ctx context.Context, in FinishReconcileInpu
 			}
 			day := o.Key[len(TrashPrefix):]
 			if len(day) >= 10 && day[:10] < cutoff {
-				if err := dst.Delete(ctx, o.Key); err != nil {
+				if err := dst.Delete(ctx, o.Key, store.DeleteOptions{}); err != nil {
 					return asActivityError(err)
 				}
 			}

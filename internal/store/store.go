@@ -119,6 +119,15 @@ type CopyOptions struct {
 	Precondition Precondition
 }
 
+// DeleteOptions guard a Delete.
+type DeleteOptions struct {
+	// IfMatch, when set, deletes the object only if its ETag (as returned by Stat,
+	// List, Put or Copy) is exactly this; any other state fails with
+	// CodePrecondition and the object stays. A missing key still succeeds: the
+	// delete's goal holds, and a retried delete whose answer was lost must not fail.
+	IfMatch string
+}
+
 // ListOptions select and shape a listing.
 type ListOptions struct {
 	// Prefix restricts the listing to keys starting with it (a key prefix, not
@@ -157,8 +166,10 @@ type Store interface {
 	Copy(ctx context.Context, dstKey, srcKey string, opts CopyOptions) (*Object, error)
 
 	// Delete removes key. Deleting a missing key succeeds, so that a retried delete
-	// whose first answer was lost does not fail.
-	Delete(ctx context.Context, key string) error
+	// whose first answer was lost does not fail. With opts.IfMatch set it removes the
+	// object only if its ETag is exactly that, else fails with CodePrecondition and
+	// leaves the object as it is.
+	Delete(ctx context.Context, key string, opts DeleteOptions) error
 
 	// List yields objects whose keys start with opts.Prefix in ascending byte order of
 	// their UTF-8 keys, fetching pages lazily. Iteration stops after the first

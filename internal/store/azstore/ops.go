@@ -103,17 +103,31 @@ func (r *readCloser) Read(p []byte) (int, error) {
 
 func (r *readCloser) Close() error { return r.rc.Close() }
 
-// Delete removes the blob and its snapshots; a missing blob is not an error.
-func (s *blobStore) Delete(ctx context.Context, key string) error {
+// Delete removes the blob and its snapshots; a missing blob is not an error. With
+// opts.IfMatch the request carries If-Match, which Azure (and Azurite) check
+// atomically: a blob with another ETag answers 412 ConditionNotMet.
+func (s *blobStore) Delete(ctx context.Context, key string, opts store.DeleteOptions) error {
 	const op = "delete"
 	if err := s.checkKey(op, key); err != nil {
 		return err
 	}
-	_, err := s.client.NewBlobClient(s.blobName(key)).Delete(ctx, &blob.DeleteOptions{DeleteSnapshots: to.Ptr(blob.DeleteSnapshotsOptionTypeInclude)})
+	do := &blob.DeleteOptions{DeleteSnapshots: to.Ptr(blob.DeleteSnapshotsOptionTypeInclude)}
+	if opts.IfMatch != "" {
+		do.AccessConditions = conditions(store.Precondition{IfMatch: opts.IfMatch})
+	}
+	bc := s.client.NewBlobClient(s.blobName(key))
+	_, err := bc.Delete(ctx, do)
 	if err == nil || bloberror.HasCode(err, bloberror.BlobNotFound) {
 		return nil
 	}
-	return s.fail(op, key, err)
+	e := s.fail(op, key, err)
+	if opts.IfMatch != "" && store.IsPrecondition(e) {
+		// A conditional delete of a blob that is already gone has reached its goal.
+		if _, perr := bc.GetProperties(ctx, nil); bloberror.HasCode(perr, bloberror.BlobNotFound) {
+			return nil
+		}
+	}
+	return e
 }
 
 func (s *blobStore) listPrefix(p string) string {

@@ -446,20 +446,60 @@ func (s *gcsStore) checkPrecondition(ctx context.Context, name string, p store.P
 }
 
 // Delete removes key; a missing key is not an error.
-func (s *gcsStore) Delete(ctx context.Context, key string) error {
+//
+// With opts.IfMatch (a generation on this driver) real GCS gets an
+// ifGenerationMatch condition. fake-gcs-server ignores that condition on deletes, so
+// on an emulator the driver deletes that exact generation instead, which the
+// emulator does honour (atomically), and looks whether another generation is live
+// when it answers 404.
+func (s *gcsStore) Delete(ctx context.Context, key string, opts store.DeleteOptions) error {
 	const op = "delete"
 	name, err := s.objectName(key)
 	if err != nil {
 		return s.fail(op, key, err)
 	}
-	err = s.bucket.Object(name).Delete(ctx)
+	obj := s.bucket.Object(name)
+	if opts.IfMatch != "" {
+		c, _, err := conditions(store.Precondition{IfMatch: opts.IfMatch})
+		if err != nil {
+			// Not a generation: no object can match, but a missing key still succeeds.
+			return s.missingIsDone(ctx, obj, key, s.fail(op, key, err))
+		}
+		if s.emulated {
+			obj = obj.Generation(c.GenerationMatch)
+		} else {
+			obj = obj.If(c)
+		}
+	}
+	err = obj.Delete(ctx)
 	if err == nil {
 		return nil
 	}
-	if e := s.fail(op, key, err); e.Code != store.CodeNotFound {
-		return e
+	e := s.fail(op, key, err)
+	switch {
+	case e.Code == store.CodeNotFound && opts.IfMatch != "" && s.emulated:
+		// That generation is gone: either the key is (done) or another one is live.
+		return s.missingIsDone(ctx, s.bucket.Object(name), key,
+			s.fail(op, key, local(store.CodePrecondition, fmt.Errorf("generation %s is not the live one", opts.IfMatch))))
+	case e.Code == store.CodeNotFound:
+		return nil
+	case e.Code == store.CodePrecondition:
+		return s.missingIsDone(ctx, s.bucket.Object(name), key, e)
 	}
-	return nil
+	return e
+}
+
+// missingIsDone returns nil when the object does not exist (a conditional delete's
+// goal holds), else failed.
+func (s *gcsStore) missingIsDone(ctx context.Context, obj *storage.ObjectHandle, key string, failed *store.Error) error {
+	_, err := obj.Attrs(ctx)
+	if errors.Is(err, storage.ErrObjectNotExist) {
+		return nil
+	}
+	if err != nil {
+		return s.fail("delete", key, err)
+	}
+	return failed
 }
 
 // listPrefix is the object-name prefix of keys starting with p.

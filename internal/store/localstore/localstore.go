@@ -469,7 +469,14 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.Copy
 
 // Delete removes the file and then any parent directories it leaves empty, so a
 // mirrored tree does not fill with empty folders.
-func (s *Store) Delete(_ context.Context, key string) error {
+//
+// With opts.IfMatch the file is first compared with the expected version, then
+// moved aside into the temporary folder (one atomic rename) and compared again there
+// before it is removed: a file replaced between the two looks (another inode, size
+// or modification time) is put back, unless a newer one took its place meanwhile,
+// and the delete fails its precondition. The second look cannot compare the change
+// time, which the rename itself updates.
+func (s *Store) Delete(_ context.Context, key string, opts store.DeleteOptions) error {
 	if err := s.checkKey("delete", key); err != nil {
 		return err
 	}
@@ -487,7 +494,11 @@ func (s *Store) Delete(_ context.Context, key string) error {
 	if fi.IsDir() {
 		return &store.Error{Code: store.CodeInvalid, Op: "delete", Store: s.name, Key: key, Err: errors.New("is a directory")}
 	}
-	if err := root.Remove(key); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if opts.IfMatch != "" {
+		if err := s.removeIfMatch(root, key, fi, opts.IfMatch); err != nil {
+			return err
+		}
+	} else if err := root.Remove(key); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return s.classify("delete", key, err)
 	}
 	for dir := path.Dir(key); dir != "."; dir = path.Dir(dir) {
@@ -496,6 +507,53 @@ func (s *Store) Delete(_ context.Context, key string) error {
 		}
 	}
 	return nil
+}
+
+// removeIfMatch removes key, whose Lstat is fi, only if it is at version want.
+func (s *Store) removeIfMatch(root *os.Root, key string, fi fs.FileInfo, want string) error {
+	stale := func(got string) error {
+		return &store.Error{Code: store.CodePrecondition, Op: "delete", Store: s.name, Key: key,
+			Err: fmt.Errorf("current version is %s, not %s", got, want), Hint: "the file changed since it was read: re-read it and decide again"}
+	}
+	if fi.Mode().Type() != 0 || version(fi) != want {
+		return stale(version(fi))
+	}
+	if err := root.MkdirAll(tmpDir, 0o755); err != nil {
+		return s.classify("delete", key, err)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	aside := tmpDir + "/delete-" + hex.EncodeToString(b[:])
+	if err := root.Rename(key, aside); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted meanwhile: the goal holds
+		}
+		return s.classify("delete", key, err)
+	}
+	moved, err := root.Lstat(aside)
+	if err != nil {
+		return s.classify("delete", key, err)
+	}
+	if !sameContent(fi, moved) {
+		// Replaced between the two looks: put it back unless a newer file has taken
+		// the key since (Link refuses to replace), in which case the one moved aside
+		// was an intermediate version that the newer one superseded.
+		if lerr := root.Link(aside, key); lerr != nil && !errors.Is(lerr, fs.ErrExist) {
+			return s.classify("delete", key, fmt.Errorf("restore %s after a refused delete (it is kept as %s): %w", key, aside, lerr))
+		}
+		_ = root.Remove(aside)
+		return stale(version(moved))
+	}
+	if err := root.Remove(aside); err != nil {
+		return s.classify("delete", key, err)
+	}
+	return nil
+}
+
+// sameContent reports whether b is the file a was, apart from the change time a
+// rename updates.
+func sameContent(a, b fs.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime()) && a.Mode() == b.Mode()
 }
 
 // List walks the directory depth-first, visiting each directory's entries sorted so

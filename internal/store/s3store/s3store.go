@@ -358,12 +358,50 @@ func (b *classifiedBody) Read(p []byte) (int, error) {
 func (b *classifiedBody) Close() error { return b.rc.Close() }
 
 // Delete removes key; a missing key is not an error.
-func (s *s3Store) Delete(ctx context.Context, key string) error {
+//
+// With opts.IfMatch the DeleteObject carries If-Match, which AWS S3 checks
+// atomically. MinIO (and other S3-compatible servers) ignore that header on
+// DeleteObject, so against a custom endpoint the driver first compares the ETag with
+// a HEAD: a delete that meets another version is refused, with a window of one
+// round trip between the HEAD and the delete in which a concurrent writer is not
+// excluded (README, "Known emulator differences").
+func (s *s3Store) Delete(ctx context.Context, key string, opts store.DeleteOptions) error {
 	if err := s.checkKey("delete", key); err != nil {
 		return err
 	}
-	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: aws.String(s.full(key))})
-	if err = s.classify("delete", key, false, err); store.IsNotFound(err) {
+	in := &s3.DeleteObjectInput{Bucket: &s.bucket, Key: aws.String(s.full(key))}
+	if opts.IfMatch != "" {
+		if s.endpoint != "" {
+			err := s.precheck(ctx, "delete", key, store.Precondition{IfMatch: opts.IfMatch})
+			if err != nil {
+				return s.goneIsDone(ctx, key, err)
+			}
+		}
+		in.IfMatch = aws.String(quoteETag(opts.IfMatch))
+	}
+	_, err := s.client.DeleteObject(ctx, in)
+	err = s.classify("delete", key, false, err)
+	if opts.IfMatch != "" && store.IsPrecondition(err) {
+		return s.goneIsDone(ctx, key, err)
+	}
+	if store.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// goneIsDone turns a conditional delete's failed precondition into success when the
+// key no longer exists: the delete's goal holds (a retry whose first answer was
+// lost, or another deleter), and S3 answers an If-Match on a missing key with 412
+// or 404 depending on the server.
+func (s *s3Store) goneIsDone(ctx context.Context, key string, err error) error {
+	if !store.IsPrecondition(err) {
+		if store.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if _, herr := s.head(ctx, s.full(key)); herr != nil && store.IsNotFound(s.classify("delete", key, false, herr)) {
 		return nil
 	}
 	return err

@@ -86,6 +86,7 @@ func Run(t *testing.T, h Harness) {
 		t.Run("CopyMultipart", func(t *testing.T) { testCopy(t, newStore(t), h.CopyLargeSize) })
 	}
 	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
+	t.Run("DeleteIfMatch", func(t *testing.T) { testDeleteIfMatch(t, newStore(t)) })
 	t.Run("ListOrder", func(t *testing.T) { testListOrder(t, newStore(t)) })
 	t.Run("ListPagination", func(t *testing.T) { testPagination(t, newStore(t)) })
 	t.Run("HashMismatch", func(t *testing.T) { testMismatch(t, newStore(t), 1000, false) })
@@ -253,7 +254,7 @@ func testAwkwardKeys(t *testing.T, s store.Store) {
 		t.Fatalf("copy awkward key: %v", err)
 	}
 	for _, key := range append(AwkwardKeys, cp) {
-		if err := s.Delete(ctx(t), key); err != nil {
+		if err := s.Delete(ctx(t), key, store.DeleteOptions{}); err != nil {
 			t.Errorf("delete %q: %v", key, err)
 		}
 	}
@@ -375,16 +376,52 @@ func testCopy(t *testing.T, s store.Store, size int64) {
 
 func testDelete(t *testing.T, s store.Store) {
 	Put(t, s, "del/a.txt", []byte("a"), store.PutOptions{})
-	if err := s.Delete(ctx(t), "del/a.txt"); err != nil {
+	if err := s.Delete(ctx(t), "del/a.txt", store.DeleteOptions{}); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	_, err := s.Stat(ctx(t), "del/a.txt")
 	WantCode(t, "stat after delete", err, store.CodeNotFound)
-	if err := s.Delete(ctx(t), "del/a.txt"); err != nil {
+	if err := s.Delete(ctx(t), "del/a.txt", store.DeleteOptions{}); err != nil {
 		t.Fatalf("delete of a missing key must succeed: %v", err)
 	}
-	if err := s.Delete(ctx(t), "never/existed"); err != nil {
+	if err := s.Delete(ctx(t), "never/existed", store.DeleteOptions{}); err != nil {
 		t.Fatalf("delete of a never-existing key must succeed: %v", err)
+	}
+}
+
+// testDeleteIfMatch checks conditional deletes: the current ETag deletes, a stale one
+// (the object's previous version) or one the store never issued fails
+// CodePrecondition and leaves the object whole, and a missing key succeeds whatever
+// the ETag, so that a retried delete whose answer was lost does not fail.
+func testDeleteIfMatch(t *testing.T, s store.Store) {
+	v1 := Put(t, s, "cdel/a.txt", []byte("version one"), store.PutOptions{})
+	v2 := Put(t, s, "cdel/a.txt", []byte("version two!"), store.PutOptions{})
+	if v1.ETag == v2.ETag {
+		t.Fatalf("two versions share ETag %s", v1.ETag)
+	}
+	err := s.Delete(ctx(t), "cdel/a.txt", store.DeleteOptions{IfMatch: v1.ETag})
+	WantCode(t, "delete if-match the previous version's ETag", err, store.CodePrecondition)
+	err = s.Delete(ctx(t), "cdel/a.txt", store.DeleteOptions{IfMatch: "\"0123456789abcdef0123456789abcdef\""})
+	WantCode(t, "delete if-match an ETag never issued", err, store.CodePrecondition)
+	if got := string(ReadAll(t, s, "cdel/a.txt")); got != "version two!" {
+		t.Fatalf("a refused delete changed the object: read %q", got)
+	}
+	if a, err := s.Stat(ctx(t), "cdel/a.txt"); err != nil || a.ETag != v2.ETag {
+		t.Fatalf("after a refused delete: stat = %+v, %v; want ETag %s", a, err, v2.ETag)
+	}
+	if err := s.Delete(ctx(t), "cdel/a.txt", store.DeleteOptions{IfMatch: v2.ETag}); err != nil {
+		t.Fatalf("delete if-match the current ETag: %v", err)
+	}
+	_, err = s.Stat(ctx(t), "cdel/a.txt")
+	WantCode(t, "stat after a conditional delete", err, store.CodeNotFound)
+	if err := s.Delete(ctx(t), "cdel/a.txt", store.DeleteOptions{IfMatch: v2.ETag}); err != nil {
+		t.Fatalf("a retried conditional delete of a deleted key must succeed: %v", err)
+	}
+	if err := s.Delete(ctx(t), "cdel/never", store.DeleteOptions{IfMatch: v1.ETag}); err != nil {
+		t.Fatalf("a conditional delete of a never-existing key must succeed: %v", err)
+	}
+	if got := keysOf(listAll(t, s, store.ListOptions{IncludeInternal: true})); len(got) != 0 {
+		t.Fatalf("conditional deletes left %q behind", got)
 	}
 }
 
