@@ -360,18 +360,13 @@ func (s *blobStore) prefixLen() int {
 	return len(s.prefix) + 1
 }
 
-// checkKey applies the shared key rules, counting the prefix, then Azure's own.
-func (s *blobStore) checkKey(op, key string) error {
-	err := store.ValidateKey(key, s.prefixLen())
-	if err == nil {
-		err = checkAzureName(key)
-	}
-	if err != nil {
-		return &store.Error{Code: store.CodeInvalid, Op: op, Store: s.name, Key: key,
-			Hint: "rename the file: Azure Blob Storage cannot hold this name", Err: err}
-	}
-	return nil
-}
+// KeyPrefixLen is the length of what precedes every key in the container (the
+// prefix and its '/'), for store.Checked.
+func (s *blobStore) KeyPrefixLen() int { return s.prefixLen() }
+
+// CheckName refuses keys that Azure would store or list under another name
+// (store.KeyRules).
+func (s *blobStore) CheckName(key string) error { return checkAzureName(key) }
 
 // checkAzureName refuses path segments that end in '.': Azure's front end strips
 // trailing dots from URL path segments, so such a blob would be stored, and later

@@ -251,14 +251,16 @@ func TestNewOK(t *testing.T) {
 	if s.partSize != DefaultPartSize || s.threshold != DefaultThreshold || s.pageSize != DefaultPageSize {
 		t.Fatalf("defaults not applied: %+v", s)
 	}
-	// Keys are validated with the prefix counted, before any request.
-	_, err = s.Stat(context.Background(), strings.Repeat("k", store.MaxKeyBytes-len("some/prefix/")+1))
+	// Keys are validated with the prefix counted, before any request, by the wrapper
+	// every store is opened behind.
+	c := store.Checked(st)
+	_, err = c.Stat(context.Background(), strings.Repeat("k", store.MaxKeyBytes-len("some/prefix/")+1))
 	if store.CodeOf(err) != store.CodeInvalid {
 		t.Fatalf("over-long key: %v", err)
 	}
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel() // no request goes out
-	if _, err := s.Stat(cancelled, strings.Repeat("k", store.MaxKeyBytes-len("some/prefix/"))); store.CodeOf(err) == store.CodeInvalid {
+	if _, err := c.Stat(cancelled, strings.Repeat("k", store.MaxKeyBytes-len("some/prefix/"))); store.CodeOf(err) == store.CodeInvalid {
 		t.Fatalf("a key of exactly the maximum length was refused: %v", err)
 	}
 }

@@ -265,17 +265,24 @@ func (s *gcsStore) Close() error {
 	return nil
 }
 
-// objectName validates key (counting the prefix) and returns its object name.
-func (s *gcsStore) objectName(key string) (string, error) {
-	plen := 0
-	if s.prefix != "" {
-		plen = len(s.prefix) + 1
+// objectName is key's object name in the bucket.
+func (s *gcsStore) objectName(key string) string { return store.JoinPrefix(s.prefix, key) }
+
+// KeyPrefixLen is the length of what precedes every key in the bucket (the prefix
+// and its '/'), for store.Checked.
+func (s *gcsStore) KeyPrefixLen() int {
+	if s.prefix == "" {
+		return 0
 	}
-	if err := store.ValidateKey(key, plen); err != nil {
-		return "", local(store.CodeInvalid, err)
-	}
-	return store.JoinPrefix(s.prefix, key), nil
+	return len(s.prefix) + 1
 }
+
+// CheckName refuses keys that GCS would store or list under another name
+// (store.KeyRules).
+func (s *gcsStore) CheckName(key string) error { return checkGCSName(key) }
+
+// checkGCSName holds the name rules of GCS beyond store.ValidateKey.
+func checkGCSName(key string) error { return nil }
 
 // conditions maps a Precondition to generation conditions; ok is false when there
 // are none (ObjectHandle.If refuses empty conditions).
@@ -329,10 +336,7 @@ func (s *gcsStore) Check(ctx context.Context) error {
 // Stat returns key's attributes.
 func (s *gcsStore) Stat(ctx context.Context, key string) (*store.Attributes, error) {
 	const op = "stat"
-	name, err := s.objectName(key)
-	if err != nil {
-		return nil, s.fail(op, key, err)
-	}
+	name := s.objectName(key)
 	a, err := s.bucket.Object(name).Attrs(ctx)
 	if err != nil {
 		return nil, s.fail(op, key, err)
@@ -345,13 +349,7 @@ func (s *gcsStore) Stat(ctx context.Context, key string) (*store.Attributes, err
 // Open streams key from offset.
 func (s *gcsStore) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
 	const op = "open"
-	name, err := s.objectName(key)
-	if err != nil {
-		return nil, s.fail(op, key, err)
-	}
-	if offset < 0 {
-		return nil, s.fail(op, key, local(store.CodeInvalid, fmt.Errorf("negative offset %d", offset)))
-	}
+	name := s.objectName(key)
 	r, err := s.bucket.Object(name).NewRangeReader(ctx, offset, -1)
 	if err != nil {
 		return nil, s.fail(op, key, err)
@@ -387,14 +385,8 @@ func (r *reader) Close() error {
 // calls, which Copier.Run chains; the destination's conditions apply to the rewrite.
 func (s *gcsStore) Copy(ctx context.Context, dstKey, srcKey string, opts store.CopyOptions) (*store.Object, error) {
 	const op = "copy"
-	dstName, err := s.objectName(dstKey)
-	if err != nil {
-		return nil, s.fail(op, dstKey, err)
-	}
-	srcName, err := s.objectName(srcKey)
-	if err != nil {
-		return nil, s.fail(op, srcKey, err)
-	}
+	dstName := s.objectName(dstKey)
+	srcName := s.objectName(srcKey)
 	dst, err := guarded(s.bucket.Object(dstName), opts.Precondition)
 	if err != nil {
 		return nil, s.fail(op, dstKey, err)
@@ -454,10 +446,7 @@ func (s *gcsStore) checkPrecondition(ctx context.Context, name string, p store.P
 // when it answers 404.
 func (s *gcsStore) Delete(ctx context.Context, key string, opts store.DeleteOptions) error {
 	const op = "delete"
-	name, err := s.objectName(key)
-	if err != nil {
-		return s.fail(op, key, err)
-	}
+	name := s.objectName(key)
 	obj := s.bucket.Object(name)
 	if opts.IfMatch != "" {
 		c, _, err := conditions(store.Precondition{IfMatch: opts.IfMatch})
@@ -471,7 +460,7 @@ func (s *gcsStore) Delete(ctx context.Context, key string, opts store.DeleteOpti
 			obj = obj.If(c)
 		}
 	}
-	err = obj.Delete(ctx)
+	err := obj.Delete(ctx)
 	if err == nil {
 		return nil
 	}
@@ -545,5 +534,5 @@ func (s *gcsStore) List(ctx context.Context, opts store.ListOptions) iter.Seq2[s
 			}
 		}
 	}
-	return store.Ordered(s.name, opts.IncludeInternal, seq)
+	return seq
 }

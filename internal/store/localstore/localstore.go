@@ -131,9 +131,20 @@ func (s *Store) Check(context.Context) error {
 	return nil
 }
 
-func (s *Store) checkKey(op, key string) error {
-	if err := store.ValidateKey(key, 0); err != nil {
-		return &store.Error{Code: store.CodeInvalid, Op: op, Store: s.name, Key: key, Err: err}
+// nameMax is the longest file name (one path segment) in bytes that Linux file
+// systems accept (NAME_MAX).
+const nameMax = 255
+
+// KeyPrefixLen is 0: a directory's path does not count against MaxKeyBytes.
+func (s *Store) KeyPrefixLen() int { return 0 }
+
+// CheckName refuses keys the file system cannot hold as named (store.KeyRules): a
+// path segment longer than NAME_MAX bytes, which open(2) refuses with ENAMETOOLONG.
+func (s *Store) CheckName(key string) error {
+	for _, seg := range strings.Split(key, "/") {
+		if len(seg) > nameMax {
+			return fmt.Errorf("path segment %.40q... of key %q is %d bytes; file systems allow %d per name: shorten the name", seg, key, len(seg), nameMax)
+		}
 	}
 	return nil
 }
@@ -186,9 +197,6 @@ func objectOf(key string, fi fs.FileInfo) store.Object {
 
 // openRegular opens key for reading and refuses anything but a regular file.
 func (s *Store) openRegular(op, key string) (*os.File, fs.FileInfo, error) {
-	if err := s.checkKey(op, key); err != nil {
-		return nil, nil, err
-	}
 	r, err := s.openRoot(op)
 	if err != nil {
 		return nil, nil, err
@@ -309,12 +317,6 @@ func (p *progressWriter) report() {
 
 // Put writes r to a temporary file, verifies it, and renames it into place.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (*store.Object, error) {
-	if err := s.checkKey("put", key); err != nil {
-		return nil, err
-	}
-	if err := store.ValidateSHA256(opts.SHA256); err != nil {
-		return nil, &store.Error{Code: store.CodeInvalid, Op: "put", Store: s.name, Key: key, Err: err}
-	}
 	root, err := s.openRoot("put")
 	if err != nil {
 		return nil, err
@@ -433,9 +435,6 @@ func (s *Store) commit(root *os.Root, f *os.File, tmp, key string, meta xattrVal
 // Copy copies a file inside the directory (the kernel's copy_file_range where the
 // file system has it) and commits it like a Put.
 func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.CopyOptions) (*store.Object, error) {
-	if err := s.checkKey("copy", dstKey); err != nil {
-		return nil, err
-	}
 	src, _, err := s.openRegular("copy", srcKey)
 	if err != nil {
 		return nil, err
@@ -477,9 +476,6 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.Copy
 // and the delete fails its precondition. The second look cannot compare the change
 // time, which the rename itself updates.
 func (s *Store) Delete(_ context.Context, key string, opts store.DeleteOptions) error {
-	if err := s.checkKey("delete", key); err != nil {
-		return err
-	}
 	root, err := s.openRoot("delete")
 	if err != nil {
 		return err
@@ -561,7 +557,7 @@ func sameContent(a, b fs.FileInfo) bool {
 // puts "a-b" and "a.b" before everything under "a/" and "a0" after it. Only one
 // directory's entries per level are in memory at a time.
 func (s *Store) List(ctx context.Context, opts store.ListOptions) iter.Seq2[store.Object, error] {
-	return store.Ordered(s.name, opts.IncludeInternal, func(yield func(store.Object, error) bool) {
+	return func(yield func(store.Object, error) bool) {
 		root, err := s.openRoot("list")
 		if err != nil {
 			yield(store.Object{}, err)
@@ -587,7 +583,7 @@ func (s *Store) List(ctx context.Context, opts store.ListOptions) iter.Seq2[stor
 			w.ancestors = append(w.ancestors, fileID(fi))
 		}
 		w.dir(start)
-	})
+	}
 }
 
 type devIno struct{ dev, ino uint64 }

@@ -57,11 +57,17 @@ func UniquePrefix(t *testing.T) string {
 	return "ct-" + strings.Trim(name, "-_") + "-" + hex.EncodeToString(b[:])
 }
 
-// Run runs the conformance suite.
+// Run runs the conformance suite on the stores the harness makes, each fronted by
+// store.Checked as backends.Open fronts every driver: the suite checks the contract
+// as callers see it, whichever of the wrapper or the driver applies each rule.
 func Run(t *testing.T, h Harness) {
 	if h.LargeSize == 0 {
 		h.LargeSize = 64 << 20
 	}
+	h.NewAt = checkedAt(h.NewAt)
+	h.MissingLocation = checkedLoc(h.MissingLocation)
+	h.BadCredentials = checkedLoc(h.BadCredentials)
+	h.Unreachable = checkedLoc(h.Unreachable)
 	newStore := func(t *testing.T) store.Store {
 		s := h.NewAt(t, UniquePrefix(t))
 		t.Cleanup(func() { _ = s.Close() })
@@ -95,6 +101,17 @@ func Run(t *testing.T, h Harness) {
 	t.Run("FingerprintedMultipart", func(t *testing.T) { testFingerprinted(t, newStore(t), 2*h.PartSize+5, h.StoresCutRequests) })
 	t.Run("InvalidKeys", func(t *testing.T) { testInvalidKeys(t, newStore(t)) })
 	t.Run("ErrorClasses", func(t *testing.T) { testErrorClasses(t, h) })
+}
+
+func checkedAt(f func(t *testing.T, prefix string) store.Store) func(t *testing.T, prefix string) store.Store {
+	return func(t *testing.T, prefix string) store.Store { return store.Checked(f(t, prefix)) }
+}
+
+func checkedLoc(f func(t *testing.T) store.Store) func(t *testing.T) store.Store {
+	if f == nil {
+		return nil
+	}
+	return func(t *testing.T) store.Store { return store.Checked(f(t)) }
 }
 
 func ctx(t *testing.T) context.Context {
