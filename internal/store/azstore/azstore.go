@@ -368,13 +368,28 @@ func (s *blobStore) KeyPrefixLen() int { return s.prefixLen() }
 // (store.KeyRules).
 func (s *blobStore) CheckName(key string) error { return checkAzureName(key) }
 
-// checkAzureName refuses path segments that end in '.': Azure's front end strips
-// trailing dots from URL path segments, so such a blob would be stored, and later
-// listed, under another name.
+// maxSegments is the most path segments Azure allows in a blob name.
+const maxSegments = 254
+
+// checkAzureName refuses names that Azure would store, or list back, under another
+// name: its front end strips trailing dots from URL path segments and turns '\'
+// into '/' (Azurite does the latter too), and its XML listings cannot carry U+FFFE
+// or U+FFFF (Azurite fails the listing with a 500). Azure also allows at most 254
+// path segments.
 func checkAzureName(name string) error {
-	for _, seg := range strings.Split(name, "/") {
+	if i := strings.IndexByte(name, '\\'); i >= 0 {
+		return fmt.Errorf("key %q holds '\\', which Azure Blob Storage turns into '/' (it would be stored as %q): rename the file", name, strings.ReplaceAll(name, "\\", "/"))
+	}
+	if r := store.XMLUnsafeRune(name); r >= 0 {
+		return fmt.Errorf("key %q holds %U, which Azure's XML listings cannot carry: rename the file", name, r)
+	}
+	segs := strings.Split(name, "/")
+	if len(segs) > maxSegments {
+		return fmt.Errorf("key %q has %d path segments; Azure Blob Storage allows %d: flatten the tree", name, len(segs), maxSegments)
+	}
+	for _, seg := range segs {
 		if strings.HasSuffix(seg, ".") {
-			return fmt.Errorf("path segment %q of %q ends with '.', which Azure Blob Storage strips", seg, name)
+			return fmt.Errorf("path segment %q of %q ends with '.', which Azure Blob Storage strips (it would be stored as %q): rename it", seg, name, strings.TrimRight(seg, "."))
 		}
 	}
 	return nil

@@ -279,10 +279,23 @@ func (s *gcsStore) KeyPrefixLen() int {
 
 // CheckName refuses keys that GCS would store or list under another name
 // (store.KeyRules).
-func (s *gcsStore) CheckName(key string) error { return checkGCSName(key) }
+func (s *gcsStore) CheckName(key string) error {
+	if name := s.objectName(key); strings.HasPrefix(name, acmePrefix) {
+		return fmt.Errorf("key %q makes object name %q, and GCS refuses names starting with %q: exclude it or replicate under another prefix", key, name, acmePrefix)
+	}
+	if seg := store.LongestSegment(key); s.emulated && len(seg) > maxEmulatedSegment {
+		return fmt.Errorf("key %q has a path segment of %d bytes; fake-gcs-server keeps each segment as a file name (with a temporary prefix and suffix) and takes at most %d: shorten that name (real GCS has no such limit)", key, len(seg), maxEmulatedSegment)
+	}
+	return nil
+}
 
-// checkGCSName holds the name rules of GCS beyond store.ValidateKey.
-func checkGCSName(key string) error { return nil }
+// acmePrefix starts the object names GCS reserves (for domain verification).
+const acmePrefix = ".well-known/acme-challenge/"
+
+// maxEmulatedSegment is the longest path segment fake-gcs-server's file-system
+// backend can hold: it writes each object through a temporary file named "." +
+// segment + up to 20 random digits, within the 255-byte NAME_MAX.
+const maxEmulatedSegment = 255 - 1 - 20
 
 // conditions maps a Precondition to generation conditions; ok is false when there
 // are none (ObjectHandle.If refuses empty conditions).

@@ -273,7 +273,23 @@ func (s *s3Store) KeyPrefixLen() int { return len(s.keyPrefix) }
 
 // CheckName refuses keys that S3 would store or list under another name
 // (store.KeyRules).
-func (s *s3Store) CheckName(key string) error { return checkS3Name(key) }
+func (s *s3Store) CheckName(key string) error { return checkS3Name(key, s.endpoint != "") }
+
+// maxCompatSegment is the longest path segment MinIO accepts: it keeps each segment
+// of a key as a file or directory name on disk (XMinioInvalidObjectName beyond).
+const maxCompatSegment = 255
+
+// checkS3Name holds the name rules of S3 beyond store.ValidateKey. compatible is set
+// for a custom endpoint (MinIO and other S3-compatible servers).
+func checkS3Name(key string, compatible bool) error {
+	if r := store.XMLUnsafeRune(key); r >= 0 {
+		return fmt.Errorf("key %q holds %U, which S3's XML listings cannot carry (MinIO lists it back as another name): rename the file", key, r)
+	}
+	if seg := store.LongestSegment(key); compatible && len(seg) > maxCompatSegment {
+		return fmt.Errorf("key %q has a path segment of %d bytes; MinIO keeps each segment as a file name of at most %d bytes: shorten that name", key, len(seg), maxCompatSegment)
+	}
+	return nil
+}
 
 // Check verifies that the bucket exists and the credentials reach it.
 func (s *s3Store) Check(ctx context.Context) error {
@@ -475,6 +491,3 @@ func serverTime(md middleware.Metadata) time.Time {
 	}
 	return time.Now().UTC()
 }
-
-// checkS3Name holds the name rules of S3 (and MinIO) beyond store.ValidateKey.
-func checkS3Name(key string) error { return nil }

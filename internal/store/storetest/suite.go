@@ -44,6 +44,11 @@ type Harness struct {
 	// Tuning.SingleRequest): a put refused after its bytes went out then leaves the
 	// cut object behind, so the suite checks the refusal but not the leftovers.
 	StoresCutRequests bool
+	// ListsUTF16Order is set when the server lists keys above U+FFFF in UTF-16 order
+	// (Azurite): a listing holding such keys and keys from U+E000 to U+FFFF stops with
+	// an order error, so Names checks each name with a listing of its own instead of
+	// one listing of all.
+	ListsUTF16Order bool
 }
 
 // UniquePrefix returns a fresh prefix for one test.
@@ -100,6 +105,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Fingerprinted", func(t *testing.T) { testFingerprinted(t, newStore(t), 1000, false) })
 	t.Run("FingerprintedMultipart", func(t *testing.T) { testFingerprinted(t, newStore(t), 2*h.PartSize+5, h.StoresCutRequests) })
 	t.Run("InvalidKeys", func(t *testing.T) { testInvalidKeys(t, newStore(t)) })
+	t.Run("Names", func(t *testing.T) { testNames(t, newStore(t), h.ListsUTF16Order) })
 	t.Run("ErrorClasses", func(t *testing.T) { testErrorClasses(t, h) })
 }
 
@@ -623,5 +629,102 @@ func testErrorClasses(t *testing.T, h Harness) {
 		defer cancel()
 		_, err := u.Stat(c, "k")
 		WantCode(t, "stat on an unreachable endpoint", err, store.CodeTransient)
+	}
+}
+
+// NameCases are names that some store keeps under another name (decoding, trimming,
+// normalising, splitting them) or refuses. Every driver must either store each one
+// and list it back byte for byte, or refuse it up front (store.CheckKey) with
+// CodeInvalid before any request.
+var NameCases = []struct{ Name, Key string }{
+	{"backslash", "back\\slash.txt"},
+	{"backslash segment", "dir\\/file.txt"},
+	{"trailing dot", "trailing-dot."},
+	{"trailing dot in a directory", "dir./file.txt"},
+	{"two trailing dots", "dots../f"},
+	{"trailing slash", "folder/"},
+	{"percent", "100%.txt"},
+	{"percent-encoded slash", "a%2Fb.txt"},
+	{"percent-encoded space", "a%20b.txt"},
+	{"plus", "a+b.txt"},
+	{"question mark", "what?.txt"},
+	{"hash", "issue#12.txt"},
+	{"spaces at both ends", " both ends .txt "},
+	{"space-only segment", " /x.txt"},
+	{"leading space", " lead.txt"},
+	{"trailing space", "trail.txt "},
+	{"NFC", "caf\u00e9.txt"},
+	{"NFD", "cafe\u0301.txt"},
+	{"234-byte segment", "long0/" + strings.Repeat("n", 234)},
+	{"255-byte segment", "long/" + strings.Repeat("n", 255)},
+	{"255-byte multi-byte segment", "long2/" + strings.Repeat("\u00e9", 127) + "x"},
+	{"256-byte segment", "long3/" + strings.Repeat("n", 256)},
+	{"newline", "new\nline.txt"},
+	{"carriage return", "cr\r.txt"},
+	{"tab", "tab\t.txt"},
+	{"asterisk and brackets", "glob*[1].txt"},
+	{"colon and pipes", "c:|<>\".txt"},
+	{"above U+FFFF", "\U0001F600.txt"},
+	{"U+FFFD", "\uFFFD.txt"},
+	{"non-character U+FFFF", "\uFFFF.txt"},
+	{"bidi override", "\u202Etxt.exe"},
+	{"zero-width joiner", "a\u200db.txt"},
+	{"tilde and dollar", "~$lock.docx"},
+	{"well-known", ".well-known/acme-challenge/token"},
+}
+
+func testNames(t *testing.T, s store.Store, utf16Order bool) {
+	var stored []string
+	for i, c := range NameCases {
+		data := []byte(fmt.Sprintf("name %d", i))
+		refused := store.CheckKey(s, c.Key)
+		_, err := s.Put(ctx(t), c.Key, bytes.NewReader(data), store.PutOptions{SHA256: SHA256Hex(data), Size: int64(len(data))})
+		if refused != nil {
+			WantCode(t, fmt.Sprintf("%s: put %q, refused up front (%v)", c.Name, c.Key, refused), err, store.CodeInvalid)
+			if !strings.Contains(err.Error(), fmt.Sprintf("%q", c.Key)) {
+				t.Errorf("%s: the refusal does not name the key: %v", c.Name, err)
+			}
+			t.Logf("%s: refused: %v", c.Name, refused)
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: put %q: %v (a key the store cannot hold must be refused by store.CheckKey)", c.Name, c.Key, err)
+			continue
+		}
+		stored = append(stored, c.Key)
+		a, err := s.Stat(ctx(t), c.Key)
+		if err != nil || a.Key != c.Key || a.Size != int64(len(data)) {
+			t.Errorf("%s: stat %q = %+v, %v", c.Name, c.Key, a, err)
+			continue
+		}
+		if got := ReadAll(t, s, c.Key); !bytes.Equal(got, data) {
+			t.Errorf("%s: %q reads %q, want %q", c.Name, c.Key, got, data)
+		}
+	}
+	slices.Sort(stored)
+	for _, key := range stored {
+		// Each name is listed back as it was stored, by a listing of its prefix.
+		got := keysOf(listAll(t, s, store.ListOptions{Prefix: key}))
+		if !slices.Contains(got, key) {
+			t.Errorf("list of prefix %q = %q, want it to hold that key", key, got)
+		}
+		for _, k := range got {
+			if !slices.Contains(stored, k) {
+				t.Errorf("list of prefix %q yields %q, which was never stored", key, k)
+			}
+		}
+	}
+	if utf16Order {
+		t.Log("the server lists in UTF-16 order: the names were listed one by one")
+	} else if got := keysOf(listAll(t, s, store.ListOptions{IncludeInternal: true})); !slices.Equal(got, stored) {
+		t.Errorf("list = %q\nwant   %q", got, stored)
+	}
+	for _, key := range stored {
+		if err := s.Delete(ctx(t), key, store.DeleteOptions{}); err != nil {
+			t.Errorf("delete %q: %v", key, err)
+		}
+	}
+	if got := listAll(t, s, store.ListOptions{IncludeInternal: true}); len(got) != 0 {
+		t.Errorf("after deletes list = %q", keysOf(got))
 	}
 }
