@@ -17,8 +17,19 @@ import (
 	"github.com/cloudrepl/replicator/internal/store/s3store"
 )
 
-// Open parses rawURL and opens the driver of its scheme.
+// Open parses rawURL, opens the driver of its scheme and fronts it with
+// store.Checked, which applies the contract's key rules, listing order and error
+// classes once for every driver.
 func Open(ctx context.Context, opts store.Options, rawURL string) (store.Store, error) {
+	d, err := openDriver(ctx, opts, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return store.Checked(d), nil
+}
+
+// openDriver opens the bare driver of rawURL's scheme.
+func openDriver(ctx context.Context, opts store.Options, rawURL string) (store.Store, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, store.ConfigError(opts, "write a URL such as s3://bucket/prefix", "bad location URL: %v", err)

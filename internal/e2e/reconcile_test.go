@@ -367,7 +367,7 @@ func TestVerifyFindsDifferencesAndChecksumReconcileRepairs(t *testing.T) {
 	bad := []byte("corrupted bytes")
 	_, err := w.destination("gcs").Put(context.Background(), "v/1.txt", strings.NewReader(string(bad)), store.PutOptions{SHA256: sha(bad), Size: int64(len(bad))})
 	must(t, err)
-	must(t, w.destination("azure").Delete(context.Background(), "v/2.txt"))
+	must(t, w.destination("azure").Delete(context.Background(), "v/2.txt", store.DeleteOptions{}))
 	_, err = w.destination("s3").Put(context.Background(), "v/extra.txt", strings.NewReader(string(bad)), store.PutOptions{SHA256: sha(bad), Size: int64(len(bad))})
 	must(t, err)
 	v, code := verify()

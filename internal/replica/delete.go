@@ -165,7 +165,7 @@ func (e *Engine) Cleanup(ctx context.Context, t Target, keys []string) error {
 	g.SetLimit(cleanupConcurrency)
 	for _, k := range keys {
 		g.Go(func() error {
-			if ab, ok := t.Store.(uploadAborter); ok {
+			if ab, ok := t.Store.(store.UploadAborter); ok {
 				if err := ab.AbortUploads(gctx, k); err != nil {
 					return err
 				}
@@ -180,25 +180,8 @@ func (e *Engine) Cleanup(ctx context.Context, t Target, keys []string) error {
 // cleans a page of them, and a delete costs ~14 ms on Azurite.
 const cleanupConcurrency = 16
 
-// uploadAborter is implemented by drivers that can find and abort unfinished
-// multipart uploads of a key (S3), which a crashed transfer may leave behind.
-type uploadAborter interface {
-	AbortUploads(ctx context.Context, key string) error
-}
-
-// deleteIfMatch deletes key, only if its ETag is etag when etag is set.
+// deleteIfMatch deletes key, only if its ETag is etag when etag is set: the driver's
+// conditional delete, so a write that came in between is never deleted.
 func deleteIfMatch(ctx context.Context, s store.Store, key, etag string) error {
-	if etag != "" {
-		a, err := s.Stat(ctx, key)
-		if store.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if a.ETag != etag {
-			return store.Errorf(store.CodePrecondition, "delete", s.Name(), key, "", "changed since it was looked at")
-		}
-	}
-	return s.Delete(ctx, key)
+	return s.Delete(ctx, key, store.DeleteOptions{IfMatch: etag})
 }

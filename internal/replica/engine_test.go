@@ -246,6 +246,19 @@ func TestGuardedDelete(t *testing.T) {
 	}
 	d.writeSource(t, "present", "z", time.Time{})
 
+	// The object changed after it was looked at: the delete does not take it.
+	rs := &deleteRacer{Store: d.dst, before: func() {
+		b := []byte("rewritten")
+		a, _ := d.dst.Stat(ctx, "gone")
+		if _, err := d.dst.Put(ctx, "gone", bytes.NewReader(b), store.PutOptions{SHA256: sha(b), Size: int64(len(b)), Precondition: store.Precondition{IfMatch: a.ETag}}); err != nil {
+			t.Error(err)
+		}
+	}}
+	res, err := d.engine.Delete(ctx, Target{Policy: d.policy, Name: "dst", Store: rs}, DeleteRequest{Key: "gone", Source: d.src})
+	if err != nil || res.Outcome != wire.OutcomeSuperseded || d.replica(t, "gone") != "rewritten" {
+		t.Fatalf("delete racing a write: %v %v", res, err)
+	}
+
 	// Outside a reconcile, max_delete bounds the deletes per window.
 	d.policy.Safety.MaxDelete = 2
 	for _, k := range []string{"w1", "w2", "w3"} {
@@ -270,6 +283,17 @@ func TestGuardedDelete(t *testing.T) {
 	if res, err := d.engine.Delete(ctx, d.target(), DeleteRequest{Key: "w3", Source: d.src, Windowed: true}); err != nil || res.Outcome != wire.OutcomeDeleted {
 		t.Fatalf("after the window: %v %v", res, err)
 	}
+}
+
+// deleteRacer lets another writer in right before the engine's delete.
+type deleteRacer struct {
+	store.Store
+	before func()
+}
+
+func (r *deleteRacer) Delete(ctx context.Context, key string, opts store.DeleteOptions) error {
+	r.before()
+	return r.Store.Delete(ctx, key, opts)
 }
 
 func TestStageAndCommit(t *testing.T) {

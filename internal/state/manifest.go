@@ -200,7 +200,7 @@ func (m *ManifestWriter) Commit(ctx context.Context, folded *Journal) error {
 	}
 	if folded != nil {
 		for _, o := range folded.objects {
-			if err := m.st.s.Delete(ctx, o); err != nil {
+			if err := m.st.s.Delete(ctx, o, store.DeleteOptions{}); err != nil {
 				return err
 			}
 		}

@@ -187,7 +187,7 @@ func (st *State) RecordDeadLetter(ctx context.Context, d DeadLetter) error {
 
 // ClearDeadLetter removes the record of (policy, key, destination), if any.
 func (st *State) ClearDeadLetter(ctx context.Context, policy, destination, key string) error {
-	return st.s.Delete(ctx, deadLetterKey(policy, destination, key))
+	return st.s.Delete(ctx, deadLetterKey(policy, destination, key), store.DeleteOptions{})
 }
 
 // DeadLetters yields the dead letters of a policy ("" for all policies).
@@ -382,7 +382,7 @@ func (st *State) ReadKeyPage(ctx context.Context, l KeyList, i int) ([]string, e
 // DeleteKeyList removes a list's pages.
 func (st *State) DeleteKeyList(ctx context.Context, l KeyList) error {
 	for i := range l.Pages {
-		if err := st.s.Delete(ctx, pageKey(l, i)); err != nil {
+		if err := st.s.Delete(ctx, pageKey(l, i), store.DeleteOptions{}); err != nil {
 			return fmt.Errorf("delete key list page %s: %w", pageKey(l, i), err)
 		}
 	}
@@ -398,9 +398,9 @@ func (st *State) RemovePlan(ctx context.Context, policy, planID string) error {
 		if err != nil {
 			return err
 		}
-		if err := st.s.Delete(ctx, o.Key); err != nil {
+		if err := st.s.Delete(ctx, o.Key, store.DeleteOptions{}); err != nil {
 			return err
 		}
 	}
-	return st.s.Delete(ctx, PlanKey(policy, planID))
+	return st.s.Delete(ctx, PlanKey(policy, planID), store.DeleteOptions{})
 }

@@ -63,3 +63,26 @@ func JoinPrefix(prefix, key string) string {
 	}
 	return prefix + "/" + key
 }
+
+// XMLUnsafeRune returns the first rune of key that XML 1.0 cannot carry (U+FFFE,
+// U+FFFF; ValidateKey already refuses the control characters), or -1. Stores that
+// list in XML (S3, Azure) cannot list such a key back as it was stored.
+func XMLUnsafeRune(key string) rune {
+	for _, r := range key {
+		if r == 0xFFFE || r == 0xFFFF {
+			return r
+		}
+	}
+	return -1
+}
+
+// LongestSegment returns the longest '/'-separated segment of key.
+func LongestSegment(key string) string {
+	longest := ""
+	for _, seg := range strings.Split(key, "/") {
+		if len(seg) > len(longest) {
+			longest = seg
+		}
+	}
+	return longest
+}

@@ -46,6 +46,16 @@ type Object struct {
 	// restore from backup sets to the past; for a bucket it is the server-assigned
 	// modification time. 0 when the store cannot tell (Stat fills it like List).
 	Order int64
+	// Rejected is "" for a normal object. Otherwise the entry exists at the source but
+	// cannot be replicated, and Rejected says why (a name no store can hold, a FIFO,
+	// a symlink leading outside the root, an unreadable file...). Its Key holds the
+	// raw name, which may be invalid UTF-8, and its other fields may be zero.
+	// Consumers report it by name and skip it: a listing never fails for one entry.
+	Rejected string
+	// Unreadable marks a directory that could not be read, yielded once with Key
+	// "dir/" (the only keys ending in '/'): a subtree of unknown state, under which
+	// nothing may be deleted.
+	Unreadable bool
 }
 
 // Attributes is what Stat returns: the listing fields plus content type and metadata.
@@ -125,6 +135,15 @@ type CopyOptions struct {
 	Precondition Precondition
 }
 
+// DeleteOptions guard a Delete.
+type DeleteOptions struct {
+	// IfMatch, when set, deletes the object only if its ETag (as returned by Stat,
+	// List, Put or Copy) is exactly this; any other state fails with
+	// CodePrecondition and the object stays. A missing key still succeeds: the
+	// delete's goal holds, and a retried delete whose answer was lost must not fail.
+	IfMatch string
+}
+
 // ListOptions select and shape a listing.
 type ListOptions struct {
 	// Prefix restricts the listing to keys starting with it (a key prefix, not
@@ -135,6 +154,11 @@ type ListOptions struct {
 	PageSize int
 	// IncludeInternal lists the replicator's own subtree (InternalPrefix) as well.
 	IncludeInternal bool
+	// SkipDir, when set, is asked about each directory ("a/b/", with its trailing
+	// '/') of a store that has directories before the walk enters it; true keeps the
+	// walk out of that subtree (an excluded ".snapshot/"), so it is neither read nor
+	// listed. Stores without directories ignore it: callers still filter keys.
+	SkipDir func(dir string) bool
 }
 
 // Store is one storage location. Implementations are safe for concurrent use.
@@ -163,13 +187,17 @@ type Store interface {
 	Copy(ctx context.Context, dstKey, srcKey string, opts CopyOptions) (*Object, error)
 
 	// Delete removes key. Deleting a missing key succeeds, so that a retried delete
-	// whose first answer was lost does not fail.
-	Delete(ctx context.Context, key string) error
+	// whose first answer was lost does not fail. With opts.IfMatch set it removes the
+	// object only if its ETag is exactly that, else fails with CodePrecondition and
+	// leaves the object as it is.
+	Delete(ctx context.Context, key string, opts DeleteOptions) error
 
 	// List yields objects whose keys start with opts.Prefix in ascending byte order of
-	// their UTF-8 keys, fetching pages lazily. Iteration stops after the first
-	// error, which is yielded with a zero Object. A listing whose keys arrive out of
-	// order yields a CodeInvalid error rather than wrong results.
+	// their keys, fetching pages lazily. Iteration stops after the first error,
+	// which is yielded with a zero Object. A listing whose keys arrive out of order
+	// yields a CodeInvalid error rather than wrong results. One entry that cannot be
+	// replicated does not fail a listing: it is yielded in its place in the order
+	// with Object.Rejected set (or Object.Unreadable, for a directory).
 	List(ctx context.Context, opts ListOptions) iter.Seq2[Object, error]
 
 	// Close releases the store's clients.

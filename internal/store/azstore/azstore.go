@@ -360,26 +360,36 @@ func (s *blobStore) prefixLen() int {
 	return len(s.prefix) + 1
 }
 
-// checkKey applies the shared key rules, counting the prefix, then Azure's own.
-func (s *blobStore) checkKey(op, key string) error {
-	err := store.ValidateKey(key, s.prefixLen())
-	if err == nil {
-		err = checkAzureName(key)
-	}
-	if err != nil {
-		return &store.Error{Code: store.CodeInvalid, Op: op, Store: s.name, Key: key,
-			Hint: "rename the file: Azure Blob Storage cannot hold this name", Err: err}
-	}
-	return nil
-}
+// KeyPrefixLen is the length of what precedes every key in the container (the
+// prefix and its '/'), for store.Checked.
+func (s *blobStore) KeyPrefixLen() int { return s.prefixLen() }
 
-// checkAzureName refuses path segments that end in '.': Azure's front end strips
-// trailing dots from URL path segments, so such a blob would be stored, and later
-// listed, under another name.
+// CheckName refuses keys that Azure would store or list under another name
+// (store.KeyRules).
+func (s *blobStore) CheckName(key string) error { return checkAzureName(key) }
+
+// maxSegments is the most path segments Azure allows in a blob name.
+const maxSegments = 254
+
+// checkAzureName refuses names that Azure would store, or list back, under another
+// name: its front end strips trailing dots from URL path segments and turns '\'
+// into '/' (Azurite does the latter too), and its XML listings cannot carry U+FFFE
+// or U+FFFF (Azurite fails the listing with a 500). Azure also allows at most 254
+// path segments.
 func checkAzureName(name string) error {
-	for _, seg := range strings.Split(name, "/") {
+	if i := strings.IndexByte(name, '\\'); i >= 0 {
+		return fmt.Errorf("key %q holds '\\', which Azure Blob Storage turns into '/' (it would be stored as %q): rename the file", name, strings.ReplaceAll(name, "\\", "/"))
+	}
+	if r := store.XMLUnsafeRune(name); r >= 0 {
+		return fmt.Errorf("key %q holds %U, which Azure's XML listings cannot carry: rename the file", name, r)
+	}
+	segs := strings.Split(name, "/")
+	if len(segs) > maxSegments {
+		return fmt.Errorf("key %q has %d path segments; Azure Blob Storage allows %d: flatten the tree", name, len(segs), maxSegments)
+	}
+	for _, seg := range segs {
 		if strings.HasSuffix(seg, ".") {
-			return fmt.Errorf("path segment %q of %q ends with '.', which Azure Blob Storage strips", seg, name)
+			return fmt.Errorf("path segment %q of %q ends with '.', which Azure Blob Storage strips (it would be stored as %q): rename it", seg, name, strings.TrimRight(seg, "."))
 		}
 	}
 	return nil

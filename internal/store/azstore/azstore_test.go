@@ -109,12 +109,12 @@ func TestAccessTier(t *testing.T) {
 func TestKeysRefusedForAzure(t *testing.T) {
 	s := &blobStore{name: "az", prefix: strings.Repeat("p", 20)}
 	for _, k := range []string{"dir./file", "file.", "a/b..", strings.Repeat("k", store.MaxKeyBytes-20)} {
-		if err := s.checkKey("put", k); store.CodeOf(err) != store.CodeInvalid {
-			t.Errorf("key %q: %v, want invalid", k, err)
+		if err := store.CheckKey(s, k); err == nil {
+			t.Errorf("key %q accepted, want it refused", k)
 		}
 	}
 	for _, k := range []string{"a.b", ".replicator/x", "d/.hidden", strings.Repeat("k", store.MaxKeyBytes-21)} {
-		if err := s.checkKey("put", k); err != nil {
+		if err := store.CheckKey(s, k); err != nil {
 			t.Errorf("key %q refused: %v", k, err)
 		}
 	}

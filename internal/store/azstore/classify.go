@@ -1,14 +1,10 @@
 package azstore
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
-	"syscall"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -41,7 +37,6 @@ func (st site) classify(err error, wholeStore bool) (store.Code, string) {
 	missing := fmt.Sprintf("create container %q in storage account %q or fix the URL", st.container, st.account)
 	denied := fmt.Sprintf("check %s: account name and key or SAS (permissions, expiry), or the identity's role on container %q (Storage Blob Data Contributor)",
 		st.credential, st.container)
-	unreachable := fmt.Sprintf("check the endpoint %s: it refused or dropped the connection", st.endpoint)
 
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
@@ -114,33 +109,9 @@ func (st site) classify(err error, wholeStore bool) (store.Code, string) {
 		return store.CodePermission, denied
 	}
 
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		if dnsErr.IsNotFound {
-			return store.CodePermission, fmt.Sprintf("unknown host %q: check the storage account name %q and the endpoint %s", dnsErr.Name, st.account, st.endpoint)
-		}
-		return store.CodeTransient, fmt.Sprintf("name resolution of %q failed; check DNS", dnsErr.Name)
-	}
-	var (
-		unknownCA  x509.UnknownAuthorityError
-		hostErr    x509.HostnameError
-		certErr    x509.CertificateInvalidError
-		tlsVerify  *tls.CertificateVerificationError
-		recordErr  tls.RecordHeaderError
-		tlsAlert   tls.AlertError
-		tlsHintFmt = "TLS with %s failed: check the endpoint's scheme and certificate, or the trusted CA bundle"
-	)
-	if errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &certErr) || errors.As(err, &tlsVerify) ||
-		errors.As(err, &recordErr) || errors.As(err, &tlsAlert) {
-		return store.CodePermission, fmt.Sprintf(tlsHintFmt, st.endpoint)
-	}
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EHOSTUNREACH) ||
-		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ETIMEDOUT) || errors.Is(err, syscall.EPIPE) {
-		return store.CodeTransient, unreachable
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return store.CodeTransient, unreachable
+	n := store.Network{Endpoint: st.endpoint, HostHint: fmt.Sprintf("the storage account name %q makes up the host name", st.account)}
+	if code, hint, ok := n.Classify(err); ok {
+		return code, hint
 	}
 	return store.CodeTransient, ""
 }

@@ -109,7 +109,7 @@ func TestClassify(t *testing.T) {
 		{"no credential", fmt.Errorf("wrapped: %w", azidentity.NewCredentialUnavailableError("no identity configured")), false, store.CodePermission, "$AZ_CONN"},
 		{"authentication required", &azidentity.AuthenticationRequiredError{}, false, store.CodePermission, "$AZ_CONN"},
 		// Network.
-		{"connection refused", dialRefused(t), false, store.CodeTransient, "check the endpoint https://acct.blob.core.windows.net"},
+		{"connection refused", dialRefused(t), false, store.CodeTransient, "check that the endpoint https://acct.blob.core.windows.net is up"},
 		{"unknown host", &url.Error{Op: "Get", URL: "https://nope.blob.core.windows.net", Err: &net.OpError{Op: "dial", Net: "tcp",
 			Err: &net.DNSError{Err: "no such host", Name: "nope.blob.core.windows.net", IsNotFound: true}}}, false, store.CodePermission, `storage account name "acct"`},
 		{"dns timeout", &net.DNSError{Err: "i/o timeout", Name: "acct.blob.core.windows.net", IsTimeout: true}, false, store.CodeTransient, "DNS"},

@@ -26,13 +26,6 @@ const mismatchHint = "the source changed while it was copied; the copy is retrie
 // larger ones as staged blocks committed once the whole stream is verified.
 func (s *blobStore) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (*store.Object, error) {
 	const op = "put"
-	if err := s.checkKey(op, key); err != nil {
-		return nil, err
-	}
-	if err := store.ValidateSHA256(opts.SHA256); err != nil {
-		return nil, &store.Error{Code: store.CodeInvalid, Op: op, Store: s.name, Key: key,
-			Hint: "pass the source's SHA-256 as 64 hex digits", Err: err}
-	}
 	v := store.NewVerifier(r, opts.SHA256, opts.Size)
 	src := &sourceReader{r: v}
 	bb := s.client.NewBlockBlobClient(s.blobName(key))

@@ -1,14 +1,10 @@
 package gcsstore
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
-	"syscall"
 
 	"cloud.google.com/go/auth"
 	"cloud.google.com/go/storage"
@@ -119,32 +115,11 @@ func classify(op string, err error, h hints) (store.Code, string) {
 	if errors.As(err, &ae) && ae.Response != nil && ae.Response.StatusCode >= 400 && ae.Response.StatusCode < 500 {
 		return store.CodePermission, "the token service refused the credentials: check " + h.credentials()
 	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-		return store.CodePermission, fmt.Sprintf("host %q is unknown: check the endpoint %s", dnsErr.Name, h.endpoint)
-	}
-	var verifyErr *tls.CertificateVerificationError
-	var authorityErr x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	var invalidErr x509.CertificateInvalidError
-	if errors.As(err, &verifyErr) || errors.As(err, &authorityErr) || errors.As(err, &hostErr) || errors.As(err, &invalidErr) {
-		return store.CodePermission, fmt.Sprintf("the TLS certificate of %s is not trusted: check the endpoint and the system CA bundle", h.endpoint)
-	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return store.CodeTransient, fmt.Sprintf("connection refused: check that the endpoint %s is up and reachable", h.endpoint)
-	}
-	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
-		return store.CodeTransient, fmt.Sprintf("the connection to %s was reset; the operation is retried", h.endpoint)
-	}
 	if strings.Contains(err.Error(), "could not find default credentials") {
 		return store.CodePermission, "no credentials found: set " + h.credentials()
 	}
-	if code, ok := store.ContextCode(err); ok {
-		return code, "the operation was cancelled or ran out of time; it is retried"
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return store.CodeTransient, fmt.Sprintf("the request to %s timed out; check the network", h.endpoint)
+	if code, hint, ok := (store.Network{Endpoint: h.endpoint}).Classify(err); ok {
+		return code, hint
 	}
 	return store.CodeTransient, ""
 }

@@ -251,14 +251,22 @@ func TestNewOK(t *testing.T) {
 	if s.partSize != DefaultPartSize || s.threshold != DefaultThreshold || s.pageSize != DefaultPageSize {
 		t.Fatalf("defaults not applied: %+v", s)
 	}
-	// Keys are validated with the prefix counted, before any request.
-	_, err = s.Stat(context.Background(), strings.Repeat("k", store.MaxKeyBytes-len("some/prefix/")+1))
+	// Keys are validated with the prefix counted, before any request, by the wrapper
+	// every store is opened behind.
+	c := store.Checked(st)
+	_, err = c.Stat(context.Background(), longKey(store.MaxKeyBytes-len("some/prefix/")+1))
 	if store.CodeOf(err) != store.CodeInvalid {
 		t.Fatalf("over-long key: %v", err)
 	}
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel() // no request goes out
-	if _, err := s.Stat(cancelled, strings.Repeat("k", store.MaxKeyBytes-len("some/prefix/"))); store.CodeOf(err) == store.CodeInvalid {
+	if _, err := c.Stat(cancelled, longKey(store.MaxKeyBytes-len("some/prefix/"))); store.CodeOf(err) == store.CodeInvalid {
 		t.Fatalf("a key of exactly the maximum length was refused: %v", err)
 	}
+}
+
+// longKey is an n-byte key of 100-byte segments, which even the emulator's segment
+// limit accepts (n%100 must not be 0).
+func longKey(n int) string {
+	return strings.Repeat(strings.Repeat("k", 99)+"/", n/100) + strings.Repeat("k", n%100)
 }

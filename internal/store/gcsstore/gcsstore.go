@@ -265,17 +265,37 @@ func (s *gcsStore) Close() error {
 	return nil
 }
 
-// objectName validates key (counting the prefix) and returns its object name.
-func (s *gcsStore) objectName(key string) (string, error) {
-	plen := 0
-	if s.prefix != "" {
-		plen = len(s.prefix) + 1
+// objectName is key's object name in the bucket.
+func (s *gcsStore) objectName(key string) string { return store.JoinPrefix(s.prefix, key) }
+
+// KeyPrefixLen is the length of what precedes every key in the bucket (the prefix
+// and its '/'), for store.Checked.
+func (s *gcsStore) KeyPrefixLen() int {
+	if s.prefix == "" {
+		return 0
 	}
-	if err := store.ValidateKey(key, plen); err != nil {
-		return "", local(store.CodeInvalid, err)
-	}
-	return store.JoinPrefix(s.prefix, key), nil
+	return len(s.prefix) + 1
 }
+
+// CheckName refuses keys that GCS would store or list under another name
+// (store.KeyRules).
+func (s *gcsStore) CheckName(key string) error {
+	if name := s.objectName(key); strings.HasPrefix(name, acmePrefix) {
+		return fmt.Errorf("key %q makes object name %q, and GCS refuses names starting with %q: exclude it or replicate under another prefix", key, name, acmePrefix)
+	}
+	if seg := store.LongestSegment(key); s.emulated && len(seg) > maxEmulatedSegment {
+		return fmt.Errorf("key %q has a path segment of %d bytes; fake-gcs-server keeps each segment as a file name (with a temporary prefix and suffix) and takes at most %d: shorten that name (real GCS has no such limit)", key, len(seg), maxEmulatedSegment)
+	}
+	return nil
+}
+
+// acmePrefix starts the object names GCS reserves (for domain verification).
+const acmePrefix = ".well-known/acme-challenge/"
+
+// maxEmulatedSegment is the longest path segment fake-gcs-server's file-system
+// backend can hold: it writes each object through a temporary file named "." +
+// segment + up to 20 random digits, within the 255-byte NAME_MAX.
+const maxEmulatedSegment = 255 - 1 - 20
 
 // conditions maps a Precondition to generation conditions; ok is false when there
 // are none (ObjectHandle.If refuses empty conditions).
@@ -329,10 +349,7 @@ func (s *gcsStore) Check(ctx context.Context) error {
 // Stat returns key's attributes.
 func (s *gcsStore) Stat(ctx context.Context, key string) (*store.Attributes, error) {
 	const op = "stat"
-	name, err := s.objectName(key)
-	if err != nil {
-		return nil, s.fail(op, key, err)
-	}
+	name := s.objectName(key)
 	a, err := s.bucket.Object(name).Attrs(ctx)
 	if err != nil {
 		return nil, s.fail(op, key, err)
@@ -345,13 +362,7 @@ func (s *gcsStore) Stat(ctx context.Context, key string) (*store.Attributes, err
 // Open streams key from offset.
 func (s *gcsStore) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
 	const op = "open"
-	name, err := s.objectName(key)
-	if err != nil {
-		return nil, s.fail(op, key, err)
-	}
-	if offset < 0 {
-		return nil, s.fail(op, key, local(store.CodeInvalid, fmt.Errorf("negative offset %d", offset)))
-	}
+	name := s.objectName(key)
 	r, err := s.bucket.Object(name).NewRangeReader(ctx, offset, -1)
 	if err != nil {
 		return nil, s.fail(op, key, err)
@@ -387,14 +398,8 @@ func (r *reader) Close() error {
 // calls, which Copier.Run chains; the destination's conditions apply to the rewrite.
 func (s *gcsStore) Copy(ctx context.Context, dstKey, srcKey string, opts store.CopyOptions) (*store.Object, error) {
 	const op = "copy"
-	dstName, err := s.objectName(dstKey)
-	if err != nil {
-		return nil, s.fail(op, dstKey, err)
-	}
-	srcName, err := s.objectName(srcKey)
-	if err != nil {
-		return nil, s.fail(op, srcKey, err)
-	}
+	dstName := s.objectName(dstKey)
+	srcName := s.objectName(srcKey)
 	dst, err := guarded(s.bucket.Object(dstName), opts.Precondition)
 	if err != nil {
 		return nil, s.fail(op, dstKey, err)
@@ -446,20 +451,57 @@ func (s *gcsStore) checkPrecondition(ctx context.Context, name string, p store.P
 }
 
 // Delete removes key; a missing key is not an error.
-func (s *gcsStore) Delete(ctx context.Context, key string) error {
+//
+// With opts.IfMatch (a generation on this driver) real GCS gets an
+// ifGenerationMatch condition. fake-gcs-server ignores that condition on deletes, so
+// on an emulator the driver deletes that exact generation instead, which the
+// emulator does honour (atomically), and looks whether another generation is live
+// when it answers 404.
+func (s *gcsStore) Delete(ctx context.Context, key string, opts store.DeleteOptions) error {
 	const op = "delete"
-	name, err := s.objectName(key)
-	if err != nil {
-		return s.fail(op, key, err)
+	name := s.objectName(key)
+	obj := s.bucket.Object(name)
+	if opts.IfMatch != "" {
+		c, _, err := conditions(store.Precondition{IfMatch: opts.IfMatch})
+		if err != nil {
+			// Not a generation: no object can match, but a missing key still succeeds.
+			return s.missingIsDone(ctx, obj, key, s.fail(op, key, err))
+		}
+		if s.emulated {
+			obj = obj.Generation(c.GenerationMatch)
+		} else {
+			obj = obj.If(c)
+		}
 	}
-	err = s.bucket.Object(name).Delete(ctx)
+	err := obj.Delete(ctx)
 	if err == nil {
 		return nil
 	}
-	if e := s.fail(op, key, err); e.Code != store.CodeNotFound {
-		return e
+	e := s.fail(op, key, err)
+	switch {
+	case e.Code == store.CodeNotFound && opts.IfMatch != "" && s.emulated:
+		// That generation is gone: either the key is (done) or another one is live.
+		return s.missingIsDone(ctx, s.bucket.Object(name), key,
+			s.fail(op, key, local(store.CodePrecondition, fmt.Errorf("generation %s is not the live one", opts.IfMatch))))
+	case e.Code == store.CodeNotFound:
+		return nil
+	case e.Code == store.CodePrecondition:
+		return s.missingIsDone(ctx, s.bucket.Object(name), key, e)
 	}
-	return nil
+	return e
+}
+
+// missingIsDone returns nil when the object does not exist (a conditional delete's
+// goal holds), else failed.
+func (s *gcsStore) missingIsDone(ctx context.Context, obj *storage.ObjectHandle, key string, failed *store.Error) error {
+	_, err := obj.Attrs(ctx)
+	if errors.Is(err, storage.ErrObjectNotExist) {
+		return nil
+	}
+	if err != nil {
+		return s.fail("delete", key, err)
+	}
+	return failed
 }
 
 // listPrefix is the object-name prefix of keys starting with p.
@@ -505,5 +547,5 @@ func (s *gcsStore) List(ctx context.Context, opts store.ListOptions) iter.Seq2[s
 			}
 		}
 	}
-	return store.Ordered(s.name, opts.IncludeInternal, seq)
+	return seq
 }

@@ -27,13 +27,7 @@ var crc32cTable = crc32.MakeTable(crc32.Castagnoli)
 // at Close: the same check holds, and a failure restarts the object from its start.
 func (s *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (*store.Object, error) {
 	const op = "put"
-	name, err := s.objectName(key)
-	if err != nil {
-		return nil, s.fail(op, key, err)
-	}
-	if err := store.ValidateSHA256(opts.SHA256); err != nil {
-		return nil, s.fail(op, key, local(store.CodeInvalid, err))
-	}
+	name := s.objectName(key)
 	obj, err := guarded(s.bucket.Object(name).Retryer(storage.WithErrorFunc(retryBudget())), opts.Precondition)
 	if err != nil {
 		return nil, s.fail(op, key, err)

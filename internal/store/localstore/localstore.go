@@ -131,9 +131,20 @@ func (s *Store) Check(context.Context) error {
 	return nil
 }
 
-func (s *Store) checkKey(op, key string) error {
-	if err := store.ValidateKey(key, 0); err != nil {
-		return &store.Error{Code: store.CodeInvalid, Op: op, Store: s.name, Key: key, Err: err}
+// nameMax is the longest file name (one path segment) in bytes that Linux file
+// systems accept (NAME_MAX).
+const nameMax = 255
+
+// KeyPrefixLen is 0: a directory's path does not count against MaxKeyBytes.
+func (s *Store) KeyPrefixLen() int { return 0 }
+
+// CheckName refuses keys the file system cannot hold as named (store.KeyRules): a
+// path segment longer than NAME_MAX bytes, which open(2) refuses with ENAMETOOLONG.
+func (s *Store) CheckName(key string) error {
+	for _, seg := range strings.Split(key, "/") {
+		if len(seg) > nameMax {
+			return fmt.Errorf("path segment %.40q... of key %q is %d bytes; file systems allow %d per name: shorten the name", seg, key, len(seg), nameMax)
+		}
 	}
 	return nil
 }
@@ -195,9 +206,6 @@ func changeTime(fi fs.FileInfo) int64 {
 
 // openRegular opens key for reading and refuses anything but a regular file.
 func (s *Store) openRegular(op, key string) (*os.File, fs.FileInfo, error) {
-	if err := s.checkKey(op, key); err != nil {
-		return nil, nil, err
-	}
 	r, err := s.openRoot(op)
 	if err != nil {
 		return nil, nil, err
@@ -318,12 +326,6 @@ func (p *progressWriter) report() {
 
 // Put writes r to a temporary file, verifies it, and renames it into place.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (*store.Object, error) {
-	if err := s.checkKey("put", key); err != nil {
-		return nil, err
-	}
-	if err := store.ValidateSHA256(opts.SHA256); err != nil {
-		return nil, &store.Error{Code: store.CodeInvalid, Op: "put", Store: s.name, Key: key, Err: err}
-	}
 	root, err := s.openRoot("put")
 	if err != nil {
 		return nil, err
@@ -442,9 +444,6 @@ func (s *Store) commit(root *os.Root, f *os.File, tmp, key string, meta xattrVal
 // Copy copies a file inside the directory (the kernel's copy_file_range where the
 // file system has it) and commits it like a Put.
 func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.CopyOptions) (*store.Object, error) {
-	if err := s.checkKey("copy", dstKey); err != nil {
-		return nil, err
-	}
 	src, _, err := s.openRegular("copy", srcKey)
 	if err != nil {
 		return nil, err
@@ -478,10 +477,14 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.Copy
 
 // Delete removes the file and then any parent directories it leaves empty, so a
 // mirrored tree does not fill with empty folders.
-func (s *Store) Delete(_ context.Context, key string) error {
-	if err := s.checkKey("delete", key); err != nil {
-		return err
-	}
+//
+// With opts.IfMatch the file is first compared with the expected version, then
+// moved aside into the temporary folder (one atomic rename) and compared again there
+// before it is removed: a file replaced between the two looks (another inode, size
+// or modification time) is put back, unless a newer one took its place meanwhile,
+// and the delete fails its precondition. The second look cannot compare the change
+// time, which the rename itself updates.
+func (s *Store) Delete(_ context.Context, key string, opts store.DeleteOptions) error {
 	root, err := s.openRoot("delete")
 	if err != nil {
 		return err
@@ -496,7 +499,11 @@ func (s *Store) Delete(_ context.Context, key string) error {
 	if fi.IsDir() {
 		return &store.Error{Code: store.CodeInvalid, Op: "delete", Store: s.name, Key: key, Err: errors.New("is a directory")}
 	}
-	if err := root.Remove(key); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if opts.IfMatch != "" {
+		if err := s.removeIfMatch(root, key, fi, opts.IfMatch); err != nil {
+			return err
+		}
+	} else if err := root.Remove(key); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return s.classify("delete", key, err)
 	}
 	for dir := path.Dir(key); dir != "."; dir = path.Dir(dir) {
@@ -507,12 +514,59 @@ func (s *Store) Delete(_ context.Context, key string) error {
 	return nil
 }
 
+// removeIfMatch removes key, whose Lstat is fi, only if it is at version want.
+func (s *Store) removeIfMatch(root *os.Root, key string, fi fs.FileInfo, want string) error {
+	stale := func(got string) error {
+		return &store.Error{Code: store.CodePrecondition, Op: "delete", Store: s.name, Key: key,
+			Err: fmt.Errorf("current version is %s, not %s", got, want), Hint: "the file changed since it was read: re-read it and decide again"}
+	}
+	if fi.Mode().Type() != 0 || version(fi) != want {
+		return stale(version(fi))
+	}
+	if err := root.MkdirAll(tmpDir, 0o755); err != nil {
+		return s.classify("delete", key, err)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	aside := tmpDir + "/delete-" + hex.EncodeToString(b[:])
+	if err := root.Rename(key, aside); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted meanwhile: the goal holds
+		}
+		return s.classify("delete", key, err)
+	}
+	moved, err := root.Lstat(aside)
+	if err != nil {
+		return s.classify("delete", key, err)
+	}
+	if !sameContent(fi, moved) {
+		// Replaced between the two looks: put it back unless a newer file has taken
+		// the key since (Link refuses to replace), in which case the one moved aside
+		// was an intermediate version that the newer one superseded.
+		if lerr := root.Link(aside, key); lerr != nil && !errors.Is(lerr, fs.ErrExist) {
+			return s.classify("delete", key, fmt.Errorf("restore %s after a refused delete (it is kept as %s): %w", key, aside, lerr))
+		}
+		_ = root.Remove(aside)
+		return stale(version(moved))
+	}
+	if err := root.Remove(aside); err != nil {
+		return s.classify("delete", key, err)
+	}
+	return nil
+}
+
+// sameContent reports whether b is the file a was, apart from the change time a
+// rename updates.
+func sameContent(a, b fs.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime()) && a.Mode() == b.Mode()
+}
+
 // List walks the directory depth-first, visiting each directory's entries sorted so
 // that the keys come out in UTF-8 byte order: a directory "a" sorts as "a/", which
 // puts "a-b" and "a.b" before everything under "a/" and "a0" after it. Only one
 // directory's entries per level are in memory at a time.
 func (s *Store) List(ctx context.Context, opts store.ListOptions) iter.Seq2[store.Object, error] {
-	return store.Ordered(s.name, opts.IncludeInternal, func(yield func(store.Object, error) bool) {
+	return func(yield func(store.Object, error) bool) {
 		root, err := s.openRoot("list")
 		if err != nil {
 			yield(store.Object{}, err)
@@ -538,7 +592,7 @@ func (s *Store) List(ctx context.Context, opts store.ListOptions) iter.Seq2[stor
 			w.ancestors = append(w.ancestors, fileID(fi))
 		}
 		w.dir(start)
-	})
+	}
 }
 
 type devIno struct{ dev, ino uint64 }

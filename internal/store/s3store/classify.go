@@ -1,15 +1,11 @@
 package s3store
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
-	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -188,29 +184,16 @@ func (s *s3Store) credentialClass(err error) (store.Code, string, bool) {
 	return 0, "", false
 }
 
-// networkClass classifies errors that got no HTTP response.
+// networkClass classifies errors that got no HTTP response: the shared network
+// classes, then what only the SDK reports (a send that failed, a body cut short).
 func (s *s3Store) networkClass(err error) (store.Code, string) {
-	var dnsErr *net.DNSError
-	var certErr *tls.CertificateVerificationError
-	var authErr x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	var invalidErr x509.CertificateInvalidError
-	switch {
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-		return store.CodePermission, fmt.Sprintf("unknown host %q: check the endpoint %s (with virtual-host addressing the bucket name is part of the host name; see path_style)", dnsErr.Name, s.endpointName())
-	case errors.As(err, &certErr), errors.As(err, &authErr), errors.As(err, &hostErr), errors.As(err, &invalidErr):
-		return store.CodePermission, fmt.Sprintf("the TLS certificate of %s is not trusted: check the endpoint or AWS_CA_BUNDLE", s.endpointName())
-	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
-		return store.CodePermission, fmt.Sprintf("%s speaks plain HTTP: use an http:// endpoint", s.endpointName())
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return store.CodeTransient, fmt.Sprintf("connection refused: check that the endpoint %s is up and reachable", s.endpointName())
-	case errors.As(err, &dnsErr):
-		return store.CodeTransient, fmt.Sprintf("DNS lookup of %q failed; retried", dnsErr.Name)
+	n := store.Network{Endpoint: s.endpointName(), CAHint: "AWS_CA_BUNDLE",
+		HostHint: "with virtual-host addressing the bucket name is part of the host name; see path_style"}
+	if code, hint, ok := n.Classify(err); ok {
+		return code, hint
 	}
 	var sendErr *smithyhttp.RequestSendError
-	var netErr net.Error
-	if errors.As(err, &sendErr) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+	if errors.As(err, &sendErr) || errors.Is(err, io.EOF) {
 		return store.CodeTransient, fmt.Sprintf("network error talking to %s; retried", s.endpointName())
 	}
 	return store.CodeTransient, ""

@@ -83,7 +83,7 @@ func call(s *s3Store, op string) error {
 		_, err := s.Put(ctx, "k", strings.NewReader("x"), store.PutOptions{SHA256: sum, Size: 1, Precondition: store.Precondition{IfMatch: `"e"`}})
 		return err
 	case "delete":
-		return s.Delete(ctx, "k")
+		return s.Delete(ctx, "k", store.DeleteOptions{})
 	case "list":
 		for _, err := range s.List(ctx, store.ListOptions{}) {
 			return err

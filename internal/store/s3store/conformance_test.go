@@ -200,7 +200,7 @@ func TestMultipartCopyRan(t *testing.T) {
 		t.Errorf("small copy sent %d CopyObject, want 1", n)
 	}
 	for _, k := range []string{"src.bin", "dst.bin", "small.txt", "small-copy.txt"} {
-		_ = s.Delete(ctx, k)
+		_ = s.Delete(ctx, k, store.DeleteOptions{})
 	}
 }
 
@@ -220,7 +220,7 @@ func TestOpenAtEnd(t *testing.T) {
 	r.Close()
 	_, err = s.Open(context.Background(), "f.txt", 6)
 	storetest.WantCode(t, "open past the end", err, store.CodeInvalid)
-	_ = s.Delete(context.Background(), "f.txt")
+	_ = s.Delete(context.Background(), "f.txt", store.DeleteOptions{})
 }
 
 // TestNonASCIIMetadata round-trips metadata values that HTTP headers cannot carry as
@@ -243,7 +243,7 @@ func TestNonASCIIMetadata(t *testing.T) {
 	if a.SourceVersion != "é-version" {
 		t.Errorf("source version = %q", a.SourceVersion)
 	}
-	_ = s.Delete(context.Background(), "m.txt")
+	_ = s.Delete(context.Background(), "m.txt", store.DeleteOptions{})
 }
 
 func TestPut1GiBBoundedMemory(t *testing.T) {
@@ -304,5 +304,5 @@ func TestCommitPreconditions(t *testing.T) {
 	if len(out.Uploads) != 0 {
 		t.Fatalf("%d multipart uploads left behind", len(out.Uploads))
 	}
-	_ = s.Delete(ctx, "exists")
+	_ = s.Delete(ctx, "exists", store.DeleteOptions{})
 }

@@ -21,12 +21,6 @@ import (
 // and If-Match on CopyObject, and a guard that is ignored would let an older version
 // overwrite a newer one.
 func (s *s3Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.CopyOptions) (*store.Object, error) {
-	if err := s.checkKey("copy", dstKey); err != nil {
-		return nil, err
-	}
-	if err := s.checkKey("copy", srcKey); err != nil {
-		return nil, err
-	}
 	src, err := s.head(ctx, s.full(srcKey))
 	if err != nil {
 		return nil, s.classify("copy", srcKey, false, err)

@@ -36,12 +36,6 @@ type objectHeaders struct {
 
 // Put streams r to key: one PutObject up to the threshold, a multipart upload above.
 func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (*store.Object, error) {
-	if err := s.checkKey("put", key); err != nil {
-		return nil, err
-	}
-	if err := store.ValidateSHA256(opts.SHA256); err != nil {
-		return nil, store.Errorf(store.CodeInvalid, "put", s.name, key, "the caller must declare the source's SHA-256", "%v", err)
-	}
 	meta, err := encodeMetadata(store.EncodeMetadata(opts.SHA256, opts.Size, opts.SourceVersion, opts.Metadata))
 	if err != nil {
 		return nil, store.Errorf(store.CodeInvalid, "put", s.name, key, "rename the metadata entry", "%v", err)
@@ -250,9 +244,6 @@ func (s *s3Store) resumeUpload(ctx context.Context, key string, partSize int64, 
 // AbortUploads aborts every unfinished multipart upload of key, such as one a
 // crashed transfer left behind.
 func (s *s3Store) AbortUploads(ctx context.Context, key string) error {
-	if err := s.checkKey("abort", key); err != nil {
-		return err
-	}
 	full := s.full(key)
 	p := s3.NewListMultipartUploadsPaginator(s.client, &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: &full})
 	for p.HasMorePages() {

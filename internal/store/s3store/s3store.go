@@ -267,11 +267,26 @@ func (s *s3Store) Close() error { return nil }
 // full maps a key to the object name in the bucket.
 func (s *s3Store) full(key string) string { return s.keyPrefix + key }
 
-// checkKey refuses a key before any request.
-func (s *s3Store) checkKey(op, key string) error {
-	if err := store.ValidateKey(key, len(s.keyPrefix)); err != nil {
-		return &store.Error{Code: store.CodeInvalid, Op: op, Store: s.name, Key: key,
-			Hint: "keys must be relative '/'-separated UTF-8 paths that every cloud accepts", Err: err}
+// KeyPrefixLen is the length of what precedes every key in the bucket (the prefix
+// and its '/'), for store.Checked.
+func (s *s3Store) KeyPrefixLen() int { return len(s.keyPrefix) }
+
+// CheckName refuses keys that S3 would store or list under another name
+// (store.KeyRules).
+func (s *s3Store) CheckName(key string) error { return checkS3Name(key, s.endpoint != "") }
+
+// maxCompatSegment is the longest path segment MinIO accepts: it keeps each segment
+// of a key as a file or directory name on disk (XMinioInvalidObjectName beyond).
+const maxCompatSegment = 255
+
+// checkS3Name holds the name rules of S3 beyond store.ValidateKey. compatible is set
+// for a custom endpoint (MinIO and other S3-compatible servers).
+func checkS3Name(key string, compatible bool) error {
+	if r := store.XMLUnsafeRune(key); r >= 0 {
+		return fmt.Errorf("key %q holds %U, which S3's XML listings cannot carry (MinIO lists it back as another name): rename the file", key, r)
+	}
+	if seg := store.LongestSegment(key); compatible && len(seg) > maxCompatSegment {
+		return fmt.Errorf("key %q has a path segment of %d bytes; MinIO keeps each segment as a file name of at most %d bytes: shorten that name", key, len(seg), maxCompatSegment)
 	}
 	return nil
 }
@@ -284,9 +299,6 @@ func (s *s3Store) Check(ctx context.Context) error {
 
 // Stat returns the object's attributes.
 func (s *s3Store) Stat(ctx context.Context, key string) (*store.Attributes, error) {
-	if err := s.checkKey("stat", key); err != nil {
-		return nil, err
-	}
 	out, err := s.head(ctx, s.full(key))
 	if err != nil {
 		return nil, s.classify("stat", key, false, err)
@@ -314,12 +326,6 @@ func attributesOf(key string, out *s3.HeadObjectOutput) *store.Attributes {
 
 // Open streams the object from offset.
 func (s *s3Store) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
-	if err := s.checkKey("open", key); err != nil {
-		return nil, err
-	}
-	if offset < 0 {
-		return nil, store.Errorf(store.CodeInvalid, "open", s.name, key, "", "negative offset %d", offset)
-	}
 	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.full(key))}
 	if offset > 0 {
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
@@ -358,12 +364,47 @@ func (b *classifiedBody) Read(p []byte) (int, error) {
 func (b *classifiedBody) Close() error { return b.rc.Close() }
 
 // Delete removes key; a missing key is not an error.
-func (s *s3Store) Delete(ctx context.Context, key string) error {
-	if err := s.checkKey("delete", key); err != nil {
+//
+// With opts.IfMatch the DeleteObject carries If-Match, which AWS S3 checks
+// atomically. MinIO (and other S3-compatible servers) ignore that header on
+// DeleteObject, so against a custom endpoint the driver first compares the ETag with
+// a HEAD: a delete that meets another version is refused, with a window of one
+// round trip between the HEAD and the delete in which a concurrent writer is not
+// excluded (README, "Known emulator differences").
+func (s *s3Store) Delete(ctx context.Context, key string, opts store.DeleteOptions) error {
+	in := &s3.DeleteObjectInput{Bucket: &s.bucket, Key: aws.String(s.full(key))}
+	if opts.IfMatch != "" {
+		if s.endpoint != "" {
+			err := s.precheck(ctx, "delete", key, store.Precondition{IfMatch: opts.IfMatch})
+			if err != nil {
+				return s.goneIsDone(ctx, key, err)
+			}
+		}
+		in.IfMatch = aws.String(quoteETag(opts.IfMatch))
+	}
+	_, err := s.client.DeleteObject(ctx, in)
+	err = s.classify("delete", key, false, err)
+	if opts.IfMatch != "" && store.IsPrecondition(err) {
+		return s.goneIsDone(ctx, key, err)
+	}
+	if store.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// goneIsDone turns a conditional delete's failed precondition into success when the
+// key no longer exists: the delete's goal holds (a retry whose first answer was
+// lost, or another deleter), and S3 answers an If-Match on a missing key with 412
+// or 404 depending on the server.
+func (s *s3Store) goneIsDone(ctx context.Context, key string, err error) error {
+	if !store.IsPrecondition(err) {
+		if store.IsNotFound(err) {
+			return nil
+		}
 		return err
 	}
-	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: aws.String(s.full(key))})
-	if err = s.classify("delete", key, false, err); store.IsNotFound(err) {
+	if _, herr := s.head(ctx, s.full(key)); herr != nil && store.IsNotFound(s.classify("delete", key, false, herr)) {
 		return nil
 	}
 	return err
@@ -428,7 +469,7 @@ func (s *s3Store) List(ctx context.Context, opts store.ListOptions) iter.Seq2[st
 			in.StartAfter = nil
 		}
 	}
-	return store.Ordered(s.name, opts.IncludeInternal, seq)
+	return seq
 }
 
 // quoteETag keeps ETags in one form whatever the server or the call returned: S3

@@ -53,7 +53,7 @@ func BoundedMemoryPut(t *testing.T, newAt func(t *testing.T, prefix string) stor
 	if err != nil || a.Size != size || a.SHA256 != sum {
 		t.Fatalf("after the child's put: stat = %+v, %v; want size %d sha %s", a, err, size, sum)
 	}
-	if err := s.Delete(ctx(t), key); err != nil {
+	if err := s.Delete(ctx(t), key, store.DeleteOptions{}); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
 }

@@ -44,6 +44,11 @@ type Harness struct {
 	// Tuning.SingleRequest): a put refused after its bytes went out then leaves the
 	// cut object behind, so the suite checks the refusal but not the leftovers.
 	StoresCutRequests bool
+	// ListsUTF16Order is set when the server lists keys above U+FFFF in UTF-16 order
+	// (Azurite): a listing holding such keys and keys from U+E000 to U+FFFF stops with
+	// an order error, so Names checks each name with a listing of its own instead of
+	// one listing of all.
+	ListsUTF16Order bool
 }
 
 // UniquePrefix returns a fresh prefix for one test.
@@ -57,11 +62,17 @@ func UniquePrefix(t *testing.T) string {
 	return "ct-" + strings.Trim(name, "-_") + "-" + hex.EncodeToString(b[:])
 }
 
-// Run runs the conformance suite.
+// Run runs the conformance suite on the stores the harness makes, each fronted by
+// store.Checked as backends.Open fronts every driver: the suite checks the contract
+// as callers see it, whichever of the wrapper or the driver applies each rule.
 func Run(t *testing.T, h Harness) {
 	if h.LargeSize == 0 {
 		h.LargeSize = 64 << 20
 	}
+	h.NewAt = checkedAt(h.NewAt)
+	h.MissingLocation = checkedLoc(h.MissingLocation)
+	h.BadCredentials = checkedLoc(h.BadCredentials)
+	h.Unreachable = checkedLoc(h.Unreachable)
 	newStore := func(t *testing.T) store.Store {
 		s := h.NewAt(t, UniquePrefix(t))
 		t.Cleanup(func() { _ = s.Close() })
@@ -86,6 +97,7 @@ func Run(t *testing.T, h Harness) {
 		t.Run("CopyMultipart", func(t *testing.T) { testCopy(t, newStore(t), h.CopyLargeSize) })
 	}
 	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
+	t.Run("DeleteIfMatch", func(t *testing.T) { testDeleteIfMatch(t, newStore(t)) })
 	t.Run("ListOrder", func(t *testing.T) { testListOrder(t, newStore(t)) })
 	t.Run("ListPagination", func(t *testing.T) { testPagination(t, newStore(t)) })
 	t.Run("HashMismatch", func(t *testing.T) { testMismatch(t, newStore(t), 1000, false) })
@@ -93,7 +105,19 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Fingerprinted", func(t *testing.T) { testFingerprinted(t, newStore(t), 1000, false) })
 	t.Run("FingerprintedMultipart", func(t *testing.T) { testFingerprinted(t, newStore(t), 2*h.PartSize+5, h.StoresCutRequests) })
 	t.Run("InvalidKeys", func(t *testing.T) { testInvalidKeys(t, newStore(t)) })
+	t.Run("Names", func(t *testing.T) { testNames(t, newStore(t), h.ListsUTF16Order) })
 	t.Run("ErrorClasses", func(t *testing.T) { testErrorClasses(t, h) })
+}
+
+func checkedAt(f func(t *testing.T, prefix string) store.Store) func(t *testing.T, prefix string) store.Store {
+	return func(t *testing.T, prefix string) store.Store { return store.Checked(f(t, prefix)) }
+}
+
+func checkedLoc(f func(t *testing.T) store.Store) func(t *testing.T) store.Store {
+	if f == nil {
+		return nil
+	}
+	return func(t *testing.T) store.Store { return store.Checked(f(t)) }
 }
 
 func ctx(t *testing.T) context.Context {
@@ -253,7 +277,7 @@ func testAwkwardKeys(t *testing.T, s store.Store) {
 		t.Fatalf("copy awkward key: %v", err)
 	}
 	for _, key := range append(AwkwardKeys, cp) {
-		if err := s.Delete(ctx(t), key); err != nil {
+		if err := s.Delete(ctx(t), key, store.DeleteOptions{}); err != nil {
 			t.Errorf("delete %q: %v", key, err)
 		}
 	}
@@ -375,16 +399,52 @@ func testCopy(t *testing.T, s store.Store, size int64) {
 
 func testDelete(t *testing.T, s store.Store) {
 	Put(t, s, "del/a.txt", []byte("a"), store.PutOptions{})
-	if err := s.Delete(ctx(t), "del/a.txt"); err != nil {
+	if err := s.Delete(ctx(t), "del/a.txt", store.DeleteOptions{}); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	_, err := s.Stat(ctx(t), "del/a.txt")
 	WantCode(t, "stat after delete", err, store.CodeNotFound)
-	if err := s.Delete(ctx(t), "del/a.txt"); err != nil {
+	if err := s.Delete(ctx(t), "del/a.txt", store.DeleteOptions{}); err != nil {
 		t.Fatalf("delete of a missing key must succeed: %v", err)
 	}
-	if err := s.Delete(ctx(t), "never/existed"); err != nil {
+	if err := s.Delete(ctx(t), "never/existed", store.DeleteOptions{}); err != nil {
 		t.Fatalf("delete of a never-existing key must succeed: %v", err)
+	}
+}
+
+// testDeleteIfMatch checks conditional deletes: the current ETag deletes, a stale one
+// (the object's previous version) or one the store never issued fails
+// CodePrecondition and leaves the object whole, and a missing key succeeds whatever
+// the ETag, so that a retried delete whose answer was lost does not fail.
+func testDeleteIfMatch(t *testing.T, s store.Store) {
+	v1 := Put(t, s, "cdel/a.txt", []byte("version one"), store.PutOptions{})
+	v2 := Put(t, s, "cdel/a.txt", []byte("version two!"), store.PutOptions{})
+	if v1.ETag == v2.ETag {
+		t.Fatalf("two versions share ETag %s", v1.ETag)
+	}
+	err := s.Delete(ctx(t), "cdel/a.txt", store.DeleteOptions{IfMatch: v1.ETag})
+	WantCode(t, "delete if-match the previous version's ETag", err, store.CodePrecondition)
+	err = s.Delete(ctx(t), "cdel/a.txt", store.DeleteOptions{IfMatch: "\"0123456789abcdef0123456789abcdef\""})
+	WantCode(t, "delete if-match an ETag never issued", err, store.CodePrecondition)
+	if got := string(ReadAll(t, s, "cdel/a.txt")); got != "version two!" {
+		t.Fatalf("a refused delete changed the object: read %q", got)
+	}
+	if a, err := s.Stat(ctx(t), "cdel/a.txt"); err != nil || a.ETag != v2.ETag {
+		t.Fatalf("after a refused delete: stat = %+v, %v; want ETag %s", a, err, v2.ETag)
+	}
+	if err := s.Delete(ctx(t), "cdel/a.txt", store.DeleteOptions{IfMatch: v2.ETag}); err != nil {
+		t.Fatalf("delete if-match the current ETag: %v", err)
+	}
+	_, err = s.Stat(ctx(t), "cdel/a.txt")
+	WantCode(t, "stat after a conditional delete", err, store.CodeNotFound)
+	if err := s.Delete(ctx(t), "cdel/a.txt", store.DeleteOptions{IfMatch: v2.ETag}); err != nil {
+		t.Fatalf("a retried conditional delete of a deleted key must succeed: %v", err)
+	}
+	if err := s.Delete(ctx(t), "cdel/never", store.DeleteOptions{IfMatch: v1.ETag}); err != nil {
+		t.Fatalf("a conditional delete of a never-existing key must succeed: %v", err)
+	}
+	if got := keysOf(listAll(t, s, store.ListOptions{IncludeInternal: true})); len(got) != 0 {
+		t.Fatalf("conditional deletes left %q behind", got)
 	}
 }
 
@@ -569,5 +629,102 @@ func testErrorClasses(t *testing.T, h Harness) {
 		defer cancel()
 		_, err := u.Stat(c, "k")
 		WantCode(t, "stat on an unreachable endpoint", err, store.CodeTransient)
+	}
+}
+
+// NameCases are names that some store keeps under another name (decoding, trimming,
+// normalising, splitting them) or refuses. Every driver must either store each one
+// and list it back byte for byte, or refuse it up front (store.CheckKey) with
+// CodeInvalid before any request.
+var NameCases = []struct{ Name, Key string }{
+	{"backslash", "back\\slash.txt"},
+	{"backslash segment", "dir\\/file.txt"},
+	{"trailing dot", "trailing-dot."},
+	{"trailing dot in a directory", "dir./file.txt"},
+	{"two trailing dots", "dots../f"},
+	{"trailing slash", "folder/"},
+	{"percent", "100%.txt"},
+	{"percent-encoded slash", "a%2Fb.txt"},
+	{"percent-encoded space", "a%20b.txt"},
+	{"plus", "a+b.txt"},
+	{"question mark", "what?.txt"},
+	{"hash", "issue#12.txt"},
+	{"spaces at both ends", " both ends .txt "},
+	{"space-only segment", " /x.txt"},
+	{"leading space", " lead.txt"},
+	{"trailing space", "trail.txt "},
+	{"NFC", "caf\u00e9.txt"},
+	{"NFD", "cafe\u0301.txt"},
+	{"234-byte segment", "long0/" + strings.Repeat("n", 234)},
+	{"255-byte segment", "long/" + strings.Repeat("n", 255)},
+	{"255-byte multi-byte segment", "long2/" + strings.Repeat("\u00e9", 127) + "x"},
+	{"256-byte segment", "long3/" + strings.Repeat("n", 256)},
+	{"newline", "new\nline.txt"},
+	{"carriage return", "cr\r.txt"},
+	{"tab", "tab\t.txt"},
+	{"asterisk and brackets", "glob*[1].txt"},
+	{"colon and pipes", "c:|<>\".txt"},
+	{"above U+FFFF", "\U0001F600.txt"},
+	{"U+FFFD", "\uFFFD.txt"},
+	{"non-character U+FFFF", "\uFFFF.txt"},
+	{"bidi override", "\u202Etxt.exe"},
+	{"zero-width joiner", "a\u200db.txt"},
+	{"tilde and dollar", "~$lock.docx"},
+	{"well-known", ".well-known/acme-challenge/token"},
+}
+
+func testNames(t *testing.T, s store.Store, utf16Order bool) {
+	var stored []string
+	for i, c := range NameCases {
+		data := []byte(fmt.Sprintf("name %d", i))
+		refused := store.CheckKey(s, c.Key)
+		_, err := s.Put(ctx(t), c.Key, bytes.NewReader(data), store.PutOptions{SHA256: SHA256Hex(data), Size: int64(len(data))})
+		if refused != nil {
+			WantCode(t, fmt.Sprintf("%s: put %q, refused up front (%v)", c.Name, c.Key, refused), err, store.CodeInvalid)
+			if !strings.Contains(err.Error(), fmt.Sprintf("%q", c.Key)) {
+				t.Errorf("%s: the refusal does not name the key: %v", c.Name, err)
+			}
+			t.Logf("%s: refused: %v", c.Name, refused)
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: put %q: %v (a key the store cannot hold must be refused by store.CheckKey)", c.Name, c.Key, err)
+			continue
+		}
+		stored = append(stored, c.Key)
+		a, err := s.Stat(ctx(t), c.Key)
+		if err != nil || a.Key != c.Key || a.Size != int64(len(data)) {
+			t.Errorf("%s: stat %q = %+v, %v", c.Name, c.Key, a, err)
+			continue
+		}
+		if got := ReadAll(t, s, c.Key); !bytes.Equal(got, data) {
+			t.Errorf("%s: %q reads %q, want %q", c.Name, c.Key, got, data)
+		}
+	}
+	slices.Sort(stored)
+	for _, key := range stored {
+		// Each name is listed back as it was stored, by a listing of its prefix.
+		got := keysOf(listAll(t, s, store.ListOptions{Prefix: key}))
+		if !slices.Contains(got, key) {
+			t.Errorf("list of prefix %q = %q, want it to hold that key", key, got)
+		}
+		for _, k := range got {
+			if !slices.Contains(stored, k) {
+				t.Errorf("list of prefix %q yields %q, which was never stored", key, k)
+			}
+		}
+	}
+	if utf16Order {
+		t.Log("the server lists in UTF-16 order: the names were listed one by one")
+	} else if got := keysOf(listAll(t, s, store.ListOptions{IncludeInternal: true})); !slices.Equal(got, stored) {
+		t.Errorf("list = %q\nwant   %q", got, stored)
+	}
+	for _, key := range stored {
+		if err := s.Delete(ctx(t), key, store.DeleteOptions{}); err != nil {
+			t.Errorf("delete %q: %v", key, err)
+		}
+	}
+	if got := listAll(t, s, store.ListOptions{IncludeInternal: true}); len(got) != 0 {
+		t.Errorf("after deletes list = %q", keysOf(got))
 	}
 }

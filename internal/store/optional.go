@@ -1,0 +1,28 @@
+package store
+
+import "context"
+
+// UploadAborter is an optional interface of a Store whose backend keeps unfinished
+// multipart uploads apart from objects (S3): they hold storage, are billed and never
+// show in a listing, so a transfer that crashed can leave them behind. Callers find
+// it with a type assertion; a store without it has nothing of the kind to clean up
+// (GCS resumable sessions and Azure uncommitted blocks expire on their own).
+type UploadAborter interface {
+	// AbortUploads aborts every unfinished multipart upload of key. A key without
+	// any succeeds.
+	AbortUploads(ctx context.Context, key string) error
+}
+
+// KeyRules is an optional interface of a driver whose backend would store some keys
+// that pass ValidateKey under another name (Azure strips trailing dots), or whose
+// location takes up part of MaxKeyBytes. Checked applies it on every key before any
+// request, so such a key is refused with CodeInvalid instead of being stored where
+// no listing finds it again.
+type KeyRules interface {
+	// KeyPrefixLen is the number of bytes the driver puts before every key (its
+	// prefix and the '/' after it), counted against MaxKeyBytes.
+	KeyPrefixLen() int
+	// CheckName returns nil when the backend stores and lists key under exactly that
+	// name, else an error naming the key, the backend's rule and what to do.
+	CheckName(key string) error
+}
