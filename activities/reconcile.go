@@ -6,11 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cloudrepl/replicator/internal/replica"
@@ -103,7 +105,9 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 		return slices.Contains(route, dest)
 	}
 	lastBeat := time.Now()
-	err = reconcile.Diff(reconcile.Prefetch(sourceEntries(src.List(ctx, store.ListOptions{}), p, &res.SourceKeys), prefetchDepth),
+	rejects := &planRejects{a: a, ctx: ctx, p: p, wfID: activity.GetInfo(ctx).WorkflowExecution.ID, record: !in.DryRun}
+	listing := src.List(ctx, store.ListOptions{SkipDir: p.ExcludesDir})
+	err = reconcile.Diff(reconcile.Prefetch(sourceEntries(listing, p, &res.SourceKeys, rejects.source), prefetchDepth),
 		rdests, reconcile.Options{Mirror: p.Mode == config.ModeMirror, Checksum: in.Checksum || p.Checksum, Routed: routed},
 		func(d *reconcile.Decision) error {
 			if time.Since(lastBeat) > 5*time.Second {
@@ -114,6 +118,14 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 			needsSync := false
 			for i, act := range d.Actions {
 				ds := dests[i]
+				if act == reconcile.Copy || act == reconcile.Update || act == reconcile.Adopt {
+					// A name this destination would store under another name is
+					// refused here, by name, instead of failing every sync.
+					if err := store.CheckKey(ds.s, d.Key); err != nil {
+						rejects.destination(d.Key, ds.cfg.Name, err)
+						continue
+					}
+				}
 				if m := d.Manifest[i]; m != nil {
 					if err := ds.manifest.Add(state.ManifestEntry{Key: m.Key, SourceVersion: m.SourceVersion, SHA256: m.SHA256, ETag: m.ETag, Size: m.Size}); err != nil {
 						return err
@@ -160,6 +172,15 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 		})
 	if err != nil {
 		return nil, asActivityError(err)
+	}
+	if rejects.err != nil {
+		return nil, asActivityError(fmt.Errorf("record rejected entries: %w", rejects.err))
+	}
+	res.Rejected, res.Unknown = rejects.counts.Counts(), rejects.dirs
+	if a.Metrics != nil {
+		for _, reason := range []string{wire.RejectName, wire.RejectSpecial, wire.RejectLink, wire.RejectUnreadable, wire.RejectDestinationName} {
+			a.Metrics.Rejected.WithLabelValues(p.Name, reason).Set(float64(rejects.counts.Of(reason)))
+		}
 	}
 	if res.Sync, err = sync.Close(ctx); err != nil {
 		return nil, asActivityError(err)
@@ -215,15 +236,25 @@ func (a *Activities) storePlan(ctx context.Context, st *state.State, policy, id 
 	return key, err
 }
 
-// sourceEntries turns the source listing into diff entries, dropping filtered keys.
-func sourceEntries(list iter.Seq2[store.Object, error], p *config.Policy, count *int) iter.Seq2[reconcile.SourceEntry, error] {
+// sourceEntries turns the source listing into diff entries: filtered keys are
+// dropped first (a filter applies before any validation), rejected entries and
+// directories of unknown state become held entries, reported through reject, so that
+// no destination changes under them.
+func sourceEntries(list iter.Seq2[store.Object, error], p *config.Policy, count *int, reject func(store.Object)) iter.Seq2[reconcile.SourceEntry, error] {
 	return func(yield func(reconcile.SourceEntry, error) bool) {
 		for o, err := range list {
 			if err != nil {
 				yield(reconcile.SourceEntry{}, err)
 				return
 			}
-			if !p.Selected(o.Key) {
+			if o.Unreadable && p.ExcludesDir(o.Key) || !o.Unreadable && !p.Selected(o.Key) {
+				continue
+			}
+			if o.Rejected != "" || o.Unreadable {
+				reject(o)
+				if !yield(reconcile.SourceEntry{Key: o.Key, Held: true, Subtree: o.Unreadable}, nil) {
+					return
+				}
 				continue
 			}
 			*count++
@@ -232,6 +263,67 @@ func sourceEntries(list iter.Seq2[store.Object, error], p *config.Policy, count 
 			}
 		}
 	}
+}
+
+// destination records a key that one destination cannot hold under its name.
+func (r *planRejects) destination(key, dest string, why error) {
+	var err error
+	if r.record {
+		err = r.a.Engine.Reject(r.ctx, r.p.Name, key, dest, why.Error(), r.wfID)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts.Add(wire.RejectDestinationName)
+	r.err = errors.Join(r.err, err)
+}
+
+// maxUnknown bounds the directories of unknown state a plan lists by name.
+const maxUnknown = 20
+
+// planRejects records what a plan could not replicate: a dead letter of class
+// Rejected per entry and routed destination, counts by reason, and the directories
+// that could not be read.
+type planRejects struct {
+	a      *Activities
+	ctx    context.Context
+	p      *config.Policy
+	wfID   string
+	record bool // a dry run counts without writing records
+	mu     sync.Mutex
+	counts replica.Rejections
+	dirs   []string
+	err    error
+}
+
+func (r *planRejects) source(o store.Object) {
+	kind := replica.RejectKind(o.Rejected)
+	if o.Unreadable {
+		kind = wire.RejectUnreadable
+	}
+	reason := o.Rejected
+	if o.Unreadable && reason == "" {
+		reason = "the directory could not be read: nothing under it is copied or deleted until it can"
+	}
+	dests := r.p.Route(o.Key)
+	if o.Unreadable {
+		dests = nil
+		for _, d := range r.p.Destinations {
+			dests = append(dests, d.Name)
+		}
+	}
+	var errs error
+	for _, d := range dests {
+		if r.record {
+			errs = errors.Join(errs, r.a.Engine.Reject(r.ctx, r.p.Name, o.Key, d, reason, r.wfID))
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts.Add(kind)
+	if o.Unreadable && len(r.dirs) < maxUnknown {
+		r.dirs = append(r.dirs, o.Key)
+	}
+	r.err = errors.Join(r.err, errs)
 }
 
 func manifestEntries(seq iter.Seq2[state.ManifestEntry, error]) iter.Seq2[reconcile.ManifestEntry, error] {

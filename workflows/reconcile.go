@@ -57,6 +57,7 @@ func (r *reconcileRun) run(ctx workflow.Context) (*wire.ReconcileResult, error) 
 		}
 		r.in.Plan = &plan
 		res.PlanID, res.Plan, res.SourceKeys, res.Destinations, res.Reason = plan.PlanID, plan.Plan, plan.SourceKeys, plan.Destinations, plan.Reason
+		res.Rejected, res.Unknown = plan.Rejected, plan.Unknown
 		r.in.NextDelete = make([]int, len(plan.Destinations))
 		switch {
 		case plan.Stopped:

@@ -233,3 +233,12 @@ policies:
 		t.Errorf("a rate as a size: %v", err)
 	}
 }
+
+func TestExcludesDir(t *testing.T) {
+	p := &Policy{Exclude: []string{".snapshot/**", "**/cache/**", "*.tmp"}}
+	for dir, want := range map[string]bool{".snapshot/": true, ".snapshot/daily/": true, "a/cache/": true, "cache/": true, "a/": false, "x.tmp/": false} {
+		if got := p.ExcludesDir(dir); got != want {
+			t.Errorf("ExcludesDir(%q) = %v, want %v", dir, got, want)
+		}
+	}
+}

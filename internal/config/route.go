@@ -1,6 +1,10 @@
 package config
 
-import "github.com/bmatcuk/doublestar/v4"
+import (
+	"strings"
+
+	"github.com/bmatcuk/doublestar/v4"
+)
 
 // Selected reports whether the policy's include and exclude filters keep key.
 func (p *Policy) Selected(key string) bool {
@@ -45,4 +49,33 @@ func (p *Policy) Route(key string) []string {
 		}
 	}
 	return nil
+}
+
+// ExcludesDir reports whether an exclude filter drops every key under dir ("a/b/",
+// with its trailing slash), so that a walk need not read it at all: an exclude such as
+// ".snapshot/**" keeps the walk out of every snapshot directory. Only excludes can
+// tell: an include list may match something deeper.
+func (p *Policy) ExcludesDir(dir string) bool {
+	d := strings.TrimSuffix(dir, "/")
+	for _, g := range p.Exclude {
+		if g == "**" {
+			return true
+		}
+		base, ok := strings.CutSuffix(g, "/**")
+		if !ok {
+			continue
+		}
+		// The directory itself or any of its ancestors.
+		for at := d; at != ""; {
+			if m, _ := doublestar.Match(base, at); m {
+				return true
+			}
+			i := strings.LastIndexByte(at, '/')
+			if i < 0 {
+				break
+			}
+			at = at[:i]
+		}
+	}
+	return false
 }

@@ -27,6 +27,10 @@ type Metrics struct {
 	// Requests counts the HTTP requests the drivers send, by store, method and kind
 	// (list or object), so an operator sees what a reconcile or a replication costs.
 	Requests *prometheus.CounterVec
+	// Rejected is the number of source entries the last reconcile or batch of a
+	// policy could not replicate, by reason (name, special-file, link, unreadable,
+	// destination-name).
+	Rejected *prometheus.GaugeVec
 }
 
 // New creates the metrics and registers them on reg.
@@ -54,8 +58,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "replicator_backend_requests_total", Help: "HTTP requests sent to storage backends, by store, method and kind (list, object).",
 		}, []string{"store", "method", "kind"}),
+		Rejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "replicator_rejected_objects", Help: "Source entries that cannot be replicated (reported by name in the dead letters, class Rejected), by reason.",
+		}, []string{"policy", "reason"}),
 	}
-	reg.MustRegister(m.Bytes, m.Objects, m.Lag, m.DeadLetters, m.Drift, m.LastReconcile, m.Requests)
+	reg.MustRegister(m.Bytes, m.Objects, m.Lag, m.DeadLetters, m.Drift, m.LastReconcile, m.Requests, m.Rejected)
 	return m
 }
 

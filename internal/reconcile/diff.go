@@ -41,6 +41,13 @@ type SourceEntry struct {
 	Key     string
 	Size    int64
 	Version string
+	// Held marks an entry that exists at the source but cannot be replicated (a
+	// rejected entry): every destination keeps what it has under the key, and
+	// nothing is copied or deleted there.
+	Held bool
+	// Subtree, with Held, marks a directory of unknown state (it could not be read):
+	// Key ends in '/', and nothing under it is deleted or copied on any destination.
+	Subtree bool
 }
 
 // ManifestEntry is the replicator's record of one destination object.
@@ -159,6 +166,7 @@ func Diff(source iter.Seq2[SourceEntry, error], dests []Destination, opts Option
 			return err
 		}
 	}
+	held := "" // the subtree of unknown state the merge is in, if any
 	for {
 		// The smallest key among all heads.
 		key, any := "", false
@@ -183,6 +191,13 @@ func Diff(source iter.Seq2[SourceEntry, error], dests []Destination, opts Option
 				return err
 			}
 		}
+		if held != "" && !strings.HasPrefix(key, held) {
+			held = ""
+		}
+		if d.Source != nil && d.Source.Held && d.Source.Subtree {
+			held = key
+		}
+		keep := held != "" || d.Source != nil && d.Source.Held
 		for i, dest := range dests {
 			var m *ManifestEntry
 			var l *DestEntry
@@ -199,6 +214,10 @@ func Diff(source iter.Seq2[SourceEntry, error], dests []Destination, opts Option
 				if err := lists[i].advance(); err != nil {
 					return err
 				}
+			}
+			if keep {
+				d.Actions[i], d.Manifest[i] = Unchanged, m // nothing is known: nothing changes
+				continue
 			}
 			s := d.Source
 			if s != nil && opts.Routed != nil && !opts.Routed(key, dest.Name) {

@@ -180,3 +180,45 @@ func TestPrefetchKeepsOrderAndStops(t *testing.T) {
 		t.Fatalf("error lost: %v", last)
 	}
 }
+
+// A rejected source entry and an unreadable directory are held: no destination loses
+// or gains anything under them in mirror mode, while a truly deleted key next to them
+// is still deleted.
+func TestHeldEntriesAndSubtreesChangeNothing(t *testing.T) {
+	src := []SourceEntry{
+		{Key: "a/fifo", Held: true},
+		{Key: "b/", Held: true, Subtree: true},
+		{Key: "c", Size: 1, Version: "1:c"},
+	}
+	man := []ManifestEntry{
+		{Key: "a/fifo", SourceVersion: "1:x", ETag: "ex", Size: 1},
+		{Key: "b-sibling", SourceVersion: "1:s", ETag: "es", Size: 1},
+		{Key: "b/deep/file", SourceVersion: "1:f", ETag: "ef", Size: 1},
+		{Key: "b/z", SourceVersion: "1:z", ETag: "ez", Size: 1},
+		{Key: "c", SourceVersion: "1:c", ETag: "ec", Size: 1},
+	}
+	list := []DestEntry{
+		{Key: "a/fifo", ETag: "ex", Size: 1},
+		{Key: "b-sibling", ETag: "es", Size: 1},
+		{Key: "b/deep/file", ETag: "ef", Size: 1},
+		{Key: "b/z", ETag: "ez", Size: 1},
+		{Key: "b0", ETag: "e0", Size: 1},
+		{Key: "c", ETag: "ec", Size: 1},
+	}
+	rows := run(t, src, []Destination{{Name: "s3", Manifest: seq(man...), Listing: seq(list...)}}, Options{Mirror: true})
+	got := map[string]Action{}
+	for _, r := range rows {
+		got[r.key] = r.actions[0]
+	}
+	want := map[string]Action{"a/fifo": Unchanged, "b/": Unchanged, "b-sibling": Delete, "b/deep/file": Unchanged, "b/z": Unchanged, "b0": Delete, "c": Unchanged}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %q, want %q", k, got[k], w)
+		}
+	}
+	for _, r := range rows {
+		if (r.key == "b/deep/file" || r.key == "a/fifo") && !r.kept[0] {
+			t.Errorf("%s: its manifest record was dropped", r.key)
+		}
+	}
+}

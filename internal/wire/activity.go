@@ -149,6 +149,9 @@ type ChunkInput struct {
 type ChunkResult struct {
 	Keys         int
 	Destinations []DestinationCounts
+	// Rejected counts the page's source entries that cannot be replicated (each is a
+	// dead letter of class Rejected, by name and reason).
+	Rejected int `json:",omitempty"`
 	// Large keys were not copied here: the batch gives each its own workflow.
 	Large []string `json:",omitempty"`
 	// Excluded keys matched no rule or a filter.
@@ -189,6 +192,8 @@ type StagedKey struct {
 type StageChunkResult struct {
 	Keys     int
 	Excluded int
+	// Rejected: see ChunkResult.
+	Rejected int      `json:",omitempty"`
 	Large    []string `json:",omitempty"`
 	Staged   []StagedKey
 }

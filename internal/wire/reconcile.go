@@ -37,6 +37,12 @@ type PlanResult struct {
 	PlanID       string
 	SourceKeys   int
 	Destinations []DestinationPlan
+	// Rejected counts the source entries that cannot be replicated, by reason; each
+	// is a dead letter of class Rejected naming the entry.
+	Rejected []RejectedCount `json:",omitempty"`
+	// Unknown lists (the first few) directories that could not be read: subtrees of
+	// unknown state, under which nothing was deleted or copied.
+	Unknown []string `json:",omitempty"`
 	// Sync lists keys that need a copy, an update, an adoption or a content check
 	// on at least one destination.
 	Sync KeyList
@@ -72,3 +78,29 @@ type FinishReconcileInput struct {
 	// by the starter).
 	PlanID string `json:",omitempty"`
 }
+
+// RejectedCount is how many source entries were rejected for one reason.
+type RejectedCount struct {
+	Reason string
+	Count  int
+}
+
+// Reasons a source entry is rejected: the summaries' columns and the
+// replicator_rejected_objects metric's reason label.
+const (
+	// RejectName: a name no destination can hold byte for byte (a control character,
+	// invalid UTF-8, too long).
+	RejectName = "name"
+	// RejectSpecial: not a regular file (a FIFO, socket or device).
+	RejectSpecial = "special-file"
+	// RejectLink: a symbolic link that leads out of the root or to nothing.
+	RejectLink = "link"
+	// RejectUnreadable: a file or directory that cannot be read.
+	RejectUnreadable = "unreadable"
+	// RejectDestinationName: a name one routed destination would store under another
+	// name (Azure and a backslash, say).
+	RejectDestinationName = "destination-name"
+)
+
+// ErrRejected is the dead-letter class of a rejected entry.
+const ErrRejected = "Rejected"

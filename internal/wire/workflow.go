@@ -68,8 +68,11 @@ type ReplicateBatchInput struct {
 
 // BatchSummary adds up a batch.
 type BatchSummary struct {
-	Keys         int
-	Excluded     int
+	Keys     int
+	Excluded int
+	// Rejected counts the keys that cannot be replicated (dead letters of class
+	// Rejected).
+	Rejected     int `json:",omitempty"`
 	Large        int
 	Destinations []DestinationCounts
 	// Runs counts the continued runs.
@@ -124,11 +127,14 @@ type ReconcileResult struct {
 	Policy  string
 	Outcome RunOutcome
 	// Reason explains a stopped run.
-	Reason       string `json:",omitempty"`
-	DryRun       bool   `json:",omitempty"`
-	PlanID       string
-	Plan         string
-	SourceKeys   int
+	Reason     string `json:",omitempty"`
+	DryRun     bool   `json:",omitempty"`
+	PlanID     string
+	Plan       string
+	SourceKeys int
+	// Rejected and Unknown: see PlanResult.
+	Rejected     []RejectedCount `json:",omitempty"`
+	Unknown      []string        `json:",omitempty"`
 	Destinations []DestinationPlan
 	// Sync and Deletes are what the execution did.
 	Sync    *BatchSummary `json:",omitempty"`
