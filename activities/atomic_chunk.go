@@ -78,7 +78,7 @@ func (a *Activities) StageChunk(ctx context.Context, in wire.ChunkInput) (*wire.
 	if err := w.finish(ctx); err != nil {
 		return nil, err
 	}
-	res.Excluded, res.Large = excluded, large
+	res.Excluded, res.Large, res.Rejected = excluded, large, len(w.rejected)
 	for _, sk := range byIndex {
 		if sk != nil {
 			res.Staged = append(res.Staged, *sk)
@@ -141,7 +141,7 @@ func (a *Activities) CommitChunk(ctx context.Context, in wire.CommitChunkInput) 
 		return nil, err
 	}
 	st := a.State
-	w := &chunkWork{a: a, p: p, st: st, dests: map[string]chunkDest{}, journal: &replica.Journal{}}
+	w := &chunkWork{a: a, p: p, st: st, dests: map[string]chunkDest{}, journal: &replica.Journal{}, rejected: map[string]bool{}}
 	res := &wire.CommitChunkResult{Keys: make([]wire.CommittedKey, len(in.Keys))}
 	for i, k := range in.Keys {
 		res.Keys[i] = wire.CommittedKey{Key: k.Key, Destinations: make([]wire.KeyDestination, len(k.Destinations))}

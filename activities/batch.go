@@ -85,9 +85,10 @@ type chunkWork struct {
 	dests   map[string]chunkDest
 	journal *replica.Journal
 
-	mu   sync.Mutex
-	done int
-	errs error
+	mu       sync.Mutex
+	done     int
+	errs     error
+	rejected map[string]bool // keys with a dead letter of class Rejected
 }
 
 // openChunk resolves a chunk's policy, state, source, keys and destinations.
@@ -96,7 +97,7 @@ func (a *Activities) openChunk(ctx context.Context, policy string, list state.Ke
 	if err != nil {
 		return nil, err
 	}
-	w := &chunkWork{a: a, p: p, st: st, src: src, keys: keys, dests: map[string]chunkDest{}, journal: &replica.Journal{}}
+	w := &chunkWork{a: a, p: p, st: st, src: src, keys: keys, dests: map[string]chunkDest{}, journal: &replica.Journal{}, rejected: map[string]bool{}}
 	if err := w.addDestinations(ctx, destinations); err != nil {
 		return nil, err
 	}
@@ -121,6 +122,11 @@ func (w *chunkWork) addDestinations(ctx context.Context, names []string) error {
 // deadLetter records a key's permanent failure on a destination; a record that
 // cannot be written fails the chunk (after its other keys), so nothing is lost.
 func (w *chunkWork) deadLetter(ctx context.Context, key, dest string, err error) {
+	if ErrorClass(err) == wire.ErrRejected {
+		w.mu.Lock()
+		w.rejected[key] = true
+		w.mu.Unlock()
+	}
 	derr := w.st.RecordDeadLetter(ctx, state.DeadLetter{Policy: w.p.Name, Key: key, Destination: dest, Class: ErrorClass(err),
 		Message: err.Error(), Attempts: chunkTries, WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID})
 	if derr != nil {
@@ -299,7 +305,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 	if err := w.finish(ctx); err != nil {
 		return nil, err
 	}
-	res := &wire.ChunkResult{Keys: len(w.keys), Excluded: excluded, Large: large}
+	res := &wire.ChunkResult{Keys: len(w.keys), Excluded: excluded, Large: large, Rejected: len(w.rejected)}
 	for _, name := range in.Destinations {
 		res.Destinations = append(res.Destinations, wire.DestinationCounts{Destination: name, Counts: *counts[name]})
 	}

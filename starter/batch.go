@@ -224,7 +224,10 @@ func (e *env) printBatch(id string, s *wire.BatchSummary, rejected []rejectedLin
 			return err
 		}
 	} else {
-		fmt.Fprintf(e.out, "%s: %d keys (%d excluded, %d large in their own workflows), %d continued runs\n", id, s.Keys, s.Excluded, s.Large, s.Runs)
+		fmt.Fprintf(e.out, "%s: %d keys (%d excluded, %d rejected, %d large in their own workflows), %d continued runs\n", id, s.Keys, s.Excluded, s.Rejected, s.Large, s.Runs)
+		if s.Rejected > 0 {
+			fmt.Fprintf(e.out, "rejected keys cannot be replicated as they are: `starter failed list --policy %s` names each with its reason\n", e.policy.Name)
+		}
 		tw := e.table()
 		fmt.Fprintln(tw, "DESTINATION\tCOPIED\tSKIPPED\tSUPERSEDED\tDELETED\tFAILED\tBYTES")
 		for _, d := range s.Destinations {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cloudrepl/replicator/internal/wire"
@@ -152,6 +153,16 @@ func (e *env) printReconcile(ctx context.Context, id string, res *wire.Reconcile
 			fmt.Fprintf(t, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", d.Destination, d.Objects, d.Unchanged, d.Copy, d.Update, d.Delete, d.Adopt, d.Extra, d.Verify)
 		}
 		t.Flush()
+		if len(res.Rejected) > 0 {
+			parts := make([]string, len(res.Rejected))
+			for i, r := range res.Rejected {
+				parts[i] = fmt.Sprintf("%d %s", r.Count, r.Reason)
+			}
+			fmt.Fprintf(e.out, "rejected: %s (not replicated; each is listed by name in `starter failed list --policy %s`)\n", strings.Join(parts, ", "), res.Policy)
+		}
+		if len(res.Unknown) > 0 {
+			fmt.Fprintf(e.out, "not readable, so nothing under them was copied or deleted: %s\n", strings.Join(res.Unknown, ", "))
+		}
 		if res.Sync != nil {
 			tot := res.Sync.Totals()
 			fmt.Fprintf(e.out, "sync: %d keys, %d copied, %d skipped, %d failed, %s\n", res.Sync.Keys, tot.Copied, tot.Skipped, tot.Failed, humanBytes(tot.Bytes))

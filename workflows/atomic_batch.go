@@ -94,6 +94,7 @@ func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) 
 			r.in.Summary.Keys += res.Keys
 			r.in.Summary.Excluded += res.Excluded
 		}
+		r.in.Summary.Rejected += res.Rejected
 		for _, k := range res.Large {
 			if !slices.Contains(later, k) {
 				later = append(later, k)

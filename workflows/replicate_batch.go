@@ -114,6 +114,7 @@ func (r *batchRun) chunks(ctx workflow.Context, stop int) error {
 				r.in.Summary.Keys += res.Keys
 				r.in.Summary.Excluded += res.Excluded
 			}
+			r.in.Summary.Rejected += res.Rejected // per group: a destination may refuse a name
 		}
 	}
 	page := r.in.NextPage

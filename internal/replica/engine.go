@@ -83,6 +83,12 @@ func FailureType(err error) string {
 	case store.CodePermission:
 		return wire.ErrPermission
 	case store.CodeInvalid:
+		// A key a store refuses (its name, or not a regular file at the source) is a
+		// rejected entry, reported by name; other invalid requests are bugs to fix.
+		var se *store.Error
+		if errors.As(err, &se) && se.Key != "" && se.Op != "list" {
+			return wire.ErrRejected
+		}
 		return wire.ErrInvalid
 	case store.CodeMismatch:
 		return wire.ErrSourceChanged

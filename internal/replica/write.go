@@ -115,6 +115,11 @@ func (e *Engine) current(ctx context.Context, t Target, r WriteRequest) (*store.
 // The result's Final is what the stage saw under the final key, the precondition its
 // commit writes with.
 func (e *Engine) Stage(ctx context.Context, t Target, r WriteRequest, stagingKey string) (*wire.TransferResult, error) {
+	// The final key's name is checked now: a name problem must never reach the
+	// commit phase, where one destination refusing it would break all-or-nothing.
+	if err := store.CheckKey(t.Store, r.Key); err != nil {
+		return nil, err
+	}
 	current, err := e.current(ctx, t, r)
 	if err != nil {
 		return nil, err
