@@ -3,7 +3,11 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
@@ -52,7 +56,7 @@ func failedCmd(g *globals) *cobra.Command {
 			t := e.table()
 			fmt.Fprintln(t, "KEY\tDESTINATION\tCLASS\tATTEMPTS\tFIRST\tLAST\tMESSAGE")
 			for _, d := range dls {
-				fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Key, d.Destination, d.Class, d.Attempts,
+				fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", displayKey(d.Key), d.Destination, d.Class, d.Attempts,
 					d.First.Local().Format(time.DateTime), d.Last.Local().Format(time.DateTime), d.Message)
 			}
 			return t.Flush()
@@ -101,4 +105,14 @@ func failedCmd(g *globals) *cobra.Command {
 	retry.Flags().BoolVar(&wait, "wait", false, "wait for the retries; exit 1 unless all succeed")
 	cmd.AddCommand(list, retry)
 	return cmd
+}
+
+// displayKey prints a key as it is when it is printable UTF-8, else quoted, so that a
+// rejected name with control characters or invalid bytes neither garbles the terminal
+// nor hides what is wrong with it.
+func displayKey(k string) string {
+	if !utf8.ValidString(k) || strings.ContainsFunc(k, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(k)
+	}
+	return k
 }

@@ -14,11 +14,12 @@ import (
 func RejectKind(reason string) string {
 	r := strings.ToLower(reason)
 	switch {
-	case strings.Contains(r, "link"):
+	case strings.Contains(r, "symlink"), strings.Contains(r, "symbolic link"):
 		return wire.RejectLink
 	case strings.Contains(r, "fifo"), strings.Contains(r, "socket"), strings.Contains(r, "device"), strings.Contains(r, "not a regular file"):
 		return wire.RejectSpecial
-	case strings.Contains(r, "read"), strings.Contains(r, "permission"), strings.Contains(r, "denied"):
+	case strings.Contains(r, "cannot be read"), strings.Contains(r, "may not read"), strings.Contains(r, "unreadable"),
+		strings.Contains(r, "permission"), strings.Contains(r, "denied"):
 		return wire.RejectUnreadable
 	}
 	return wire.RejectName
@@ -30,7 +31,7 @@ func RejectKind(reason string) string {
 // prints readably.
 func (e *Engine) Reject(ctx context.Context, policy, key, destination, reason, workflowID string) error {
 	return e.State.RecordDeadLetter(ctx, state.DeadLetter{Policy: policy, Key: key, Destination: destination, Class: wire.ErrRejected,
-		Message: fmt.Sprintf("%q cannot be replicated: %s (rename or remove it at the source, or exclude it in the policy)", key, reason),
+		Message:  fmt.Sprintf("%q cannot be replicated: %s (rename or remove it at the source, or exclude it in the policy)", key, reason),
 		Attempts: 1, WorkflowID: workflowID})
 }
 

@@ -34,3 +34,18 @@ func TestPlanSafety(t *testing.T) {
 		t.Error("copy mode never deletes: an empty source is no reason to stop")
 	}
 }
+
+func TestRejectKind(t *testing.T) {
+	for reason, want := range map[string]string{
+		"symlink leading outside /srv: the replicator only reads inside it":  wire.RejectLink,
+		"broken symlink: its target does not exist":                          wire.RejectLink,
+		"not a regular file (named pipe): only regular files are replicated": wire.RejectSpecial,
+		"directory cannot be read (permission denied)":                       wire.RejectUnreadable,
+		`key "a\x01b" holds control character U+0001: rename the file`:       wire.RejectName,
+		`key "x" already exists with another name`:                           wire.RejectName,
+	} {
+		if got := RejectKind(reason); got != want {
+			t.Errorf("RejectKind(%q) = %s, want %s", reason, got, want)
+		}
+	}
+}
