@@ -349,12 +349,36 @@ func (a *Activities) Commit(ctx context.Context, in wire.TransferInput) (*wire.T
 	if err != nil {
 		return nil, err
 	}
-	res, err := a.Engine.Commit(ctx, t, replica.WriteRequest{Key: in.Key, Source: in.Source, Seen: in.Final,
+	res, err := a.Engine.Commit(ctx, t, replica.WriteRequest{Key: in.Key, Source: in.Source, Seen: in.Final, Undo: in.Undo,
 		KeepAlive: func() func() { return keepAlive(ctx, nil) }}, in.StagingKey)
 	if err == nil && res.Outcome == wire.OutcomeCopied {
 		a.observe(p.Name, in.Destination, in.Source, res, nil, true)
 	}
 	return res, asActivityError(err)
+}
+
+// Rollback undoes commits on one destination (the engine's Rollback, key by key): the
+// compensation of an atomic replication whose commit failed for good elsewhere.
+func (a *Activities) Rollback(ctx context.Context, in wire.RollbackInput) (*wire.RollbackResult, error) {
+	p, err := a.policy(in.Policy)
+	if err != nil {
+		return nil, err
+	}
+	_, t, err := a.destination(ctx, p, in.Destination)
+	if err != nil {
+		return nil, err
+	}
+	stop := keepAlive(ctx, nil)
+	defer stop()
+	res := &wire.RollbackResult{}
+	for _, k := range in.Keys {
+		out, err := a.Engine.Rollback(ctx, t, k.Key, k.Undo)
+		if err != nil {
+			return nil, asActivityError(err)
+		}
+		res.Outcomes = append(res.Outcomes, out)
+	}
+	return res, nil
 }
 
 // keepAlive heartbeats every second until stop is called, with the details that

@@ -106,7 +106,7 @@ func (w *chunkWork) stageOn(ctx context.Context, in wire.ChunkInput, job keyJob,
 			default:
 				res, err = w.a.Engine.Stage(ctx, d.t, replica.WriteRequest{Key: job.key, Source: job.sv, RecordSkips: in.RecordSkips,
 					VerifyContent: in.VerifyContent, Journal: w.journal, Body: replica.Body{Source: w.src, Data: job.data, Limiter: d.lim.limiter}},
-					wire.StagingKey(job.key, job.sv.Version))
+					wire.RunStagingKey(job.key, job.sv.Version, in.Run))
 				w.a.observe(w.p.Name, dest, job.sv, res, err, false)
 			}
 			if err == nil || isPermanent(err) || ErrorClass(err) == wire.ErrSourceChanged {
@@ -188,10 +188,13 @@ func (a *Activities) CommitChunk(ctx context.Context, in wire.CommitChunkInput) 
 				d.lim.withSlot(ctx, func() {
 					for try := 0; try < chunkTries; try++ {
 						req := replica.WriteRequest{Key: k.Key, Source: k.Source, Journal: w.journal}
+						if in.Run != "" {
+							req.Undo = wire.UndoKey(k.Key, in.Run)
+						}
 						if try == 0 && j < len(k.Finals) {
 							req.Seen = k.Finals[j]
 						}
-						out, err = a.Engine.Commit(ctx, d.t, req, wire.StagingKey(k.Key, k.Source.Version))
+						out, err = a.Engine.Commit(ctx, d.t, req, wire.RunStagingKey(k.Key, k.Source.Version, in.Run))
 						if err == nil && out.Outcome == wire.OutcomeCopied {
 							a.observe(p.Name, name, k.Source, out, nil, true)
 						}
@@ -208,7 +211,7 @@ func (a *Activities) CommitChunk(ctx context.Context, in wire.CommitChunkInput) 
 				defer mu.Unlock()
 				switch {
 				case err == nil && out != nil:
-					res.Keys[i].Destinations[j] = wire.KeyDestination{Destination: name, Outcome: out.Outcome, Bytes: out.Bytes}
+					res.Keys[i].Destinations[j] = wire.KeyDestination{Destination: name, Outcome: out.Outcome, Bytes: out.Bytes, Undo: out.Undo}
 				case err != nil && isPermanent(err):
 					res.Keys[i].Destinations[j] = failedOn(name, err)
 				default:

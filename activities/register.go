@@ -33,6 +33,7 @@ func Register(r Registry, a *Activities) {
 		{wire.PlanReconcileName, a.PlanReconcile},
 		{wire.DeleteChunkName, a.DeleteChunk},
 		{wire.FinishReconcileName, a.FinishReconcile},
+		{wire.RollbackName, a.Rollback},
 	} {
 		r.RegisterActivityWithOptions(act.fn, activity.RegisterOptions{Name: act.name})
 	}

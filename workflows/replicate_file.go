@@ -161,16 +161,29 @@ func (r *fileRun) eventual(ctx workflow.Context, prep *wire.PrepareResult) (bool
 	return false, nil
 }
 
+// atomicUndoVersion marks the change to stages unique per run and commits that keep
+// the version they replace, so that a commit failing for good on one destination is
+// rolled back on the others; runs that started before it keep the old behaviour.
+const atomicUndoVersion = "atomic-undo"
+
 // atomic stages on every destination, then commits everywhere, then removes the
 // stages. A permanent staging failure anywhere compensates: every stage is removed
-// and unfinished uploads aborted, and no final key changes.
+// and unfinished uploads aborted, and no final key changes. A permanent commit
+// failure anywhere rolls the committed destinations back to their previous versions
+// (created keys removed): the outcome is compensated, never a new version on some
+// clouds only.
 func (r *fileRun) atomic(ctx workflow.Context, prep *wire.PrepareResult) (bool, error) {
+	stage, undo := prep.StagingKey, ""
+	if workflow.GetVersion(ctx, atomicUndoVersion, workflow.DefaultVersion, 1) == 1 {
+		run := workflow.GetInfo(ctx).WorkflowExecution.RunID
+		stage, undo = wire.RunStagingKey(r.in.Key, prep.Source.Version, run), wire.UndoKey(r.in.Key, run)
+	}
 	r.progress.Phase = "stage"
 	n := len(prep.Routes)
 	futures := make([]workflow.Future, n)
 	for i, route := range prep.Routes {
 		actx := transferOptions(ctx, prep, route, fmt.Sprintf("stage %s → %s", r.in.Key, route.Destination), false)
-		futures[i] = workflow.ExecuteActivity(actx, wire.TransferName, r.transferInput(prep, route.Destination, prep.StagingKey))
+		futures[i] = workflow.ExecuteActivity(actx, wire.TransferName, r.transferInput(prep, route.Destination, stage))
 	}
 	staged := make([]wire.TransferResult, n)
 	var stageErrs []error
@@ -188,6 +201,7 @@ func (r *fileRun) atomic(ctx workflow.Context, prep *wire.PrepareResult) (bool, 
 	}
 	r.result.Destinations = outs
 	r.progress.Destinations = outs
+	stageOf := func(int) []string { return []string{stage} }
 	if len(stageErrs) > 0 {
 		r.progress.Phase = "compensate"
 		// Every destination is cleaned: a failed stage may have left a multipart
@@ -195,7 +209,7 @@ func (r *fileRun) atomic(ctx workflow.Context, prep *wire.PrepareResult) (bool, 
 		// permission problem usually stops it, and nothing was staged there); where
 		// it succeeded the stage must go, or the run fails visibly.
 		failedStage := func(i int) bool { return outs[i].Outcome == wire.OutcomeFailed }
-		if err := r.cleanup(ctx, prep, func(int) bool { return true }, failedStage); err != nil {
+		if err := r.cleanup(ctx, prep, stageOf, failedStage); err != nil {
 			return false, err
 		}
 		if changed {
@@ -221,11 +235,12 @@ func (r *fileRun) atomic(ctx workflow.Context, prep *wire.PrepareResult) (bool, 
 			continue // already held the version, or holds a newer one
 		}
 		actx := transferOptions(ctx, prep, route, fmt.Sprintf("commit %s → %s", r.in.Key, route.Destination), true)
-		in := r.transferInput(prep, route.Destination, prep.StagingKey)
-		in.Final = staged[i].Final
+		in := r.transferInput(prep, route.Destination, stage)
+		in.Final, in.Undo = staged[i].Final, undo
 		commits[i] = workflow.ExecuteActivity(actx, wire.CommitName, in)
 	}
 	var failed []int
+	undos := make([]*wire.UndoState, n)
 	for i, f := range commits {
 		if f == nil {
 			continue
@@ -236,31 +251,83 @@ func (r *fileRun) atomic(ctx workflow.Context, prep *wire.PrepareResult) (bool, 
 			failed = append(failed, i)
 			continue
 		}
-		outs[i].Outcome, outs[i].Bytes = res.Outcome, staged[i].Bytes
+		outs[i].Outcome, outs[i].Bytes, undos[i] = res.Outcome, staged[i].Bytes, res.Undo
 		if res.Outcome != wire.OutcomeCopied {
 			outs[i].Bytes = 0
 		}
 	}
+	compensated := len(failed) > 0 && undo != ""
+	if compensated {
+		r.progress.Phase = "roll back"
+		if err := r.rollback(ctx, prep, outs, undos); err != nil {
+			return false, err
+		}
+	}
 	r.progress.Phase = "cleanup"
-	if err := r.cleanup(ctx, prep, func(i int) bool { return staged[i].Outcome == wire.OutcomeStaged }, func(int) bool { return false }); err != nil {
+	stagesAndUndo := func(i int) []string {
+		var keys []string
+		if staged[i].Outcome == wire.OutcomeStaged {
+			keys = append(keys, stage)
+		}
+		if undos[i] != nil && undos[i].Key != "" {
+			keys = append(keys, undos[i].Key)
+		}
+		return keys
+	}
+	if err := r.cleanup(ctx, prep, stagesAndUndo, func(int) bool { return false }); err != nil {
 		return false, err
 	}
 	r.recordDeadLetters(ctx, prep, failed)
 	r.result.Outcome = summarize(outs)
+	if compensated {
+		r.result.Outcome = wire.RunCompensated
+	}
 	return false, nil
 }
 
-// cleanup removes the staging key from the selected destinations, in parallel. A
-// failure on a bestEffort destination is not an error of the run.
-func (r *fileRun) cleanup(ctx workflow.Context, prep *wire.PrepareResult, selected, bestEffort func(int) bool) error {
+// rollback undoes the commits that succeeded, in parallel, rolled forward until done:
+// their destinations get their previous versions back (or lose the key the commit
+// created), unless a later write replaced the commit.
+func (r *fileRun) rollback(ctx workflow.Context, prep *wire.PrepareResult, outs []wire.DestinationOutcome, undos []*wire.UndoState) error {
+	futures := make([]workflow.Future, len(outs))
+	for i, route := range prep.Routes {
+		if outs[i].Outcome != wire.OutcomeCopied || undos[i] == nil {
+			continue
+		}
+		actx := transferOptions(ctx, prep, route, fmt.Sprintf("roll back %s on %s", r.in.Key, route.Destination), true)
+		futures[i] = workflow.ExecuteActivity(actx, wire.RollbackName, wire.RollbackInput{Policy: r.in.Policy, Destination: route.Destination,
+			Keys: []wire.RollbackKey{{Key: r.in.Key, Undo: *undos[i]}}})
+	}
+	var errs []error
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		var res wire.RollbackResult
+		if err := f.Get(ctx, &res); err != nil {
+			errs = append(errs, fmt.Errorf("roll back %s on %s: %w", r.in.Key, outs[i].Destination, err))
+			continue
+		}
+		outs[i].Bytes = 0
+		if len(res.Outcomes) == 1 {
+			outs[i].Outcome = res.Outcomes[0]
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cleanup removes each destination's internal keys (keysOf: its stage, its undo
+// copy) in parallel. A failure on a bestEffort destination is not an error of the run.
+func (r *fileRun) cleanup(ctx workflow.Context, prep *wire.PrepareResult, keysOf func(int) []string, bestEffort func(int) bool) error {
 	futures := make([]workflow.Future, len(prep.Routes))
 	for i, route := range prep.Routes {
-		if !selected(i) {
+		keys := keysOf(i)
+		if len(keys) == 0 {
 			continue
 		}
 		actx := transferOptions(ctx, prep, route, fmt.Sprintf("clean up stage of %s on %s", r.in.Key, route.Destination), true)
 		futures[i] = workflow.ExecuteActivity(actx, wire.CleanupName, wire.CleanupInput{
-			Policy: r.in.Policy, Destination: route.Destination, Keys: []string{prep.StagingKey}})
+			Policy: r.in.Policy, Destination: route.Destination, Keys: keys})
 	}
 	var errs []error
 	for i, f := range futures {

@@ -1,7 +1,9 @@
 package workflows
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,16 +201,47 @@ func TestAtomicSkipsDestinationsThatHoldTheVersion(t *testing.T) {
 	}
 }
 
-func TestAtomicCommitFailureIsPartial(t *testing.T) {
+// A commit that fails for good on one destination rolls the others back: the
+// outcome is compensated, never a new version on some clouds only.
+func TestAtomicCommitFailureRollsBackTheOthers(t *testing.T) {
 	env := newEnv(t)
+	var stages []string
 	env.OnActivity(wire.PrepareName, mock.Anything, mock.Anything).Return(prep("atomic", "copy", true), nil).Once()
-	env.OnActivity(wire.TransferName, mock.Anything, mock.Anything).Return(&wire.TransferResult{Outcome: "staged", Bytes: 10}, nil).Times(3)
+	env.OnActivity(wire.TransferName, mock.Anything, mock.Anything).Return(func(_ context.Context, in wire.TransferInput) (*wire.TransferResult, error) {
+		doublesMu.Lock()
+		stages = append(stages, in.StagingKey)
+		doublesMu.Unlock()
+		return &wire.TransferResult{Outcome: "staged", Bytes: 10, Final: &wire.FinalState{Exists: true, ETag: "old"}}, nil
+	}).Times(3)
 	env.OnActivity(wire.CommitName, mock.Anything, dest("gcs")).Return(nil, permanent(wire.ErrPermission)).Once()
-	env.OnActivity(wire.CommitName, mock.Anything, mock.Anything).Return(&wire.TransferResult{Outcome: "copied", Bytes: 10}, nil).Twice()
-	env.OnActivity(wire.CleanupName, mock.Anything, mock.Anything).Return(nil).Times(3)
+	env.OnActivity(wire.CommitName, mock.Anything, mock.Anything).Return(func(_ context.Context, in wire.TransferInput) (*wire.TransferResult, error) {
+		if in.Undo == "" {
+			return nil, errors.New("a commit over an existing key was asked to keep no undo copy")
+		}
+		return &wire.TransferResult{Outcome: "copied", Bytes: 10, ETag: "new", Undo: &wire.UndoState{Key: in.Undo, ETag: "new"}}, nil
+	}).Twice()
+	rolledBack := map[string]bool{}
+	env.OnActivity(wire.RollbackName, mock.Anything, mock.Anything).Return(func(_ context.Context, in wire.RollbackInput) (*wire.RollbackResult, error) {
+		doublesMu.Lock()
+		defer doublesMu.Unlock()
+		rolledBack[in.Destination] = len(in.Keys) == 1 && in.Keys[0].Undo.ETag == "new"
+		return &wire.RollbackResult{Outcomes: []wire.Outcome{wire.OutcomeRolledBack}}, nil
+	}).Twice()
+	cleaned := map[string][]string{}
+	env.OnActivity(wire.CleanupName, mock.Anything, mock.Anything).Return(cleanups(cleaned)).Times(3)
 	env.OnActivity(wire.RecordDeadLetterName, mock.Anything, dest("gcs")).Return(nil).Once()
-	if res := run(t, env); res.Outcome != wire.RunPartial {
-		t.Fatalf("outcome %s", res.Outcome)
+	res := run(t, env)
+	if res.Outcome != wire.RunCompensated || outcomes(res)["s3"] != wire.OutcomeRolledBack || outcomes(res)["azure"] != wire.OutcomeRolledBack || outcomes(res)["gcs"] != wire.OutcomeFailed {
+		t.Fatalf("result %+v", res)
+	}
+	if !rolledBack["s3"] || !rolledBack["azure"] || rolledBack["gcs"] {
+		t.Fatalf("rolled back %v, want s3 and azure with the ETag their commit wrote", rolledBack)
+	}
+	if len(cleaned["s3"]) != 2 || len(cleaned["gcs"]) != 1 || !strings.HasPrefix(cleaned["s3"][1], wire.UndoPrefix) {
+		t.Fatalf("cleanups %v, want the stage everywhere and the undo copy where a commit made one", cleaned)
+	}
+	if stages[0] == ".replicator/staging/x" || stages[0] != stages[1] {
+		t.Fatalf("stages %v: want one stage per run, not the version's shared one", stages)
 	}
 }
 

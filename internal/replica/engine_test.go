@@ -326,3 +326,87 @@ func TestStageAndCommit(t *testing.T) {
 		t.Fatalf("cleanup of a user key: %v, want refused", err)
 	}
 }
+
+func TestCommitKeepsUndoAndRollbackRestores(t *testing.T) {
+	ctx := context.Background()
+	d := newDirs(t)
+	d.write(t, "k", d.writeSource(t, "k", "previous", time.Time{}))
+	time.Sleep(2 * time.Millisecond)
+	sv := d.writeSource(t, "k", "committed", time.Time{})
+	stage, undoKey := wire.RunStagingKey("k", sv.Version, "run-1"), wire.UndoKey("k", "run-1")
+	if _, err := d.engine.Stage(ctx, d.target(), WriteRequest{Key: "k", Source: sv, Body: Body{Source: d.src}}, stage); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.engine.Commit(ctx, d.target(), WriteRequest{Key: "k", Source: sv, Undo: undoKey}, stage)
+	if err != nil || res.Outcome != wire.OutcomeCopied || res.Undo == nil || res.Undo.Key != undoKey || d.replica(t, "k") != "committed" {
+		t.Fatalf("commit: %+v %v", res, err)
+	}
+	if got, err := d.engine.Rollback(ctx, d.target(), "k", *res.Undo); err != nil || got != wire.OutcomeRolledBack {
+		t.Fatalf("rollback: %s %v", got, err)
+	}
+	if d.replica(t, "k") != "previous" {
+		t.Fatalf("after the rollback the final key holds %q, want the previous version", d.replica(t, "k"))
+	}
+	if a, err := d.dst.Stat(ctx, "k"); err != nil || a.SHA256 != sha([]byte("previous")) {
+		t.Fatalf("the restored version lost its metadata: %+v %v", a, err)
+	}
+	if _, err := d.dst.Stat(ctx, undoKey); !store.IsNotFound(err) {
+		t.Fatalf("the undo copy is left after the rollback: %v", err)
+	}
+	// Rolled back twice (a lost answer): still rolled back, nothing changes.
+	if got, err := d.engine.Rollback(ctx, d.target(), "k", *res.Undo); err != nil || got != wire.OutcomeRolledBack || d.replica(t, "k") != "previous" {
+		t.Fatalf("second rollback: %s %v", got, err)
+	}
+}
+
+func TestRollbackOfANewKeyDeletesItUnlessRewritten(t *testing.T) {
+	ctx := context.Background()
+	d := newDirs(t)
+	for i, key := range []string{"new-a", "new-b"} {
+		sv := d.writeSource(t, key, "first", time.Time{})
+		stage := wire.RunStagingKey(key, sv.Version, "run")
+		if _, err := d.engine.Stage(ctx, d.target(), WriteRequest{Key: key, Source: sv, Body: Body{Source: d.src}}, stage); err != nil {
+			t.Fatal(err)
+		}
+		res, err := d.engine.Commit(ctx, d.target(), WriteRequest{Key: key, Source: sv, Undo: wire.UndoKey(key, "run")}, stage)
+		if err != nil || res.Undo == nil || res.Undo.Key != "" {
+			t.Fatalf("commit of a new key: %+v %v", res, err)
+		}
+		if i == 1 {
+			// A later write replaced the commit: the rollback must leave it.
+			later := []byte("later")
+			if _, err := d.dst.Put(ctx, key, bytes.NewReader(later), store.PutOptions{SHA256: sha(later), Size: int64(len(later)), Precondition: store.Precondition{IfMatch: res.Undo.ETag}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := d.engine.Rollback(ctx, d.target(), key, *res.Undo)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case i == 0 && (got != wire.OutcomeRolledBack || fileExists(filepath.Join(d.root, "dst", key))):
+			t.Fatalf("rollback of a created key: %s, still there: %v", got, fileExists(filepath.Join(d.root, "dst", key)))
+		case i == 1 && (got != wire.OutcomeSuperseded || d.replica(t, key) != "later"):
+			t.Fatalf("rollback over a later write: %s, replica %q", got, d.replica(t, key))
+		}
+	}
+}
+
+func TestCommitWithoutItsStage(t *testing.T) {
+	ctx := context.Background()
+	d := newDirs(t)
+	sv := d.writeSource(t, "k", "v", time.Time{})
+	_, err := d.engine.Commit(ctx, d.target(), WriteRequest{Key: "k", Source: sv}, wire.RunStagingKey("k", sv.Version, "gone"))
+	if FailureType(err) != wire.ErrStageMissing {
+		t.Fatalf("commit without a stage or the version: %v, want StageMissing", err)
+	}
+	d.write(t, "k", sv) // another run committed the version
+	res, err := d.engine.Commit(ctx, d.target(), WriteRequest{Key: "k", Source: sv}, wire.RunStagingKey("k", sv.Version, "gone"))
+	if err != nil || res.Outcome != wire.OutcomeSkipped {
+		t.Fatalf("commit whose stage is gone but whose version is in place: %+v %v", res, err)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cloudrepl/replicator/internal/state"
 	"github.com/cloudrepl/replicator/internal/store"
 	"github.com/cloudrepl/replicator/internal/wire"
 )
@@ -30,6 +31,9 @@ type WriteRequest struct {
 	// KeepAlive, for a commit, is called around the server-side copy, which reports
 	// no progress (the activity heartbeats meanwhile); it returns the stop function.
 	KeepAlive func() (stop func())
+	// Undo, for a commit, is where the final key's previous version is copied before
+	// it is replaced (wire.UndoKey), so that a rollback can restore it; "" keeps none.
+	Undo string
 }
 
 // optimisticCreateMax is the largest source a write puts create-only before it looks
@@ -148,7 +152,10 @@ func (e *Engine) Stage(ctx context.Context, t Target, r WriteRequest, stagingKey
 
 // Commit makes a staged version visible under its final key with a server-side copy
 // decided and guarded like a direct write. A retry after a lost answer finds the final
-// key holding the hash and reports it skipped.
+// key holding the hash and reports it skipped. With an undo key, the version it
+// replaces is copied there first, and the result says how to undo the commit. A stage
+// that is gone while the final key lacks the version fails with wire.ErrStageMissing:
+// no retry brings the stage back, the key must be staged again.
 func (e *Engine) Commit(ctx context.Context, t Target, r WriteRequest, stagingKey string) (*wire.TransferResult, error) {
 	attrs := &store.Attributes{ContentType: r.Source.ContentType, SHA256: r.Source.SHA256, SourceVersion: r.Source.Version,
 		SourceSize: r.Source.Size, Metadata: r.Source.Metadata}
@@ -171,9 +178,18 @@ func (e *Engine) Commit(ctx context.Context, t Target, r WriteRequest, stagingKe
 				return outcomeOf(v, current), nil
 			}
 		}
+		undo := &wire.UndoState{}
 		if current != nil {
 			if err := e.Trash(ctx, t, r.Key, current.ETag); err != nil {
 				return nil, err
+			}
+			if r.Undo != "" {
+				if err := e.keepForUndo(ctx, t, r.Key, r.Undo); store.IsNotFound(err) && looks < maxLooks {
+					continue // deleted meanwhile: look again
+				} else if err != nil {
+					return nil, err
+				}
+				undo.Key = r.Undo
 			}
 		}
 		stop := func() {}
@@ -185,14 +201,90 @@ func (e *Engine) Commit(ctx context.Context, t Target, r WriteRequest, stagingKe
 		if store.IsPrecondition(err) && looks < maxLooks {
 			continue
 		}
+		if store.IsNotFound(err) {
+			return e.stageMissing(ctx, t, r, stagingKey, err)
+		}
 		if err != nil {
 			return nil, err
 		}
 		if err := e.committed(ctx, t, r.Journal, r.Key, r.Source, obj); err != nil {
 			return nil, err
 		}
-		return &wire.TransferResult{Outcome: wire.OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
+		res := &wire.TransferResult{Outcome: wire.OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}
+		if r.Undo != "" {
+			undo.ETag = obj.ETag
+			res.Undo = undo
+		}
+		return res, nil
 	}
+}
+
+// keepForUndo copies the final key's current version to the undo key.
+func (e *Engine) keepForUndo(ctx context.Context, t Target, key, undoKey string) error {
+	if _, err := t.Store.Copy(ctx, undoKey, key, store.CopyOptions{}); err != nil {
+		return fmt.Errorf("keep the previous version of %s for a rollback: %w", key, err)
+	}
+	return nil
+}
+
+// stageMissing decides a commit whose stage is gone: done if the final key holds the
+// version (another run committed it), else the key must be staged again.
+func (e *Engine) stageMissing(ctx context.Context, t Target, r WriteRequest, stagingKey string, cause error) (*wire.TransferResult, error) {
+	current, err := look(ctx, t.Store, r.Key)
+	if err != nil {
+		return nil, err
+	}
+	if current != nil && current.SHA256 == r.Source.SHA256 {
+		return &wire.TransferResult{Outcome: wire.OutcomeSkipped, ETag: current.ETag}, nil
+	}
+	return nil, &Failure{Type: wire.ErrStageMissing, Err: cause,
+		Msg: fmt.Sprintf("the stage %s of %s on %s is gone and the final key does not hold the version: it must be staged again (the next reconcile does)", stagingKey, r.Key, t.Name)}
+}
+
+// Rollback undoes one commit on a destination: a key the commit created is deleted,
+// a key it replaced gets its previous version back from the undo copy, which is then
+// removed. Each step is conditional on the object the commit wrote, so a later write
+// is never clobbered: the result is then superseded and the later write stays.
+func (e *Engine) Rollback(ctx context.Context, t Target, key string, u wire.UndoState) (wire.Outcome, error) {
+	if u.Key == "" {
+		err := deleteIfMatch(ctx, t.Store, key, u.ETag)
+		switch {
+		case store.IsPrecondition(err):
+			return wire.OutcomeSuperseded, nil
+		case err != nil:
+			return "", fmt.Errorf("roll back %s: delete the committed key: %w", key, err)
+		}
+		if err := e.record(ctx, t, nil, state.ManifestEntry{Key: key, ETag: u.ETag, Deleted: true}); err != nil {
+			return "", err
+		}
+		return wire.OutcomeRolledBack, nil
+	}
+	obj, err := t.Store.Copy(ctx, key, u.Key, store.CopyOptions{Precondition: store.Precondition{IfMatch: u.ETag}})
+	switch {
+	case store.IsPrecondition(err):
+		return wire.OutcomeSuperseded, deleteIfMatch(ctx, t.Store, u.Key, "")
+	case store.IsNotFound(err):
+		// Restored by an earlier attempt whose answer was lost, or the undo copy was
+		// swept: the final key says which.
+		current, lerr := look(ctx, t.Store, key)
+		if lerr != nil {
+			return "", lerr
+		}
+		if current != nil && current.ETag != u.ETag {
+			return wire.OutcomeRolledBack, nil
+		}
+		return "", &Failure{Type: wire.ErrInvalid, Err: err,
+			Msg: fmt.Sprintf("cannot roll back %s on %s: its undo copy %s is gone; the previous version may be in the trash", key, t.Name, u.Key)}
+	case err != nil:
+		return "", fmt.Errorf("roll back %s: restore the previous version: %w", key, err)
+	}
+	if restored, err := t.Store.Stat(ctx, key); err == nil {
+		entry := state.ManifestEntry{Key: key, SourceVersion: restored.SourceVersion, SHA256: restored.SHA256, ETag: obj.ETag, Size: obj.Size}
+		if err := e.record(ctx, t, nil, entry); err != nil {
+			return "", err
+		}
+	}
+	return wire.OutcomeRolledBack, deleteIfMatch(ctx, t.Store, u.Key, "")
 }
 
 // contentIs reads an object and reports whether its bytes have the given SHA-256.

@@ -67,6 +67,9 @@ type TransferInput struct {
 	VerifyContent bool `json:",omitempty"`
 	// Final, for a commit, is what the stage found under the final key.
 	Final *FinalState `json:",omitempty"`
+	// Undo, for a commit, is where the final key's previous version is kept until
+	// every destination committed (UndoKey); "" keeps none (runs before undo existed).
+	Undo string `json:",omitempty"`
 }
 
 // TransferResult says what a transfer, commit or delete did.
@@ -77,6 +80,18 @@ type TransferResult struct {
 	// Final is, for a stage, the state of the final key the stage found: what its
 	// commit expects to replace.
 	Final *FinalState `json:",omitempty"`
+	// Undo is, for a commit, how to undo it (see UndoState).
+	Undo *UndoState `json:",omitempty"`
+}
+
+// UndoState is what undoing one commit needs: the previous version's copy, or none
+// when the commit created the key, and the ETag the commit wrote, so that a rollback
+// never clobbers a write that came after it.
+type UndoState struct {
+	// Key of the previous version's copy under UndoPrefix; "" when the key was new.
+	Key string `json:",omitempty"`
+	// ETag of the object the commit wrote.
+	ETag string
 }
 
 // FinalState is what a stage saw under the final key: nothing, or an object with
@@ -131,6 +146,26 @@ type PolicyDescription struct {
 	Retry       RetrySettings
 }
 
+// RollbackInput asks to undo the commits of some keys on one destination: an atomic
+// replication whose commit failed for good elsewhere is rolled back everywhere.
+type RollbackInput struct {
+	Policy      string
+	Destination string
+	Keys        []RollbackKey
+}
+
+// RollbackKey is one commit to undo.
+type RollbackKey struct {
+	Key  string
+	Undo UndoState
+}
+
+// RollbackResult says, key for key, what the rollback did: rolled back, or
+// superseded when a later write had replaced the commit (it is left in place).
+type RollbackResult struct {
+	Outcomes []Outcome
+}
+
 // ChunkInput asks to replicate one page of a batch's key list to some destinations.
 type ChunkInput struct {
 	Policy       string
@@ -143,6 +178,9 @@ type ChunkInput struct {
 	// RecordSkips and VerifyContent: see TransferInput.
 	RecordSkips   bool `json:",omitempty"`
 	VerifyContent bool `json:",omitempty"`
+	// Run, for an atomic batch, names the run whose stages these are
+	// (RunStagingKey); "" for runs before stages were per run.
+	Run string `json:",omitempty"`
 }
 
 // ChunkResult sums up one chunk.
@@ -174,6 +212,8 @@ type KeyDestination struct {
 	Error       string `json:",omitempty"`
 	// Final is what a stage found under the final key (see TransferResult).
 	Final *FinalState `json:",omitempty"`
+	// Undo is how to undo a commit (see TransferResult).
+	Undo *UndoState `json:",omitempty"`
 }
 
 // StagedKey is one key of a StageChunk: the source version it read and what each of
@@ -214,6 +254,9 @@ type CommitKey struct {
 type CommitChunkInput struct {
 	Policy string
 	Keys   []CommitKey
+	// Run names the batch run whose stages are committed (RunStagingKey) and whose
+	// undo copies keep the previous versions (UndoKey); "" for runs before them.
+	Run string `json:",omitempty"`
 }
 
 // CommittedKey is what the commit did on each destination of a CommitKey, in the

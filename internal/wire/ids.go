@@ -50,3 +50,24 @@ func StagingKey(key, version string) string {
 	sum := sha256.Sum256([]byte(key + "\x00" + version))
 	return StagingPrefix + hex.EncodeToString(sum[:20])
 }
+
+// RunStagingKey is where one run stages one version of a key: unique per run, so that
+// two runs of the same version (an atomic batch and a ReplicateFile, say) never share
+// a stage that one of them removes under the other. run "" is StagingKey, the name
+// runs used before.
+func RunStagingKey(key, version, run string) string {
+	if run == "" {
+		return StagingKey(key, version)
+	}
+	return StagingKey(key, version+"\x00"+run)
+}
+
+// UndoPrefix is where atomic commits keep the versions they replace until every
+// destination committed.
+const UndoPrefix = ".replicator/undo/"
+
+// UndoKey is where one run keeps the previous version of a key it commits over.
+func UndoKey(key, run string) string {
+	sum := sha256.Sum256([]byte(key + "\x00" + run))
+	return UndoPrefix + hex.EncodeToString(sum[:20])
+}

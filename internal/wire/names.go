@@ -25,6 +25,7 @@ const (
 	PlanReconcileName    = "PlanReconcile"
 	DeleteChunkName      = "DeleteChunk"
 	FinishReconcileName  = "FinishReconcile"
+	RollbackName         = "Rollback"
 )
 
 // Signal and query names.
@@ -49,6 +50,9 @@ const (
 	ErrSourceChanged = "SourceChanged"
 	// ErrSourceMissing: the source file disappeared after it was prepared.
 	ErrSourceMissing = "SourceMissing"
+	// ErrStageMissing: a commit found its stage gone and the final key without the
+	// version: the key must be prepared and staged again.
+	ErrStageMissing = "StageMissing"
 )
 
 // NonRetryable lists the error types no retry can fix: the retry policy of every
