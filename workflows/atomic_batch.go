@@ -24,6 +24,10 @@ const atomicPagesPerRun = 50
 // anywhere is compensated (its stages removed, no final key touched); a key whose
 // source changed meanwhile, and every large key, gets a ReplicateFile run of its own.
 func (r *batchRun) atomicChunks(ctx workflow.Context, stop int) error {
+	if workflow.GetVersion(ctx, atomicUndoVersion, workflow.DefaultVersion, 1) == 1 {
+		info := workflow.GetInfo(ctx)
+		r.stageRun = info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID
+	}
 	slots := workflow.NewBufferedChannel(ctx, r.in.Concurrency)
 	wg := workflow.NewWaitGroup(ctx)
 	var errs []error
@@ -63,6 +67,8 @@ type keyRoute struct {
 	// versions are the source versions the groups read (several if it changed
 	// between their reads).
 	versions []string
+	// undo holds, by destination, the undo copy a commit made there.
+	undo map[string]string
 }
 
 func (k *keyRoute) failed() bool {
@@ -78,7 +84,7 @@ func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) 
 		actx := chunkOptions(ctx, desc, g.TaskQueue, fmt.Sprintf("stage chunk %d/%d → %v", page+1, r.in.List.Pages, g.Destinations))
 		stageFutures[gi] = workflow.ExecuteActivity(actx, wire.StageChunkName, wire.ChunkInput{
 			Policy: r.in.Policy, List: r.in.List, Page: page, Destinations: g.Destinations, LargeThreshold: r.in.LargeThreshold,
-			RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent,
+			RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent, Run: r.stageRun,
 		})
 	}
 	var keys []*keyRoute
@@ -176,8 +182,14 @@ func (r *batchRun) commitChunks(ctx workflow.Context, page int, keys []*keyRoute
 			continue
 		}
 		actx := commitChunkOptions(ctx, r.in.Description, g.TaskQueue, fmt.Sprintf("commit %d keys of chunk %d/%d → %v", len(ck), page+1, r.in.List.Pages, g.Destinations))
-		ps = append(ps, pending{workflow.ExecuteActivity(actx, wire.CommitChunkName, wire.CommitChunkInput{Policy: r.in.Policy, Keys: ck}), ck})
+		ps = append(ps, pending{workflow.ExecuteActivity(actx, wire.CommitChunkName, wire.CommitChunkInput{Policy: r.in.Policy, Keys: ck, Run: r.stageRun}), ck})
 	}
+	type committed struct {
+		dest, queue string
+		out         wire.KeyDestination
+	}
+	var byKey []string // keys in commit order
+	results := map[string][]committed{}
 	var errs []error
 	for _, p := range ps {
 		var res wire.CommitChunkResult
@@ -185,18 +197,104 @@ func (r *batchRun) commitChunks(ctx workflow.Context, page int, keys []*keyRoute
 			errs = append(errs, err)
 			continue
 		}
-		for i, k := range res.Keys {
-			staged := stagedBytes(keys, p.keys[i].Key)
+		for _, k := range res.Keys {
+			if _, seen := results[k.Key]; !seen {
+				byKey = append(byKey, k.Key)
+			}
 			for _, d := range k.Destinations {
-				n := int64(0)
-				if d.Outcome == wire.OutcomeCopied {
-					n = staged[d.Destination]
-				}
-				r.record(d.Destination, d.Outcome, n)
+				results[k.Key] = append(results[k.Key], committed{d.Destination, queueOf(keys, k.Key, d.Destination), d})
 			}
 		}
 	}
+	// A key that failed to commit anywhere is rolled back everywhere it committed
+	// (runs with undo copies; older runs leave it partial, as they did).
+	rollbacks := map[string][]wire.RollbackKey{} // by destination
+	queues := map[string]string{}
+	var order []string
+	for _, key := range byKey {
+		outs := results[key]
+		failed := slices.ContainsFunc(outs, func(c committed) bool { return c.out.Outcome == wire.OutcomeFailed })
+		for _, c := range outs {
+			if c.out.Undo != nil && c.out.Undo.Key != "" {
+				setUndo(keys, key, c.dest, c.out.Undo.Key)
+			}
+			if failed && r.stageRun != "" && c.out.Outcome == wire.OutcomeCopied && c.out.Undo != nil {
+				if _, ok := rollbacks[c.dest]; !ok {
+					order = append(order, c.dest)
+				}
+				rollbacks[c.dest] = append(rollbacks[c.dest], wire.RollbackKey{Key: key, Undo: *c.out.Undo})
+				queues[c.dest] = c.queue
+			}
+		}
+	}
+	rolled, err := r.rollback(ctx, order, queues, rollbacks)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, key := range byKey {
+		staged := stagedBytes(keys, key)
+		for _, c := range results[key] {
+			outcome, n := c.out.Outcome, int64(0)
+			if o, ok := rolled[key+"\x00"+c.dest]; ok {
+				outcome = o
+			} else if outcome == wire.OutcomeCopied {
+				n = staged[c.dest]
+			}
+			r.record(c.dest, outcome, n)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// rollback undoes commits, one Rollback per destination (in order), rolled forward
+// until done; it returns each key's outcome by key and destination.
+func (r *batchRun) rollback(ctx workflow.Context, order []string, queues map[string]string, keys map[string][]wire.RollbackKey) (map[string]wire.Outcome, error) {
+	futures := make([]workflow.Future, len(order))
+	for i, dest := range order {
+		actx := stageCleanupOptions(ctx, r.in.Description, queues[dest], fmt.Sprintf("roll back %d keys on %s", len(keys[dest]), dest))
+		futures[i] = workflow.ExecuteActivity(actx, wire.RollbackName, wire.RollbackInput{Policy: r.in.Policy, Destination: dest, Keys: keys[dest]})
+	}
+	out := map[string]wire.Outcome{}
+	var errs []error
+	for i, f := range futures {
+		var res wire.RollbackResult
+		if err := f.Get(ctx, &res); err != nil {
+			errs = append(errs, fmt.Errorf("roll back on %s: %w", order[i], err))
+			continue
+		}
+		for j, k := range keys[order[i]] {
+			if j < len(res.Outcomes) {
+				out[k.Key+"\x00"+order[i]] = res.Outcomes[j]
+			}
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// queueOf is the task queue that served key on dest.
+func queueOf(keys []*keyRoute, key, dest string) string {
+	for _, k := range keys {
+		if k.key == key {
+			for i, o := range k.outs {
+				if o.Destination == dest {
+					return k.queues[i]
+				}
+			}
+		}
+	}
+	return wire.DefaultTaskQueue
+}
+
+// setUndo remembers the undo copy a commit made of key on dest, for the cleanup.
+func setUndo(keys []*keyRoute, key, dest, undoKey string) {
+	for _, k := range keys {
+		if k.key == key {
+			if k.undo == nil {
+				k.undo = map[string]string{}
+			}
+			k.undo[dest] = undoKey
+		}
+	}
 }
 
 // stagedBytes is how many bytes each destination staged for key.
@@ -231,9 +329,12 @@ func (r *batchRun) cleanupStages(ctx workflow.Context, keys []*keyRoute) error {
 				ti = len(targets) - 1
 			}
 			for _, v := range k.versions {
-				if s := wire.StagingKey(k.key, v); !slices.Contains(targets[ti].stages, s) {
+				if s := wire.RunStagingKey(k.key, v, r.stageRun); !slices.Contains(targets[ti].stages, s) {
 					targets[ti].stages = append(targets[ti].stages, s)
 				}
+			}
+			if u := k.undo[o.Destination]; u != "" && !slices.Contains(targets[ti].stages, u) {
+				targets[ti].stages = append(targets[ti].stages, u)
 			}
 		}
 	}

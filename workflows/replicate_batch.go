@@ -26,6 +26,9 @@ func ReplicateBatch(ctx workflow.Context, in wire.ReplicateBatchInput) (*wire.Ba
 
 type batchRun struct {
 	in wire.ReplicateBatchInput
+	// run names this run's stages and undo copies in an atomic batch ("" in runs
+	// recorded before they were per run).
+	stageRun string
 }
 
 func (r *batchRun) setup(ctx workflow.Context) error {

@@ -198,7 +198,7 @@ func TestAtomicBatchCompensatesAKeyThatFailedToStage(t *testing.T) {
 	if want := []string{"a@azure", "a@gcs", "a@s3"}; !slices.Equal(committed, want) {
 		t.Fatalf("committed %v, want only a: %v", committed, want)
 	}
-	stageB := wire.StagingKey("b", "1:b")
+	stageB := wire.RunStagingKey("b", "1:b", testRun)
 	if !slices.Contains(removed["s3"], stageB) || !slices.Contains(removed["gcs"], stageB) || slices.Contains(removed["azure"], stageB) {
 		t.Fatalf("b's stages must go where they were made: %v", removed)
 	}
@@ -216,7 +216,7 @@ func TestAtomicBatchGivesAChangedKeyItsOwnWorkflow(t *testing.T) {
 	if slices.ContainsFunc(*c, func(s string) bool { return s[0] == 'c' }) {
 		t.Fatalf("changed key committed from its chunk: %v", *c)
 	}
-	if !slices.Contains(removed["azure"], wire.StagingKey("c", "1:c")) {
+	if !slices.Contains(removed["azure"], wire.RunStagingKey("c", "1:c", testRun)) {
 		t.Fatalf("the changed key's stage stays: %v", removed)
 	}
 	if tot := sum.Totals(); tot.Copied != 4 || tot.Bytes != 41 {
@@ -251,5 +251,51 @@ func TestAtomicBatchContinuesAsNewAfterFewerPages(t *testing.T) {
 	env.ExecuteWorkflow(ReplicateBatch, wire.ReplicateBatchInput{Policy: "p", List: wire.KeyList{Pages: atomicPagesPerRun + 1}, Description: d})
 	if err := env.GetWorkflowError(); !workflow.IsContinueAsNewError(err) {
 		t.Fatalf("err = %v, want continue-as-new after %d pages", err, atomicPagesPerRun)
+	}
+}
+
+// testRun is what the test environment's workflow ID and run ID make of a batch run's
+// name for its stages and undo copies.
+const testRun = "default-test-workflow-id/default-test-run-id"
+
+// A key whose commit fails for good on one destination is rolled back on the others,
+// and counted failed everywhere; the other keys stay committed.
+func TestAtomicBatchRollsBackAKeyWhoseCommitFailed(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(wire.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk([]string{"a", "b"}, nil)).Twice()
+	env.OnActivity(wire.CommitChunkName, mock.Anything, mock.Anything).Return(func(_ context.Context, in wire.CommitChunkInput) (*wire.CommitChunkResult, error) {
+		res := &wire.CommitChunkResult{}
+		for _, k := range in.Keys {
+			ck := wire.CommittedKey{Key: k.Key}
+			for _, d := range k.Destinations {
+				o := wire.KeyDestination{Destination: d, Outcome: wire.OutcomeCopied, Undo: &wire.UndoState{ETag: "new-" + k.Key}}
+				if k.Key == "b" && d == "gcs" {
+					o = wire.KeyDestination{Destination: d, Outcome: wire.OutcomeFailed, ErrorClass: wire.ErrPermission}
+				}
+				ck.Destinations = append(ck.Destinations, o)
+			}
+			res.Keys = append(res.Keys, ck)
+		}
+		return res, nil
+	}).Twice()
+	var rolled []string
+	env.OnActivity(wire.RollbackName, mock.Anything, mock.Anything).Return(func(_ context.Context, in wire.RollbackInput) (*wire.RollbackResult, error) {
+		doublesMu.Lock()
+		defer doublesMu.Unlock()
+		res := &wire.RollbackResult{}
+		for _, k := range in.Keys {
+			rolled = append(rolled, k.Key+"@"+in.Destination)
+			res.Outcomes = append(res.Outcomes, wire.OutcomeRolledBack)
+		}
+		return res, nil
+	}).Twice()
+	env.OnActivity(wire.CleanupName, mock.Anything, mock.Anything).Return(cleanups(map[string][]string{})).Times(3)
+	sum := runAtomicBatch(t, env)
+	slices.Sort(rolled)
+	if want := []string{"b@azure", "b@s3"}; !slices.Equal(rolled, want) {
+		t.Fatalf("rolled back %v, want %v", rolled, want)
+	}
+	if tot := sum.Totals(); tot.Copied != 3 || tot.Failed != 3 {
+		t.Fatalf("summary %+v: want a copied on three, b failed on three", sum)
 	}
 }
