@@ -175,6 +175,12 @@ func (a *Activities) Prepare(ctx context.Context, in wire.PrepareInput) (*wire.P
 	}
 	res := &wire.PrepareResult{Mode: p.Mode, Consistency: p.Consistency, Retry: retrySettings(p)}
 	res.Routes = routes(p, in.Key)
+	for _, r := range res.Routes {
+		d, _ := p.Destination(r.Destination)
+		if b := int64(p.LimitsFor(d).Bandwidth); b > 0 && (res.Bandwidth == 0 || b < res.Bandwidth) {
+			res.Bandwidth = b
+		}
+	}
 	if len(res.Routes) == 0 {
 		res.Excluded = true
 		return res, nil
@@ -264,6 +270,7 @@ func transferHooks(ctx context.Context, sv wire.SourceVersion) func(target strin
 		p := wire.Progress{Total: sv.Size, Target: target, Version: sv.Version}
 		var mu sync.Mutex
 		var stopIdle func()
+		var lastSent time.Time
 		return replica.Hooks{
 			Resume: resumeState(ctx, p),
 			OnResumeState: func(rs store.ResumeState) {
@@ -289,6 +296,18 @@ func transferHooks(ctx context.Context, sv wire.SourceVersion) func(target strin
 						defer mu.Unlock()
 						return []any{p}
 					})
+				}
+			},
+			// Bytes read by the driver: progress within a part, so that a part
+			// slowed by limits.bandwidth or a slow link never looks stalled (the
+			// SDK throttles the heartbeats themselves).
+			Sent: func(n int64) {
+				mu.Lock()
+				defer mu.Unlock()
+				p.Sent = n
+				if time.Since(lastSent) >= 500*time.Millisecond {
+					lastSent = time.Now()
+					activity.RecordHeartbeat(ctx, p)
 				}
 			},
 			Done: func() {

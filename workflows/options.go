@@ -17,10 +17,12 @@ import (
 // stopping half-way would break the all-or-nothing promise. Retries are always
 // bounded in time or attempts except for those roll-forward steps (DESIGN section 7).
 
-// prepareOptions: Prepare reads and hashes a source once; an hour bounds the read.
+// prepareOptions: Prepare reads and hashes a source once, heartbeating as it reads,
+// so a stalled read is caught by the heartbeat timeout and the start-to-close only
+// has to be longer than any real file's read (the size is not known before it).
 func prepareOptions(ctx workflow.Context, key string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Hour,
+		StartToCloseTimeout: 24 * time.Hour,
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
 		Summary:             "prepare " + key,
@@ -40,9 +42,8 @@ func transferOptions(ctx workflow.Context, prep *wire.PrepareResult, route wire.
 		NonRetryableErrorTypes: wire.NonRetryable,
 	}
 	opts := workflow.ActivityOptions{
-		TaskQueue: route.TaskQueue,
-		// Room for a slow link: an hour plus one second per MiB.
-		StartToCloseTimeout: time.Hour + time.Duration(prep.Source.Size>>20)*time.Second,
+		TaskQueue:           route.TaskQueue,
+		StartToCloseTimeout: transferTime(prep.Source.Size, prep.Bandwidth),
 		HeartbeatTimeout:    rs.HeartbeatTimeout,
 		RetryPolicy:         rp,
 		Summary:             summary,
@@ -51,7 +52,9 @@ func transferOptions(ctx workflow.Context, prep *wire.PrepareResult, route wire.
 		rp.MaximumAttempts = 0
 		rp.NonRetryableErrorTypes = wire.RollForwardNonRetryable
 	} else if rs.Expiration > 0 {
-		opts.ScheduleToCloseTimeout = rs.Expiration
+		// The retry window comes on top of one whole transfer: a schedule-to-close of
+		// the expiration alone would cut off a transfer that needs longer.
+		opts.ScheduleToCloseTimeout = rs.Expiration + opts.StartToCloseTimeout
 	}
 	return workflow.WithActivityOptions(ctx, opts)
 }
@@ -150,4 +153,17 @@ func finishOptions(ctx workflow.Context, outcome wire.RunOutcome) workflow.Conte
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: wire.NonRetryable},
 		Summary:             "finish reconcile: " + string(outcome),
 	})
+}
+
+// transferTime is how long one attempt at moving size bytes may take: an hour plus a
+// second per MiB (a slow link), or twice what the policy's bandwidth limit implies
+// plus ten minutes, whichever is longer.
+func transferTime(size, bandwidth int64) time.Duration {
+	t := time.Hour + time.Duration(size>>20)*time.Second
+	if bandwidth > 0 {
+		if limited := 2*time.Duration(size/bandwidth)*time.Second + 10*time.Minute; limited > t {
+			t = limited
+		}
+	}
+	return t
 }

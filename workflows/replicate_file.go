@@ -27,6 +27,8 @@ func ReplicateFile(ctx workflow.Context, in wire.ReplicateFileInput) (*wire.Repl
 }
 
 type fileRun struct {
+	// lastPrep is the last pass's Prepare result.
+	lastPrep *wire.PrepareResult
 	in       wire.ReplicateFileInput
 	triggers workflow.ReceiveChannel
 	progress wire.FileProgress
@@ -63,12 +65,40 @@ func (r *fileRun) run(ctx workflow.Context) (*wire.ReplicateFileResult, error) {
 		if changed && pass < maxPasses {
 			continue // the source changed during the copy: copy the new version
 		}
+		if changed && workflow.GetVersion(ctx, keptChangingVersion, workflow.DefaultVersion, 1) == 1 {
+			r.keptChanging(ctx, pass)
+			r.finish(ctx, r.result.Outcome)
+			return &r.result, nil
+		}
 		if r.drainTriggers() && pass < maxPasses*2 {
 			continue // triggered during the run: look again (costs a metadata check)
 		}
 		r.finish(ctx, r.result.Outcome)
 		return &r.result, nil
 	}
+}
+
+// keptChangingVersion marks the change that makes a run whose source changed on every
+// pass report that (failed, with a dead letter per destination) instead of the
+// outcome an earlier pass left.
+const keptChangingVersion = "kept-changing"
+
+// keptChanging ends a run whose source changed during each of its passes: every routed
+// destination gets a dead letter saying so, and the next reconcile tries again.
+func (r *fileRun) keptChanging(ctx workflow.Context, passes int) {
+	prep := r.lastPrep
+	r.result.Destinations = nil
+	r.result.Outcome = wire.RunFailed
+	if prep == nil {
+		return // it changed while Prepare hashed it, every time: nothing was routed
+	}
+	var failed []int
+	for i, route := range prep.Routes {
+		r.result.Destinations = append(r.result.Destinations, wire.DestinationOutcome{Destination: route.Destination, Outcome: wire.OutcomeFailed,
+			ErrorClass: wire.ErrSourceChanged, Error: fmt.Sprintf("the source changed during each of %d passes (a file still being written?): the next reconcile copies it once it is stable", passes)})
+		failed = append(failed, i)
+	}
+	r.recordDeadLetters(ctx, prep, failed)
 }
 
 // keepEarlierCopies reports a destination as copied when an earlier pass of this run
@@ -109,6 +139,7 @@ func (r *fileRun) pass(ctx workflow.Context) (changed bool, err error) {
 		}
 		return false, fmt.Errorf("prepare %s: %w", r.in.Key, err)
 	}
+	r.lastPrep = &prep
 	r.result.Version, r.result.SHA256, r.result.Size = prep.Source.Version, prep.Source.SHA256, prep.Source.Size
 	r.result.Destinations = nil
 	switch {

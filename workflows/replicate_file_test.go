@@ -304,3 +304,18 @@ func TestPrepareFailureFailsTheRun(t *testing.T) {
 		t.Fatal("want an error")
 	}
 }
+
+// A source that changes during every pass ends the run failed, with a dead letter per
+// destination saying so, not with an earlier pass's outcome.
+func TestSourceChangingEveryPassIsReported(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(wire.PrepareName, mock.Anything, mock.Anything).Return(prep("eventual", "copy", true), nil).Times(maxPasses)
+	env.OnActivity(wire.TransferName, mock.Anything, mock.Anything).Return(nil, permanent(wire.ErrSourceChanged)).Times(3 * maxPasses)
+	env.OnActivity(wire.RecordDeadLetterName, mock.Anything, mock.MatchedBy(func(in wire.DeadLetterInput) bool {
+		return in.Class == wire.ErrSourceChanged && strings.Contains(in.Message, "changed during each")
+	})).Return(nil).Times(3)
+	res := run(t, env)
+	if res.Outcome != wire.RunFailed || res.Passes != maxPasses || outcomes(res)["s3"] != wire.OutcomeFailed {
+		t.Fatalf("result %+v", res)
+	}
+}

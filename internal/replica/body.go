@@ -29,6 +29,10 @@ type Hooks struct {
 	Progress      func(bytesDone int64)
 	Resume        *store.ResumeState
 	OnResumeState func(store.ResumeState)
+	// Sent, when set, is called as the driver reads the stream, with the bytes read
+	// so far: progress within a part, before the part is stored, so that a slow part
+	// never looks like a stalled transfer.
+	Sent func(bytesRead int64)
 	// Done is called once the put returned.
 	Done func()
 }
@@ -96,6 +100,25 @@ func (e *Engine) put(ctx context.Context, t Target, b Body, key, target string, 
 		if h.Done != nil {
 			defer h.Done()
 		}
+		if h.Sent != nil {
+			r = &countingReader{r: r, sent: h.Sent}
+		}
 	}
 	return t.Store.Put(ctx, target, r, opts)
+}
+
+// countingReader reports the bytes read through it.
+type countingReader struct {
+	r    io.Reader
+	n    int64
+	sent func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.n += int64(n)
+		c.sent(c.n)
+	}
+	return n, err
 }

@@ -49,6 +49,9 @@ type PrepareResult struct {
 	// StagingKey is where atomic mode stages this version on every destination.
 	StagingKey string
 	Retry      RetrySettings
+	// Bandwidth is the lowest limits.bandwidth (bytes per second) of the routed
+	// destinations, 0 when none is limited: transfers get the time it implies.
+	Bandwidth int64 `json:",omitempty"`
 }
 
 // TransferInput asks to write one source version to one destination, directly or
@@ -274,8 +277,12 @@ type CommitChunkResult struct {
 // Progress is the heartbeat detail of transfers: what `starter replicate --wait`
 // shows while a transfer runs, and what a retry needs to resume the upload.
 type Progress struct {
+	// Bytes stored durably so far (parts, chunks or blocks the server holds).
 	Bytes int64
 	Total int64
+	// Sent is the bytes handed to the server so far, ahead of Bytes by the parts in
+	// flight.
+	Sent int64 `json:",omitempty"`
 	// Target and Version identify the write the resume state belongs to.
 	Target  string      `json:",omitempty"`
 	Version string      `json:",omitempty"`
