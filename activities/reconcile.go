@@ -375,13 +375,15 @@ func (a *Activities) DeleteChunk(ctx context.Context, in wire.DeleteChunkInput) 
 }
 
 // FinishReconcile records a successful reconcile's time and clears the drift gauges
-// it repaired, and removes expired trash.
-func (a *Activities) FinishReconcile(ctx context.Context, in wire.FinishReconcileInput) error {
+// it repaired, removes the plan, purges expired trash and sweeps every destination of
+// stages and undo copies older than replica.SweepGrace (what terminated or failed
+// runs left), reporting what it removed.
+func (a *Activities) FinishReconcile(ctx context.Context, in wire.FinishReconcileInput) (*wire.FinishReconcileResult, error) {
 	p, err := a.policy(in.Policy)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if in.Outcome == "ok" && a.Metrics != nil {
+	if in.Outcome == wire.RunOK && a.Metrics != nil {
 		a.Metrics.LastReconcile.WithLabelValues(p.Name).SetToCurrentTime()
 		for _, d := range p.Destinations {
 			for _, kind := range []string{"copy", "update", "delete", "adopt"} {
@@ -391,17 +393,27 @@ func (a *Activities) FinishReconcile(ctx context.Context, in wire.FinishReconcil
 	}
 	if in.PlanID != "" {
 		if err := a.State.RemovePlan(ctx, p.Name, in.PlanID); err != nil {
-			return asActivityError(err)
+			return nil, asActivityError(err)
 		}
 	}
+	res := &wire.FinishReconcileResult{}
+	cutoff := time.Now().Add(-replica.SweepGrace)
 	for _, d := range p.Destinations {
 		_, t, err := a.destination(ctx, p, d.Name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := a.Engine.PurgeTrash(ctx, t); err != nil {
-			return asActivityError(err)
+			return nil, asActivityError(err)
+		}
+		rep, err := a.Engine.Sweep(ctx, t, cutoff)
+		if err != nil {
+			return nil, asActivityError(err)
+		}
+		if rep.Stages+rep.Undo > 0 {
+			activity.GetLogger(ctx).Info("swept what failed runs left", "policy", p.Name, "destination", d.Name, "stages", rep.Stages, "undo", rep.Undo)
+			res.Swept = append(res.Swept, rep)
 		}
 	}
-	return nil
+	return res, nil
 }

@@ -40,7 +40,7 @@ func runReconcile(t *testing.T, env interface {
 func TestReconcileNothingToDo(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(wire.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(0, 0, false), nil).Once()
-	env.OnActivity(wire.FinishReconcileName, mock.Anything, wire.FinishReconcileInput{Policy: "p", Outcome: "ok", PlanID: "p1"}).Return(nil).Once()
+	env.OnActivity(wire.FinishReconcileName, mock.Anything, wire.FinishReconcileInput{Policy: "p", Outcome: "ok", PlanID: "p1"}).Return(&wire.FinishReconcileResult{}, nil).Once()
 	if res := runReconcile(t, env, wire.ReconcileInput{Policy: "p"}); res.Outcome != wire.RunOK {
 		t.Fatalf("outcome %s", res.Outcome)
 	}
@@ -49,7 +49,7 @@ func TestReconcileNothingToDo(t *testing.T) {
 func TestReconcileStoppedDoesNothing(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(wire.PlanReconcileName, mock.Anything, mock.Anything).Return(plan(5, 3, true), nil).Once()
-	env.OnActivity(wire.FinishReconcileName, mock.Anything, wire.FinishReconcileInput{Policy: "p", Outcome: "stopped", PlanID: "p1"}).Return(nil).Once()
+	env.OnActivity(wire.FinishReconcileName, mock.Anything, wire.FinishReconcileInput{Policy: "p", Outcome: "stopped", PlanID: "p1"}).Return(&wire.FinishReconcileResult{}, nil).Once()
 	res := runReconcile(t, env, wire.ReconcileInput{Policy: "p"})
 	if res.Outcome != wire.RunStopped || res.Reason == "" {
 		t.Fatalf("result %+v", res)
@@ -60,7 +60,7 @@ func TestReconcileStoppedDoesNothing(t *testing.T) {
 func TestReconcileDryRunOnlyPlans(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(wire.PlanReconcileName, mock.Anything, mock.MatchedBy(func(in wire.PlanInput) bool { return in.DryRun })).Return(plan(5, 3, false), nil).Once()
-	env.OnActivity(wire.FinishReconcileName, mock.Anything, mock.Anything).Return(nil).Once()
+	env.OnActivity(wire.FinishReconcileName, mock.Anything, mock.Anything).Return(&wire.FinishReconcileResult{}, nil).Once()
 	if res := runReconcile(t, env, wire.ReconcileInput{Policy: "p", DryRun: true}); res.Outcome != wire.RunSkipped || !res.DryRun {
 		t.Fatalf("result %+v", res)
 	}
@@ -72,7 +72,7 @@ func TestReconcileSyncsAndDeletes(t *testing.T) {
 	env.OnWorkflow(wire.ReplicateBatchName, mock.Anything, mock.MatchedBy(func(in wire.ReplicateBatchInput) bool { return in.RecordSkips && in.List.Count == 100 })).
 		Return(&wire.BatchSummary{Keys: 100, Destinations: []wire.DestinationCounts{{Destination: "s3", Counts: wire.Counts{Copied: 100, Bytes: 1000}}}}, nil).Once()
 	env.OnActivity(wire.DeleteChunkName, mock.Anything, mock.Anything).Return(&wire.Counts{Deleted: 64}, nil).Times(4)
-	env.OnActivity(wire.FinishReconcileName, mock.Anything, wire.FinishReconcileInput{Policy: "p", Outcome: "ok", PlanID: "p1"}).Return(nil).Once()
+	env.OnActivity(wire.FinishReconcileName, mock.Anything, wire.FinishReconcileInput{Policy: "p", Outcome: "ok", PlanID: "p1"}).Return(&wire.FinishReconcileResult{}, nil).Once()
 	res := runReconcile(t, env, wire.ReconcileInput{Policy: "p"})
 	if res.Outcome != wire.RunOK || res.Deleted.Deleted != 256 || res.Sync.Totals().Copied != 100 {
 		t.Fatalf("result %+v", res)

@@ -410,3 +410,40 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+func TestSweepRemovesOnlyOldStagesAndUndoCopies(t *testing.T) {
+	ctx := context.Background()
+	d := newDirs(t)
+	put := func(key string) {
+		b := []byte(key)
+		if _, err := d.dst.Put(ctx, key, bytes.NewReader(b), store.PutOptions{SHA256: sha(b), Size: int64(len(b))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldStage, oldUndo := wire.RunStagingKey("a", "1:x", "dead-run"), wire.UndoKey("a", "dead-run")
+	put(oldStage)
+	put(oldUndo)
+	put("user/file.txt")
+	old := time.Now().Add(-48 * time.Hour)
+	for _, k := range []string{oldStage, oldUndo, "user/file.txt"} {
+		must(t, os.Chtimes(filepath.Join(d.root, "dst", k), old, old))
+	}
+	fresh := wire.RunStagingKey("b", "1:y", "running")
+	put(fresh)
+	rep, err := d.engine.Sweep(ctx, d.target(), time.Now().Add(-SweepGrace))
+	if err != nil || rep.Stages != 1 || rep.Undo != 1 {
+		t.Fatalf("sweep: %+v %v", rep, err)
+	}
+	for k, want := range map[string]bool{oldStage: false, oldUndo: false, fresh: true, "user/file.txt": true} {
+		if fileExists(filepath.Join(d.root, "dst", k)) != want {
+			t.Errorf("%s present: %v, want %v", k, !want, want)
+		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

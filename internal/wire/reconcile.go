@@ -104,3 +104,16 @@ const (
 
 // ErrRejected is the dead-letter class of a rejected entry.
 const ErrRejected = "Rejected"
+
+// SweepReport says what a sweep removed from one destination: stages and undo copies
+// that runs which ended badly left behind.
+type SweepReport struct {
+	Destination string
+	Stages      int
+	Undo        int
+}
+
+// FinishReconcileResult says what FinishReconcile cleaned up.
+type FinishReconcileResult struct {
+	Swept []SweepReport `json:",omitempty"`
+}
