@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/store"
 	"github.com/cloudrepl/replicator/internal/wire"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,6 +99,7 @@ func run() error {
 
 	stores := backends.NewCache()
 	stores.WrapTransport = m.CountRequests
+	stores.WrapDriver = wrapDriver
 	defer stores.Close()
 	// The state location is opened once, here: a worker that cannot reach it says so
 	// at start instead of failing every activity with the first error it met.
@@ -243,6 +245,9 @@ func serve(addr string, reg *prometheus.Registry, c client.Client, healthy *atom
 	}()
 	return srv, nil
 }
+
+// wrapDriver is set only in builds with the faultinject tag (worker/faults.go).
+var wrapDriver func(backends.Spec, store.Store) store.Store
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {

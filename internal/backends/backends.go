@@ -63,6 +63,9 @@ type Cache struct {
 	// WrapTransport, when set, gives each opened store's HTTP transport a wrapper
 	// (the worker counts requests per store with it).
 	WrapTransport func(storeName string) func(http.RoundTripper) http.RoundTripper
+	// WrapDriver, when set, wraps each bare driver before store.Checked fronts it:
+	// the fault-injection tests make a real driver refuse chosen requests this way.
+	WrapDriver func(spec Spec, d store.Store) store.Store
 
 	mu     sync.Mutex
 	stores map[string]store.Store
@@ -84,10 +87,14 @@ func (c *Cache) Get(ctx context.Context, spec Spec) (store.Store, error) {
 	if c.WrapTransport != nil {
 		opts.WrapTransport = c.WrapTransport(spec.Name)
 	}
-	s, err := Open(ctx, opts, spec.URL)
+	d, err := openDriver(ctx, opts, spec.URL)
 	if err != nil {
 		return nil, err
 	}
+	if c.WrapDriver != nil {
+		d = c.WrapDriver(spec, d)
+	}
+	s := store.Checked(d)
 	c.stores[id] = s
 	return s, nil
 }

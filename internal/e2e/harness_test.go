@@ -58,7 +58,9 @@ func binaries(t *testing.T) (worker, starter string) {
 			return
 		}
 		for _, cmd := range []string{"worker", "starter"} {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, cmd), "github.com/cloudrepl/replicator/"+cmd).CombinedOutput()
+			// The faultinject tag lets tests make a real driver refuse chosen requests
+			// (REPLICATOR_FAULTS); without that variable the worker is the real one.
+			out, err := exec.Command("go", "build", "-tags", "faultinject", "-o", filepath.Join(binDir, cmd), "github.com/cloudrepl/replicator/"+cmd).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("build %s: %v\n%s", cmd, err, out)
 				return
