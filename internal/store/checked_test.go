@@ -65,7 +65,9 @@ func TestCheckedKeepsOptionalInterfaces(t *testing.T) {
 	}
 	storetest.WantCode(t, "abort uploads of an invalid key", a.AbortUploads(context.Background(), "a//b"), store.CodeInvalid)
 	// 100-byte segments: MinIO's 255-byte segment rule applies to custom endpoints.
-	long := func(n int) string { return strings.Repeat(strings.Repeat("k", 99)+"/", n/100) + strings.Repeat("k", n%100) }
+	long := func(n int) string {
+		return strings.Repeat(strings.Repeat("k", 99)+"/", n/100) + strings.Repeat("k", n%100)
+	}
 	if store.CheckKey(store.Checked(c), long(store.MaxKeyBytes-len("prefix/"))) != nil {
 		t.Error("a key of the maximum length with the prefix counted was refused")
 	}
