@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -240,11 +241,26 @@ func TestSkipDirKeepsTheWalkOut(t *testing.T) {
 	}
 }
 
+// unprivilegedEnv names the directory a child run of TestUnreadableEntries lists.
+const unprivilegedEnv = "LOCALSTORE_TEST_UNPRIVILEGED_DIR"
+
+// TestUnreadableEntries lists a tree holding a file and a directory of mode 000. As
+// root every permission check passes, so then the listing runs in a child process
+// (this test binary, copied where it can run it) as user nobody.
 func TestUnreadableEntries(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("running as root, which reads any file and directory whatever its mode: permission failures cannot happen here")
+	if dir := os.Getenv(unprivilegedEnv); dir != "" {
+		listUnreadable(t, dir)
+		return
 	}
-	dir := t.TempDir()
+	base, err := os.MkdirTemp("", "localstore-unreadable-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.Chmod(filepath.Join(base, "tree", "locked"), 0o755)
+		_ = os.RemoveAll(base)
+	})
+	dir := filepath.Join(base, "tree")
 	for _, name := range []string{"a/f", "locked/f", "secret", "z"} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
 			t.Fatal(err)
@@ -253,13 +269,39 @@ func TestUnreadableEntries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Chmod(filepath.Join(dir, "secret"), 0); err != nil {
+	for _, name := range []string{"secret", "locked"} {
+		if err := os.Chmod(filepath.Join(dir, name), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if os.Geteuid() != 0 {
+		listUnreadable(t, dir)
+		return
+	}
+	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(filepath.Join(dir, "locked"), 0); err != nil {
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.Chmod(filepath.Join(dir, "locked"), 0o755)
+	bin := filepath.Join(base, "localstore.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestUnreadableEntries$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), unprivilegedEnv+"="+dir)
+	cmd.Dir = base
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestUnreadableEntries") {
+		t.Fatalf("listing as user nobody: %v\n%s", err, out)
+	}
+}
+
+// listUnreadable lists dir, expecting its unreadable file and directory rejected in
+// place and the rest listed.
+func listUnreadable(t *testing.T, dir string) {
 	s := mustNew(t, "local", "file://"+dir)
 	got := listing(t, s, store.ListOptions{})
 	if want := []string{"a/f", "locked/ !unreadable", "secret !read", "z"}; !slices.Equal(got, want) {
