@@ -354,3 +354,31 @@ func TestMovedRootIsNotReadAsEmpty(t *testing.T) {
 		t.Fatal("listed an object of the old directory")
 	}
 }
+
+// A conditional delete of a symlink inside the root compares the version the
+// listing showed (its target's) and removes the link, not the target.
+func TestConditionalDeleteOfSymlink(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "target"), []byte("t"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("target", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	s := store.Checked(mustNew(t, "local", "file://"+dir))
+	ctx := context.Background()
+	a, err := s.Stat(ctx, "link")
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.WantCode(t, "delete of the link if-match a stale version", s.Delete(ctx, "link", store.DeleteOptions{IfMatch: a.ETag + "0"}), store.CodePrecondition)
+	if err := s.Delete(ctx, "link", store.DeleteOptions{IfMatch: a.ETag}); err != nil {
+		t.Fatalf("delete of the link if-match its target's version: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "link")); !os.IsNotExist(err) {
+		t.Fatalf("the link is still there: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "target")); err != nil || string(got) != "t" {
+		t.Fatalf("the target changed: %q, %v", got, err)
+	}
+}

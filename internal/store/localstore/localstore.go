@@ -513,8 +513,18 @@ func (s *Store) removeIfMatch(root *os.Root, key string, fi fs.FileInfo, want st
 		return &store.Error{Code: store.CodePrecondition, Op: "delete", Store: s.name, Key: key,
 			Err: fmt.Errorf("current version is %s, not %s", got, want), Hint: "the file changed since it was read: re-read it and decide again"}
 	}
-	if fi.Mode().Type() != 0 || version(fi) != want {
-		return stale(version(fi))
+	cur := fi
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		// Listings and Stat follow symlinks inside the root, so the version to compare
+		// is the target's; the link itself is what goes, as in an unconditional delete.
+		st, err := root.Stat(key)
+		if err != nil {
+			return s.classify("delete", key, err)
+		}
+		cur = st
+	}
+	if !cur.Mode().IsRegular() || version(cur) != want {
+		return stale(version(cur))
 	}
 	if err := root.MkdirAll(tmpDir, 0o755); err != nil {
 		return s.classify("delete", key, err)
