@@ -53,8 +53,10 @@ type Object struct {
 	// Consumers report it by name and skip it: a listing never fails for one entry.
 	Rejected string
 	// Unreadable marks a directory that could not be read, yielded once with Key
-	// "dir/" (the only keys ending in '/'): a subtree of unknown state, under which
-	// nothing may be deleted.
+	// "dir/" (and Rejected saying why): a subtree of unknown state, under which
+	// nothing may be deleted. Keys ending in '/' are only ever directories yielded
+	// this way or as Rejected (a directory whose name is not a valid key, a symlink
+	// loop), whose subtrees are not listed.
 	Unreadable bool
 }
 

@@ -366,7 +366,16 @@ func (s *blobStore) KeyPrefixLen() int { return s.prefixLen() }
 
 // CheckName refuses keys that Azure would store or list under another name
 // (store.KeyRules).
-func (s *blobStore) CheckName(key string) error { return checkAzureName(key) }
+func (s *blobStore) CheckName(key string) error {
+	if err := checkAzureName(key); err != nil {
+		return err
+	}
+	// The limit counts the segments of the whole blob name, the prefix's included.
+	if n := strings.Count(s.blobName(key), "/") + 1; n > maxSegments {
+		return fmt.Errorf("key %q makes blob name of %d path segments with the prefix %q; Azure Blob Storage allows %d: flatten the tree or shorten the prefix", key, n, s.prefix, maxSegments)
+	}
+	return nil
+}
 
 // maxSegments is the most path segments Azure allows in a blob name.
 const maxSegments = 254
@@ -374,8 +383,7 @@ const maxSegments = 254
 // checkAzureName refuses names that Azure would store, or list back, under another
 // name: its front end strips trailing dots from URL path segments and turns '\'
 // into '/' (Azurite does the latter too), and its XML listings cannot carry U+FFFE
-// or U+FFFF (Azurite fails the listing with a 500). Azure also allows at most 254
-// path segments.
+// or U+FFFF (Azurite fails the listing with a 500).
 func checkAzureName(name string) error {
 	if i := strings.IndexByte(name, '\\'); i >= 0 {
 		return fmt.Errorf("key %q holds '\\', which Azure Blob Storage turns into '/' (it would be stored as %q): rename the file", name, strings.ReplaceAll(name, "\\", "/"))
@@ -383,11 +391,7 @@ func checkAzureName(name string) error {
 	if r := store.XMLUnsafeRune(name); r >= 0 {
 		return fmt.Errorf("key %q holds %U, which Azure's XML listings cannot carry: rename the file", name, r)
 	}
-	segs := strings.Split(name, "/")
-	if len(segs) > maxSegments {
-		return fmt.Errorf("key %q has %d path segments; Azure Blob Storage allows %d: flatten the tree", name, len(segs), maxSegments)
-	}
-	for _, seg := range segs {
+	for _, seg := range strings.Split(name, "/") {
 		if strings.HasSuffix(seg, ".") {
 			return fmt.Errorf("path segment %q of %q ends with '.', which Azure Blob Storage strips (it would be stored as %q): rename it", seg, name, strings.TrimRight(seg, "."))
 		}

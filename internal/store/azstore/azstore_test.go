@@ -108,12 +108,12 @@ func TestAccessTier(t *testing.T) {
 
 func TestKeysRefusedForAzure(t *testing.T) {
 	s := &blobStore{name: "az", prefix: strings.Repeat("p", 20)}
-	for _, k := range []string{"dir./file", "file.", "a/b..", strings.Repeat("k", store.MaxKeyBytes-20)} {
+	for _, k := range []string{"dir./file", "file.", "a/b..", strings.Repeat("k", store.MaxKeyBytes-20), `back\slash`, "x\uffff", strings.Repeat("s/", 253) + "f"} {
 		if err := store.CheckKey(s, k); err == nil {
 			t.Errorf("key %q accepted, want it refused", k)
 		}
 	}
-	for _, k := range []string{"a.b", ".replicator/x", "d/.hidden", strings.Repeat("k", store.MaxKeyBytes-21)} {
+	for _, k := range []string{"a.b", ".replicator/x", "d/.hidden", strings.Repeat("k", store.MaxKeyBytes-21), "x\ufffd", strings.Repeat("s/", 252) + "f"} {
 		if err := store.CheckKey(s, k); err != nil {
 			t.Errorf("key %q refused: %v", k, err)
 		}

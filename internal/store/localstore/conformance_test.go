@@ -2,10 +2,15 @@ package localstore
 
 import (
 	"context"
+	"net"
 	"net/url"
 	"os"
+	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cloudrepl/replicator/internal/store"
@@ -83,9 +88,44 @@ func TestKeysCannotEscapeRoot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(outside, "secret-new")); err == nil {
 		t.Fatal("a put escaped the root through a symlink")
 	}
-	for _, err := range s.List(ctx, store.ListOptions{}) {
-		storetest.WantCode(t, "list with a symlink leading out", err, store.CodeInvalid)
+	// A listing does not fail for them: each is yielded, rejected, in its place.
+	got := listing(t, s, store.ListOptions{})
+	want := []string{"abs-link !outside", "abs-link-new", "sub/link-out !outside"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("list = %q, want %q", got, want)
 	}
+}
+
+// listing lists s through store.Checked (as backends.Open serves it), failing the
+// test on an error, and returns each key followed by " !<a word of the reason>" for
+// a rejected entry and " !unreadable" for an unreadable directory.
+func listing(t *testing.T, s store.Store, opts store.ListOptions) []string {
+	t.Helper()
+	var out []string
+	for obj, err := range store.Checked(s).List(context.Background(), opts) {
+		if err != nil {
+			t.Fatalf("list: %v", err)
+		}
+		k := obj.Key
+		switch {
+		case obj.Unreadable:
+			k += " !unreadable"
+		case obj.Rejected != "":
+			k += " !" + rejectedWord(obj.Rejected)
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// rejectedWord picks the word of a rejection reason that tests compare.
+func rejectedWord(reason string) string {
+	for _, w := range []string{"outside", "broken", "loop", "pipe", "socket", "UTF-8", "control", "read"} {
+		if strings.Contains(reason, w) {
+			return w
+		}
+	}
+	return reason
 }
 
 func TestSymlinksInsideRootAreFollowed(t *testing.T) {
@@ -103,35 +143,170 @@ func TestSymlinksInsideRootAreFollowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := mustNew(t, "local", "file://"+dir)
-	var keys []string
-	var lastErr error
-	for obj, err := range s.List(context.Background(), store.ListOptions{}) {
-		if err != nil {
-			lastErr = err
-			break
-		}
-		keys = append(keys, obj.Key)
-	}
-	storetest.WantCode(t, "list through a symlink loop", lastErr, store.CodeInvalid)
-	if len(keys) == 0 || keys[0] != "alias/f.txt" {
-		t.Fatalf("listed %q before the loop, want alias/f.txt first", keys)
+	got := listing(t, s, store.ListOptions{})
+	want := []string{"alias/f.txt", "alias/loop/ !loop", "real/f.txt", "real/loop/ !loop"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("list = %q, want %q", got, want)
 	}
 }
 
-func TestInvalidUTF8FileNameIsNamed(t *testing.T) {
+func TestOddNamesAreRejectedInPlace(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "bad\xffname.txt"), nil, 0o644); err != nil {
+	for _, name := range []string{"a.txt", "bad\xffname.txt", "ctl\x01.txt", "z.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "bad\xfedir", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bad\xfedir", "sub", "f"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s := mustNew(t, "local", "file://"+dir)
-	for _, err := range s.List(context.Background(), store.ListOptions{}) {
-		storetest.WantCode(t, "list of an invalid UTF-8 name", err, store.CodeInvalid)
-		if !strings.Contains(err.Error(), `bad\xffname.txt`) {
-			t.Fatalf("error does not name the file: %v", err)
+	got := listing(t, s, store.ListOptions{})
+	want := []string{"a.txt", "bad\xfedir/ !UTF-8", "bad\xffname.txt !UTF-8", "ctl\x01.txt !control", "z.txt"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("list = %q, want %q", got, want)
+	}
+}
+
+func TestSpecialFilesAreRejectedInPlace(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"a.txt", "m/z.txt"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
 		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "m", "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", filepath.Join(dir, "m", "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := os.Symlink("nowhere", filepath.Join(dir, "m", "broken")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("self", filepath.Join(dir, "m", "self")); err != nil {
+		t.Fatal(err)
+	}
+	s := mustNew(t, "local", "file://"+dir)
+	got := listing(t, s, store.ListOptions{})
+	want := []string{"a.txt", "m/broken !broken", "m/fifo !pipe", "m/self !loop", "m/sock !socket", "m/z.txt"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("list = %q, want %q", got, want)
+	}
+	// The rejected entries carry the listing fields the walk could read.
+	for obj, err := range store.Checked(s).List(context.Background(), store.ListOptions{Prefix: "m/fifo"}) {
+		if err != nil || obj.Key != "m/fifo" || obj.Rejected == "" || obj.ModTime.IsZero() {
+			t.Fatalf("fifo entry = %+v, %v", obj, err)
+		}
+	}
+	// A rejected key is still refused by the store's other methods.
+	_, err = store.Checked(s).Open(context.Background(), "m/fifo", 0)
+	storetest.WantCode(t, "open of a FIFO", err, store.CodeInvalid)
+}
+
+func TestSkipDirKeepsTheWalkOut(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"a/.snapshot/hourly/f", "a/f", ".snapshot/g", "b"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An entry inside the skipped tree that would be rejected is not even looked at.
+	if err := syscall.Mkfifo(filepath.Join(dir, "a", ".snapshot", "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	skip := func(d string) bool {
+		asked = append(asked, d)
+		return path.Base(d) == ".snapshot"
+	}
+	s := mustNew(t, "local", "file://"+dir)
+	got := listing(t, s, store.ListOptions{SkipDir: skip})
+	if want := []string{"a/f", "b"}; !slices.Equal(got, want) {
+		t.Fatalf("list = %q, want %q", got, want)
+	}
+	if want := []string{".snapshot/", "a/", "a/.snapshot/"}; !slices.Equal(asked, want) {
+		t.Fatalf("SkipDir asked about %q, want %q", asked, want)
+	}
+}
+
+// unprivilegedEnv names the directory a child run of TestUnreadableEntries lists.
+const unprivilegedEnv = "LOCALSTORE_TEST_UNPRIVILEGED_DIR"
+
+// TestUnreadableEntries lists a tree holding a file and a directory of mode 000. As
+// root every permission check passes, so then the listing runs in a child process
+// (this test binary, copied where it can run it) as user nobody.
+func TestUnreadableEntries(t *testing.T) {
+	if dir := os.Getenv(unprivilegedEnv); dir != "" {
+		listUnreadable(t, dir)
 		return
 	}
-	t.Fatal("listing an invalid UTF-8 name yielded nothing")
+	base, err := os.MkdirTemp("", "localstore-unreadable-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.Chmod(filepath.Join(base, "tree", "locked"), 0o755)
+		_ = os.RemoveAll(base)
+	})
+	dir := filepath.Join(base, "tree")
+	for _, name := range []string{"a/f", "locked/f", "secret", "z"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"secret", "locked"} {
+		if err := os.Chmod(filepath.Join(dir, name), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if os.Geteuid() != 0 {
+		listUnreadable(t, dir)
+		return
+	}
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, "localstore.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestUnreadableEntries$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), unprivilegedEnv+"="+dir)
+	cmd.Dir = base
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestUnreadableEntries") {
+		t.Fatalf("listing as user nobody: %v\n%s", err, out)
+	}
+}
+
+// listUnreadable lists dir, expecting its unreadable file and directory rejected in
+// place and the rest listed.
+func listUnreadable(t *testing.T, dir string) {
+	s := mustNew(t, "local", "file://"+dir)
+	got := listing(t, s, store.ListOptions{})
+	if want := []string{"a/f", "locked/ !unreadable", "secret !read", "z"}; !slices.Equal(got, want) {
+		t.Fatalf("list = %q, want %q", got, want)
+	}
 }
 
 func TestWritesLeaveNoTemporaryFiles(t *testing.T) {
@@ -177,5 +352,33 @@ func TestMovedRootIsNotReadAsEmpty(t *testing.T) {
 	}
 	for range s.List(context.Background(), store.ListOptions{}) {
 		t.Fatal("listed an object of the old directory")
+	}
+}
+
+// A conditional delete of a symlink inside the root compares the version the
+// listing showed (its target's) and removes the link, not the target.
+func TestConditionalDeleteOfSymlink(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "target"), []byte("t"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("target", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	s := store.Checked(mustNew(t, "local", "file://"+dir))
+	ctx := context.Background()
+	a, err := s.Stat(ctx, "link")
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.WantCode(t, "delete of the link if-match a stale version", s.Delete(ctx, "link", store.DeleteOptions{IfMatch: a.ETag + "0"}), store.CodePrecondition)
+	if err := s.Delete(ctx, "link", store.DeleteOptions{IfMatch: a.ETag}); err != nil {
+		t.Fatalf("delete of the link if-match its target's version: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "link")); !os.IsNotExist(err) {
+		t.Fatalf("the link is still there: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "target")); err != nil || string(got) != "t" {
+		t.Fatalf("the target changed: %q, %v", got, err)
 	}
 }

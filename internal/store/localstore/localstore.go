@@ -210,7 +210,9 @@ func (s *Store) openRegular(op, key string) (*os.File, fs.FileInfo, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := r.Open(key)
+	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer. It
+	// changes nothing for regular files, and anything else is refused below.
+	f, err := r.OpenFile(key, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, nil, s.classify(op, key, err)
 	}
@@ -520,8 +522,18 @@ func (s *Store) removeIfMatch(root *os.Root, key string, fi fs.FileInfo, want st
 		return &store.Error{Code: store.CodePrecondition, Op: "delete", Store: s.name, Key: key,
 			Err: fmt.Errorf("current version is %s, not %s", got, want), Hint: "the file changed since it was read: re-read it and decide again"}
 	}
-	if fi.Mode().Type() != 0 || version(fi) != want {
-		return stale(version(fi))
+	cur := fi
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		// Listings and Stat follow symlinks inside the root, so the version to compare
+		// is the target's; the link itself is what goes, as in an unconditional delete.
+		st, err := root.Stat(key)
+		if err != nil {
+			return s.classify("delete", key, err)
+		}
+		cur = st
+	}
+	if !cur.Mode().IsRegular() || version(cur) != want {
+		return stale(version(cur))
 	}
 	if err := root.MkdirAll(tmpDir, 0o755); err != nil {
 		return s.classify("delete", key, err)
@@ -562,9 +574,18 @@ func sameContent(a, b fs.FileInfo) bool {
 }
 
 // List walks the directory depth-first, visiting each directory's entries sorted so
-// that the keys come out in UTF-8 byte order: a directory "a" sorts as "a/", which
-// puts "a-b" and "a.b" before everything under "a/" and "a0" after it. Only one
+// that the keys come out in byte order: a directory "a" sorts as "a/", which puts
+// "a-b" and "a.b" before everything under "a/" and "a0" after it. Only one
 // directory's entries per level are in memory at a time.
+//
+// A share holds entries that cannot be replicated; none of them fails the listing.
+// Each is yielded in its place with Object.Rejected saying why: a name that is not a
+// valid key (control characters, invalid UTF-8: Key then holds the raw name), a
+// FIFO, socket or device, a symlink that is broken, loops, or leads outside the
+// root, a file this process may not read. A directory that cannot be read is
+// yielded once as "dir/" with Unreadable set. An entry that vanishes between the
+// directory read and its stat is not yielded. Only a failure to read the directory
+// the listing starts from fails the listing.
 func (s *Store) List(ctx context.Context, opts store.ListOptions) iter.Seq2[store.Object, error] {
 	return func(yield func(store.Object, error) bool) {
 		root, err := s.openRoot("list")
@@ -576,22 +597,20 @@ func (s *Store) List(ctx context.Context, opts store.ListOptions) iter.Seq2[stor
 		if i := strings.LastIndex(opts.Prefix, "/"); i >= 0 {
 			start = opts.Prefix[:i+1]
 		}
-		w := walker{s: s, ctx: ctx, root: root, prefix: opts.Prefix, internal: opts.IncludeInternal, yield: yield}
+		w := walker{s: s, ctx: ctx, root: root, prefix: opts.Prefix, internal: opts.IncludeInternal, skipDir: opts.SkipDir, yield: yield}
 		startDir := strings.TrimSuffix(start, "/")
 		if startDir == "" {
 			startDir = "."
 		}
-		{
-			fi, err := root.Stat(startDir)
-			if err != nil || !fi.IsDir() {
-				if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-					yield(store.Object{}, s.classify("list", start, err))
-				}
-				return
+		fi, err := root.Stat(startDir)
+		if err != nil || !fi.IsDir() {
+			if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+				yield(store.Object{}, s.classify("list", start, err))
 			}
-			w.ancestors = append(w.ancestors, fileID(fi))
+			return
 		}
-		w.dir(start)
+		w.ancestors = append(w.ancestors, fileID(fi))
+		w.dir(start, true)
 	}
 }
 
@@ -610,17 +629,21 @@ type walker struct {
 	root      *os.Root
 	prefix    string
 	internal  bool
+	skipDir   func(string) bool
 	yield     func(store.Object, error) bool
 	ancestors []devIno // directories on the current path, to stop symlink loops
 }
 
+// entry is one directory entry, as sorted.
 type entry struct {
-	name string // as sorted: directories carry a trailing '/'
-	info fs.FileInfo
+	name     string // directories carry a trailing '/'
+	info     fs.FileInfo
+	rejected string // why the entry cannot be replicated, "" if it can
 }
 
 // dir walks the directory whose key prefix is dir ("" or "a/b/"); false means stop.
-func (w *walker) dir(dir string) bool {
+// top is set for the directory the listing starts from, whose failure fails it.
+func (w *walker) dir(dir string, top bool) bool {
 	if err := w.ctx.Err(); err != nil {
 		return w.fail(dir, err)
 	}
@@ -630,67 +653,147 @@ func (w *walker) dir(dir string) bool {
 	}
 	f, err := w.root.Open(name)
 	if err != nil {
-		return w.fail(dir, err)
+		return w.unreadable(dir, top, err)
 	}
 	dirents, err := f.ReadDir(-1)
 	f.Close()
 	if err != nil {
-		return w.fail(dir, err)
+		// Part of a directory is a subtree of unknown state, like none of it.
+		return w.unreadable(dir, top, err)
 	}
 	entries := make([]entry, 0, len(dirents))
 	for _, d := range dirents {
-		key := dir + d.Name()
-		if err := store.ValidateKey(key, 0); err != nil {
-			return w.yield(store.Object{}, &store.Error{Code: store.CodeInvalid, Op: "list", Store: w.s.name, Key: key, Err: err,
-				Hint: "rename the file, or exclude it in the policy"})
+		if e, ok := w.entry(dir, d); ok {
+			entries = append(entries, e)
 		}
-		// Stat (not Lstat) through the root: symlinks inside the root are followed,
-		// ones leading outside fail with a clear error.
-		fi, err := w.root.Stat(key)
-		if err != nil {
-			return w.fail(key, err)
-		}
-		n := d.Name()
-		if fi.IsDir() {
-			n += "/"
-		}
-		entries = append(entries, entry{name: n, info: fi})
 	}
 	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
 	for _, e := range entries {
 		key := dir + e.name
-		if e.info.IsDir() {
-			if !strings.HasPrefix(key, w.prefix) && !strings.HasPrefix(w.prefix, key) {
+		isDir := strings.HasSuffix(e.name, "/")
+		if isDir && !strings.HasPrefix(key, w.prefix) && !strings.HasPrefix(w.prefix, key) {
+			continue
+		}
+		if !isDir && !strings.HasPrefix(key, w.prefix) {
+			continue
+		}
+		if e.rejected != "" {
+			obj := store.Object{Key: key, Rejected: e.rejected}
+			if e.info != nil {
+				obj = objectOf(key, e.info)
+				obj.Rejected = e.rejected
+			}
+			if !w.yield(obj, nil) {
+				return false
+			}
+			continue
+		}
+		if isDir {
+			if !w.internal && key == store.InternalPrefix {
 				continue
 			}
-			if !w.internal && key == store.InternalPrefix {
+			if w.skipDir != nil && w.skipDir(key) {
 				continue
 			}
 			id := fileID(e.info)
 			if slices.Contains(w.ancestors, id) {
-				return w.yield(store.Object{}, &store.Error{Code: store.CodeInvalid, Op: "list", Store: w.s.name, Key: key,
-					Err: errors.New("symlink loop"), Hint: "remove the symlink or exclude it in the policy"})
+				if !w.yield(store.Object{Key: key, Rejected: "symlink loop: the directory contains itself; remove the symlink or exclude it in the policy"}, nil) {
+					return false
+				}
+				continue
 			}
 			w.ancestors = append(w.ancestors, id)
-			ok := w.dir(key)
+			ok := w.dir(key, false)
 			w.ancestors = w.ancestors[:len(w.ancestors)-1]
 			if !ok {
 				return false
 			}
 			continue
 		}
-		if !strings.HasPrefix(key, w.prefix) {
-			continue
-		}
-		if !e.info.Mode().IsRegular() {
-			return w.yield(store.Object{}, &store.Error{Code: store.CodeInvalid, Op: "list", Store: w.s.name, Key: key,
-				Err: fmt.Errorf("not a regular file (%s)", e.info.Mode().Type()), Hint: "exclude it in the policy"})
-		}
 		if !w.yield(objectOf(key, e.info), nil) {
 			return false
 		}
 	}
 	return true
+}
+
+// entry describes the directory entry d of dir; ok is false for an entry that
+// vanished since the directory was read.
+func (w *walker) entry(dir string, d fs.DirEntry) (e entry, ok bool) {
+	key := dir + d.Name()
+	if err := store.ValidateKey(key, 0); err != nil {
+		e.name = d.Name()
+		if d.IsDir() {
+			e.name += "/"
+		}
+		e.rejected = err.Error() + " (or exclude it in the policy)"
+		if d.IsDir() {
+			e.rejected += "; nothing under this directory is listed"
+		}
+		return e, true
+	}
+	// Stat (not Lstat) through the root: symlinks inside the root are followed, ones
+	// leading outside fail.
+	fi, err := w.root.Stat(key)
+	if err != nil {
+		lfi, lerr := w.root.Lstat(key)
+		switch {
+		case lerr != nil && (errors.Is(lerr, fs.ErrNotExist) || errors.Is(lerr, syscall.ENOTDIR)):
+			return e, false // vanished since the directory was read
+		case strings.Contains(err.Error(), "path escapes from parent"):
+			e.rejected = "symlink leading outside " + w.s.dir + ": the replicator only reads inside it; exclude it in the policy"
+		case lerr == nil && lfi.Mode()&fs.ModeSymlink != 0 && errors.Is(err, fs.ErrNotExist):
+			e.rejected = "broken symlink: its target does not exist"
+		case errors.Is(err, syscall.ELOOP):
+			e.rejected = "symlink loop: remove the symlink or exclude it in the policy"
+		default:
+			e.rejected = fmt.Sprintf("cannot be read: %v", err)
+		}
+		e.name, e.info = d.Name(), lfi
+		if lerr != nil {
+			e.info = nil
+		}
+		return e, true
+	}
+	e.name, e.info = d.Name(), fi
+	switch {
+	case fi.IsDir():
+		e.name += "/"
+	case !fi.Mode().IsRegular():
+		e.rejected = fmt.Sprintf("not a regular file (%s): only regular files are replicated; exclude it in the policy", fileType(fi.Mode()))
+	case unix.Access(path.Join(w.s.dir, key), unix.R_OK) != nil:
+		e.rejected = "this process may not read the file: check its permissions, or exclude it in the policy"
+	}
+	return e, true
+}
+
+// fileType names the type of a file that is not a regular file or directory.
+func fileType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	}
+	return m.Type().String()
+}
+
+// unreadable reports a directory that could not be read: the listing fails when it
+// is the one the listing starts from, else the directory is yielded once, marked
+// Unreadable, and the walk goes on.
+func (w *walker) unreadable(dir string, top bool, err error) bool {
+	if top {
+		return w.fail(dir, err)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return true // vanished since its parent was read
+	}
+	return w.yield(store.Object{Key: dir, Unreadable: true,
+		Rejected: fmt.Sprintf("directory cannot be read (%v): its subtree is of unknown state; check its permissions and mount", err)}, nil)
 }
 
 func (w *walker) fail(key string, err error) bool {

@@ -671,6 +671,8 @@ var NameCases = []struct{ Name, Key string }{
 	{"zero-width joiner", "a\u200db.txt"},
 	{"tilde and dollar", "~$lock.docx"},
 	{"well-known", ".well-known/acme-challenge/token"},
+	{"254 segments", strings.Repeat("s/", 253) + "f"},
+	{"255 segments", strings.Repeat("t/", 254) + "f"},
 }
 
 func testNames(t *testing.T, s store.Store, utf16Order bool) {
