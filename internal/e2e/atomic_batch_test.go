@@ -88,7 +88,7 @@ func TestAtomicBatchOfSmallFiles(t *testing.T) {
 	out, code = w.starter("failed", "list", "--json")
 	var dls []struct{ Key, Destination, Class string }
 	must(t, json.Unmarshal([]byte(out), &dls))
-	if code != 0 || len(dls) != 1 || dls[0].Key != bad || dls[0].Destination != "azure" || dls[0].Class != "Invalid" {
+	if code != 0 || len(dls) != 1 || dls[0].Key != bad || dls[0].Destination != "azure" || dls[0].Class != "Rejected" {
 		t.Fatalf("dead letters %+v (exit %d), want one for %s on azure", dls, code, bad)
 	}
 

@@ -122,7 +122,7 @@ func (e *Engine) Stage(ctx context.Context, t Target, r WriteRequest, stagingKey
 	// The final key's name is checked now: a name problem must never reach the
 	// commit phase, where one destination refusing it would break all-or-nothing.
 	if err := store.CheckKey(t.Store, r.Key); err != nil {
-		return nil, err
+		return nil, &store.Error{Code: store.CodeInvalid, Op: "stage", Store: t.Name, Key: r.Key, Err: err}
 	}
 	current, err := e.current(ctx, t, r)
 	if err != nil {
@@ -198,6 +198,11 @@ func (e *Engine) Commit(ctx context.Context, t Target, r WriteRequest, stagingKe
 		}
 		obj, err := t.Store.Copy(ctx, r.Key, stagingKey, store.CopyOptions{Attributes: attrs, Precondition: precondition(current)})
 		stop()
+		if err != nil && undo.Key != "" {
+			// Nothing was replaced: the copy kept for a rollback has no use. Best
+			// effort; the sweeper removes what a failure here leaves.
+			_ = deleteIfMatch(context.WithoutCancel(ctx), t.Store, undo.Key, "")
+		}
 		if store.IsPrecondition(err) && looks < maxLooks {
 			continue
 		}
