@@ -280,7 +280,9 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 			return
 		}
 		if err != nil {
-			record(t, wire.OutcomeFailed, 0)
+			if ErrorClass(err) != wire.ErrRejected { // a rejected key is counted as such, not as a failure
+				record(t, wire.OutcomeFailed, 0)
+			}
 			w.deadLetter(ctx, key, t, err)
 			return
 		}
@@ -289,7 +291,9 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 	excluded, large := w.eachKey(ctx, in.LargeThreshold, func(job keyJob) {
 		if job.readErr != nil {
 			for _, t := range job.targets {
-				record(t, wire.OutcomeFailed, 0)
+				if ErrorClass(job.readErr) != wire.ErrRejected {
+					record(t, wire.OutcomeFailed, 0)
+				}
 				w.deadLetter(ctx, job.key, t, job.readErr)
 			}
 			return

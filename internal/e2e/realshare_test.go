@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,7 +31,7 @@ func messyShare(t *testing.T, w *world) (good map[string]string, bad []string) {
 	}
 	must(t, syscall.Mkfifo(filepath.Join(w.src, "docs", "pipe"), 0o644))
 	must(t, os.Symlink("/etc/hostname", filepath.Join(w.src, "escape")))
-	must(t, os.Symlink(filepath.Join(w.src, "nowhere"), filepath.Join(w.src, "dangling")))
+	must(t, os.Symlink("nowhere", filepath.Join(w.src, "dangling")))
 	bad = append(bad, "docs/pipe", "escape", "dangling")
 	w.writeFile(".snapshot/hourly/docs/a.pdf", []byte("a snapshot, excluded"))
 	return good, bad
@@ -62,7 +63,8 @@ func TestRealShareMirrorReconcile(t *testing.T) {
 
 	r, code := w.reconcile()
 	if code != 0 || r.Result.Outcome != "ok" {
-		t.Fatalf("reconcile: exit %d, outcome %q", code, r.Result.Outcome)
+		out, _ := w.starter("failed", "list")
+		t.Fatalf("reconcile: exit %d, outcome %q; dead letters:\n%s", code, r.Result.Outcome, out)
 	}
 	for _, d := range []string{"s3", "gcs", "azure"} {
 		s := w.destination(d)
@@ -88,12 +90,16 @@ func TestRealShareMirrorReconcile(t *testing.T) {
 			}
 		}
 	}
+	// Records are JSON, which cannot hold invalid UTF-8 in a key: the message names
+	// the entry quoted, byte for byte.
 	rejected := map[string][]string{}
 	for _, dl := range deadLetters(t, w) {
-		if dl.Class == "Rejected" {
-			rejected[dl.Key] = append(rejected[dl.Key], dl.Destination)
-			if !strings.Contains(dl.Message, "cannot be replicated") {
-				t.Errorf("rejected %q: message %q does not say why", dl.Key, dl.Message)
+		if dl.Class != "Rejected" {
+			continue
+		}
+		for _, b := range append(slices.Clone(bad), backslash) {
+			if strings.HasPrefix(dl.Message, strconv.Quote(b)+" cannot be replicated: ") || dl.Key == b && strings.Contains(dl.Message, "Azure") {
+				rejected[b] = append(rejected[b], dl.Destination)
 			}
 		}
 	}
@@ -102,7 +108,7 @@ func TestRealShareMirrorReconcile(t *testing.T) {
 			t.Errorf("bad entry %q: rejected on %v, want all three destinations", b, rejected[b])
 		}
 	}
-	if !slices.Equal(rejected[backslash], []string{"azure"}) {
+	if !slices.Contains(rejected[backslash], "azure") || slices.Contains(rejected[backslash], "s3") || slices.Contains(rejected[backslash], "gcs") {
 		t.Errorf("backslash name rejected on %v, want azure only", rejected[backslash])
 	}
 
@@ -181,7 +187,7 @@ func TestRealShareAtomicBatch(t *testing.T) {
 	}
 	rejected := 0
 	for _, dl := range deadLetters(t, w) {
-		if dl.Class == "Rejected" && slices.Contains(bad, dl.Key) {
+		if dl.Class == "Rejected" && slices.Contains(bad, dl.Key) && strings.Contains(dl.Message, dl.Key) {
 			rejected++
 		}
 	}

@@ -213,6 +213,14 @@ func (s *Store) openRegular(op, key string) (*os.File, fs.FileInfo, error) {
 	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer. It
 	// changes nothing for regular files, and anything else is refused below.
 	f, err := r.OpenFile(key, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A link to nothing is an entry of the source that cannot be replicated, as
+		// the walk reports it, not a deleted file whose replicas should go.
+		if li, lerr := r.Lstat(key); lerr == nil && li.Mode()&fs.ModeSymlink != 0 {
+			return nil, nil, &store.Error{Code: store.CodeInvalid, Op: op, Store: s.name, Key: key,
+				Err: errors.New("broken symlink: its target does not exist"), Hint: "remove the link or exclude it in the policy"}
+		}
+	}
 	if err != nil {
 		return nil, nil, s.classify(op, key, err)
 	}
