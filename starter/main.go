@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/cloudrepl/replicator/internal/temporalclient"
+	"github.com/cloudrepl/replicator/internal/version"
 )
 
 // usageError marks errors that exit with code 2: a wrong command line or config. Every
@@ -77,6 +78,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, dialer func()
 	root := &cobra.Command{
 		Use:           "starter",
 		Short:         "Operate the multi-cloud replicator: replicate, batch, status, failed, policy",
+		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// The config is loaded once here, for the commands that declare they need
@@ -87,6 +89,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, dialer func()
 	root.PersistentFlags().StringVar(&g.config, "config", "", "config file (default $REPLICATOR_CONFIG, else ./replicator.yaml)")
 	root.PersistentFlags().StringVar(&g.policy, "policy", "", "policy name (may be omitted when the config has one policy)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON for scripts instead of tables")
+	// "starter --version" prints what "worker --version" prints, so the two are
+	// easy to compare when a deployment mixes builds.
+	root.SetVersionTemplate("starter {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(replicateCmd(g), batchCmd(g), statusCmd(g), failedCmd(g), policyCmd(g), reconcileCmd(g), scheduleCmd(g), verifyCmd(g))
 	root.SetArgs(args)

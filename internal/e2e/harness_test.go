@@ -49,6 +49,10 @@ var (
 	buildErr  error
 )
 
+// e2eVersion is stamped into the binaries the tests build, as deploy/local/run.sh
+// stamps the output of git describe, so that --version is checked end to end.
+const e2eVersion = "v0.0.0-e2e"
+
 // binaries builds the worker and starter once per test run.
 func binaries(t *testing.T) (worker, starter string) {
 	t.Helper()
@@ -58,7 +62,8 @@ func binaries(t *testing.T) (worker, starter string) {
 			return
 		}
 		for _, cmd := range []string{"worker", "starter"} {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, cmd), "github.com/cloudrepl/replicator/"+cmd).CombinedOutput()
+			out, err := exec.Command("go", "build", "-ldflags", "-X github.com/cloudrepl/replicator/internal/version.Version="+e2eVersion,
+				"-o", filepath.Join(binDir, cmd), "github.com/cloudrepl/replicator/"+cmd).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("build %s: %v\n%s", cmd, err, out)
 				return
