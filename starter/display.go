@@ -109,7 +109,7 @@ func newTermView(w io.Writer) *termView {
 }
 
 func (v *termView) show(b *board, _ time.Time) {
-	withKey := b.keys() > 1
+	withKey := b.withKeys()
 	for _, l := range b.lines {
 		tb := v.bars[l.id]
 		if tb == nil {

@@ -72,6 +72,11 @@ func (m *meter) complete(now time.Time) {
 }
 
 func (m *meter) sample(now time.Time) {
+	if n := len(m.samples); n > 0 && m.total > 0 && m.samples[n-1].done >= m.total {
+		// Every byte is written: the rate stays the one the transfer ended with,
+		// rather than decaying while a commit or a cleanup runs.
+		return
+	}
 	m.samples = append(m.samples, sample{now, m.done})
 	cut := 0
 	for cut < len(m.samples)-2 && now.Sub(m.samples[cut+1].at) >= rateWindow {
@@ -173,7 +178,7 @@ func (l *progressLine) status() string {
 			parts = append(parts, humanBytes(l.bytes.done))
 		}
 		parts = append(parts, l.rateText())
-		if !l.finished {
+		if !l.finished && (l.bytes.total == 0 || l.bytes.done < l.bytes.total) {
 			if eta, ok := l.bytes.eta(); ok {
 				parts = append(parts, "ETA "+eta.String())
 			} else {

@@ -211,3 +211,22 @@ func TestBarsOnATerminal(t *testing.T) {
 		t.Errorf("%T with stdout in a file, want no progress", v)
 	}
 }
+
+// Once every byte is written the rate stays the transfer's, and there is no ETA,
+// however long the commit that follows takes.
+func TestMeterRateFrozenWhenComplete(t *testing.T) {
+	var m meter
+	m.setTotal(10 << 20)
+	t0 := time.Unix(1000, 0)
+	m.observe(t0, 0, 1)
+	m.observe(t0.Add(time.Second), 10<<20, 1)
+	m.complete(t0.Add(5 * time.Second))
+	m.observe(t0.Add(9*time.Second), 10<<20, 1)
+	if r, ok := m.rate(); !ok || r != 10<<20 {
+		t.Fatalf("rate = %v, %v after completion; want the transfer's 10 MiB/s", r, ok)
+	}
+	l := &progressLine{kind: kindDestination, destination: "s3", phase: "commit", bytes: m}
+	if s := l.status(); strings.Contains(s, "ETA") {
+		t.Errorf("a complete transfer shows an ETA: %q", s)
+	}
+}

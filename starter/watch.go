@@ -38,16 +38,19 @@ func (b *board) line(id string, init func(*progressLine)) *progressLine {
 	return l
 }
 
-// keys counts the distinct keys of destination lines: with more than one, each line
-// names its key.
-func (b *board) keys() int {
+// withKeys tells whether destination lines name their key: when there are several
+// keys, or when a batch's per-destination lines would share their names.
+func (b *board) withKeys() bool {
 	seen := map[string]bool{}
 	for _, l := range b.lines {
-		if l.kind == kindDestination {
+		switch l.kind {
+		case kindDestination:
 			seen[l.workflowID] = true
+		case kindBatch, kindBatchDestination:
+			return true
 		}
 	}
-	return len(seen)
+	return len(seen) > 1
 }
 
 // follower polls Temporal for the progress of workflows and keeps the board up to
@@ -391,6 +394,13 @@ func (bf *batchFollow) poll(ctx context.Context, f *follower) {
 		if v, err := f.c.QueryWorkflow(ctx, bf.id, "", wire.ProgressQuery); err == nil {
 			var p wire.BatchProgress
 			if v.Get(&p) == nil {
+				// The summary counts a large key when its chunk hands it to its own
+				// workflow: it is done once that workflow is.
+				for _, ch := range d.GetPendingChildren() {
+					if ch.GetWorkflowTypeName() == wire.ReplicateFileName {
+						p.Summary.Keys--
+					}
+				}
 				bf.apply(f, total, &p.Summary)
 				total.phase = fmt.Sprintf("page %d/%d", p.PagesDone, p.Pages)
 			}
