@@ -324,3 +324,71 @@ func TestVersionFlags(t *testing.T) {
 		t.Errorf("starter completion bash: %v\n%.300s", err, out)
 	}
 }
+
+// TestProgressAcrossWorkerKill kills the worker mid-upload while `replicate --wait
+// --json --progress` watches: the new worker's attempt is shown as a retry and the
+// byte count never goes back, though the attempt starts over from the parts stored.
+func TestProgressAcrossWorkerKill(t *testing.T) {
+	// The SDK sends heartbeats to the server at most every 0.8 heartbeat timeouts
+	// (4 s here): the upload is slowed so that some arrive before the kill.
+	w := newWorld(t, worldOptions{extra: "    rules: [{match: \"**\", to: [s3]}]\n    limits: {bandwidth: 16MiB/s}\n"})
+	const size = 160 << 20
+	w.writeFile("video/raw.mov", randomBytes(size))
+	first := w.startWorker()
+	_, bin := binaries(t)
+	cmd := exec.Command(bin, "--config", w.configPath, "--policy", w.policy, "replicate", "--wait", "--json", "--progress", "video/raw.mov")
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var all strings.Builder
+	killed := false
+	for l := range lines {
+		all.WriteString(l + "\n")
+		if killed {
+			continue
+		}
+		var o progressObject
+		if json.Unmarshal([]byte(l), &o) == nil {
+			for _, pl := range o.Lines {
+				if pl.Destination == "s3" && pl.Bytes >= 32<<20 && !pl.Finished {
+					first.kill()
+					w.startWorker()
+					killed = true
+				}
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("replicate --wait: %v\n%s", err, all.String())
+	}
+	if !killed {
+		t.Fatalf("the transfer never reached 32 MiB:\n%s", all.String())
+	}
+	checkProgressStream(t, all.String(), []string{"s3"}, size)
+	var retried bool
+	sc := bufio.NewScanner(strings.NewReader(all.String()))
+	for sc.Scan() {
+		var o struct {
+			Lines []struct {
+				Retries int `json:"retries"`
+			} `json:"lines"`
+		}
+		_ = json.Unmarshal(sc.Bytes(), &o)
+		for _, l := range o.Lines {
+			retried = retried || l.Retries > 0
+		}
+	}
+	if !retried {
+		t.Errorf("the new worker's attempt is not shown as a retry:\n%s", all.String())
+	}
+}
