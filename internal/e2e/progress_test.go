@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/creack/pty"
 )
@@ -175,7 +176,9 @@ type progressObject struct {
 // monotonic counts of size on every destination, and a rate.
 func checkProgressStream(t *testing.T, stderr string, dests []string, size int64) {
 	t.Helper()
+	// By workflow and destination: status -f follows several workflows at once.
 	last := map[string]int64{}
+	finals := map[string]int64{}
 	objects, rated := 0, false
 	sc := bufio.NewScanner(strings.NewReader(stderr))
 	for sc.Scan() {
@@ -191,10 +194,12 @@ func checkProgressStream(t *testing.T, stderr string, dests []string, size int64
 			if l.Total != size {
 				t.Errorf("object %d, %s: total %d, want the file's %d", objects, l.Destination, l.Total, size)
 			}
-			if l.Bytes < last[l.Destination] {
-				t.Errorf("object %d, %s: bytes went back from %d to %d", objects, l.Destination, last[l.Destination], l.Bytes)
+			k := l.WorkflowID + " " + l.Destination
+			if l.Bytes < last[k] {
+				t.Errorf("object %d, %s: bytes went back from %d to %d", objects, k, last[k], l.Bytes)
 			}
-			last[l.Destination] = l.Bytes
+			last[k] = l.Bytes
+			finals[l.Destination] = l.Bytes
 			rated = rated || (l.BytesPerSecond != nil && *l.BytesPerSecond > 0)
 		}
 	}
@@ -202,8 +207,13 @@ func checkProgressStream(t *testing.T, stderr string, dests []string, size int64
 		t.Fatalf("%d progress objects on stderr, want one per second of the transfer:\n%s", objects, stderr)
 	}
 	for _, d := range dests {
-		if last[d] != size {
-			t.Errorf("%s: the stream ends at %d of %d bytes", d, last[d], size)
+		if finals[d] != size {
+			t.Errorf("%s: the stream ends at %d of %d bytes", d, finals[d], size)
+		}
+	}
+	for k, n := range last {
+		if n != size {
+			t.Errorf("%s: the stream ends at %d of %d bytes", k, n, size)
 		}
 	}
 	if !rated {
@@ -391,4 +401,91 @@ func TestProgressAcrossWorkerKill(t *testing.T) {
 	if !retried {
 		t.Errorf("the new worker's attempt is not shown as a retry:\n%s", all.String())
 	}
+}
+
+// run runs the starter with stdout and stderr captured apart, off a terminal.
+func (w *world) starterStreams(args ...string) (stdout, stderr string, code int) {
+	w.t.Helper()
+	_, bin := binaries(w.t)
+	cmd := exec.Command(bin, append([]string{"--config", w.configPath, "--policy", w.policy}, args...)...)
+	cmd.Env = append(os.Environ(), w.extraEnv...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		w.t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+// TestReconcileAndPolicyFollowProgress: `reconcile --wait --json --progress` streams
+// the reconcile's phase, its sync batch per destination and the large file's bytes;
+// `status -f --policy` follows every running workflow of the policy.
+func TestReconcileAndPolicyFollowProgress(t *testing.T) {
+	w := newWorld(t, worldOptions{extra: "    limits: {bandwidth: 32MiB/s}\n"})
+	const size = 72 << 20
+	w.writeFile("large.bin", randomBytes(size))
+	w.writeFile("small.txt", []byte("small"))
+	w.startWorker()
+	_, stderr, code := w.starterStreams("reconcile", "--wait", "--json", "--progress")
+	if code != 0 {
+		t.Fatalf("reconcile exited %d:\n%s", code, stderr)
+	}
+	checkProgressStream(t, stderr, []string{"s3", "gcs", "azure"}, size)
+	kinds := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(stderr))
+	for sc.Scan() {
+		var o progressObject
+		_ = json.Unmarshal(sc.Bytes(), &o)
+		for _, l := range o.Lines {
+			kinds[l.Kind+" "+l.Phase] = true
+			kinds[l.Kind] = true
+		}
+	}
+	for _, k := range []string{"phase sync", "batch", "batch-destination", "destination"} {
+		if !kinds[k] {
+			t.Errorf("no %q line in the reconcile's progress (saw %v)", k, kinds)
+		}
+	}
+
+	// Two new versions replicating without --wait, followed by policy.
+	w.writeFile("large.bin", randomBytes(size))
+	w.writeFile("other.bin", randomBytes(size))
+	if _, _, code := w.starterStreams("replicate", "large.bin", "other.bin"); code != 0 {
+		t.Fatal("replicate failed")
+	}
+	// status -f --policy follows what Temporal's visibility lists as running, which
+	// may lag a start by a moment.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out, _, _ := w.starterStreams("status", "--json")
+		if strings.Count(out, `"status": "Running"`) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the two workflows are not listed as running:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, stderr, code = w.starterStreams("status", "-f", "--json", "--progress")
+	if code != 0 {
+		t.Fatalf("status -f --policy exited %d:\n%s", code, stderr)
+	}
+	seen := map[string]bool{}
+	sc = bufio.NewScanner(strings.NewReader(stderr))
+	for sc.Scan() {
+		var o progressObject
+		_ = json.Unmarshal(sc.Bytes(), &o)
+		for _, l := range o.Lines {
+			seen[l.WorkflowID] = true
+		}
+	}
+	for _, k := range []string{"large.bin", "other.bin"} {
+		if !seen["replicate/"+w.policy+"/"+k] {
+			t.Errorf("status -f --policy did not follow %s (followed %v)", k, seen)
+		}
+	}
+	checkProgressStream(t, stderr, []string{"s3", "gcs", "azure"}, size)
 }
