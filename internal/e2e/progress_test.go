@@ -231,21 +231,7 @@ func TestReplicateWaitJSONProgress(t *testing.T) {
 	w.writeFile("a.bin", randomBytes(size))
 	w.writeFile("b.bin", randomBytes(size))
 	w.startWorker()
-	run := func(args ...string) (stdout, stderr string, code int) {
-		_, bin := binaries(t)
-		cmd := exec.Command(bin, append([]string{"--config", w.configPath, "--policy", w.policy}, args...)...)
-		var o, e bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &o, &e
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return o.String(), e.String(), code
-	}
-	stdout, stderr, code := run("replicate", "--wait", "--json", "--progress", "a.bin")
+	stdout, stderr, code := w.starterStreams("replicate", "--wait", "--json", "--progress", "a.bin")
 	if code != 0 {
 		t.Fatalf("replicate exited %d:\n%s", code, stderr)
 	}
@@ -259,10 +245,10 @@ func TestReplicateWaitJSONProgress(t *testing.T) {
 	checkProgressStream(t, stderr, []string{"s3", "gcs", "azure"}, size)
 
 	// status --follow of a run started without --wait.
-	if _, _, code := run("replicate", "b.bin"); code != 0 {
+	if _, _, code := w.starterStreams("replicate", "b.bin"); code != 0 {
 		t.Fatal("replicate b.bin failed")
 	}
-	stdout, stderr, code = run("status", "--follow", "--json", "--progress", "replicate/"+w.policy+"/b.bin")
+	stdout, stderr, code = w.starterStreams("status", "--follow", "--json", "--progress", "replicate/"+w.policy+"/b.bin")
 	if code != 0 {
 		t.Fatalf("status --follow exited %d:\n%s", code, stderr)
 	}
@@ -273,7 +259,7 @@ func TestReplicateWaitJSONProgress(t *testing.T) {
 
 	// --json without --progress: the result only.
 	w.writeFile("a.bin", randomBytes(size))
-	_, stderr, code = run("replicate", "--wait", "--json", "a.bin")
+	_, stderr, code = w.starterStreams("replicate", "--wait", "--json", "a.bin")
 	if code != 0 || stderr != "" {
 		t.Errorf("replicate --wait --json exited %d and wrote on stderr:\n%s", code, stderr)
 	}
@@ -403,7 +389,8 @@ func TestProgressAcrossWorkerKill(t *testing.T) {
 	}
 }
 
-// run runs the starter with stdout and stderr captured apart, off a terminal.
+// starterStreams runs the starter off a terminal, with stdout and stderr captured
+// apart.
 func (w *world) starterStreams(args ...string) (stdout, stderr string, code int) {
 	w.t.Helper()
 	_, bin := binaries(w.t)
