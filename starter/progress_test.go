@@ -230,3 +230,13 @@ func TestMeterRateFrozenWhenComplete(t *testing.T) {
 		t.Errorf("a complete transfer shows an ETA: %q", s)
 	}
 }
+
+// --progress without --json is refused before anything connects: the bars need no
+// flag, and off a terminal the stream must be parseable.
+func TestProgressNeedsJSON(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"status", "--progress"}, strings.NewReader(""), &out, &errOut, nil)
+	if code != exitUsage || !strings.Contains(errOut.String(), "--progress only applies with --json") {
+		t.Fatalf("exit %d, stderr %q; want a usage error naming --json", code, errOut.String())
+	}
+}
