@@ -182,39 +182,19 @@ func keyLines(r io.Reader, rejected *[]rejectedLine, readErr *error) iter.Seq[st
 	}
 }
 
+// waitBatch waits for a batch, showing its progress per destination (and that of
+// its large files), and prints its summary.
 func (e *env) waitBatch(ctx context.Context, c client.Client, run client.WorkflowRun, rejected []rejectedLine) error {
-	done := make(chan error, 1)
 	var sum wire.BatchSummary
-	go func() { done <- c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, &sum) }()
-	ticker := time.NewTicker(time.Second)
-	defer ticker.Stop()
-	for {
-		select {
-		case err := <-done:
-			if !e.g.json && stderrIsTerminal() {
-				fmt.Fprint(os.Stderr, "\r\033[K")
-			}
-			if err != nil {
-				return fmt.Errorf("batch %s: %w", run.GetID(), err)
-			}
-			return e.printBatch(run.GetID(), &sum, rejected)
-		case <-ticker.C:
-			if e.g.json || !stderrIsTerminal() {
-				continue
-			}
-			v, err := c.QueryWorkflow(ctx, run.GetID(), "", wire.ProgressQuery)
-			if err != nil {
-				continue
-			}
-			var p wire.BatchProgress
-			if v.Get(&p) == nil {
-				t := p.Summary.Totals()
-				fmt.Fprintf(os.Stderr, "\r\033[Kpages %d/%d  copied %d  skipped %d  failed %d  %s", p.PagesDone, p.Pages, t.Copied, t.Skipped, t.Failed, humanBytes(t.Bytes))
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	e.rejected = len(rejected)
+	err := e.watch(ctx, c, []root{{id: run.GetID(), typ: wire.ReplicateBatchName}}, func() error {
+		// By ID alone: the batch continues as new, and the last run has the summary.
+		return c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, &sum)
+	})
+	if err != nil {
+		return fmt.Errorf("batch %s: %w", run.GetID(), err)
 	}
+	return e.printBatch(run.GetID(), &sum, rejected)
 }
 
 func (e *env) printBatch(id string, s *wire.BatchSummary, rejected []rejectedLine) error {

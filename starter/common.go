@@ -22,6 +22,8 @@ type env struct {
 	policy *config.Policy
 	out    io.Writer
 	errOut io.Writer
+	// rejected is the number of refused key-list lines of a batch, for its progress.
+	rejected int
 }
 
 // load reads and validates the config: any problem is a usage error (exit 2).

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/cloudrepl/replicator/internal/temporalclient"
+	"github.com/cloudrepl/replicator/internal/version"
 )
 
 // usageError marks errors that exit with code 2: a wrong command line or config. Every
@@ -44,6 +45,8 @@ type globals struct {
 	config string
 	policy string
 	json   bool
+	// progress, with json, writes progress objects on stderr while a command waits.
+	progress bool
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -77,6 +80,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, dialer func()
 	root := &cobra.Command{
 		Use:           "starter",
 		Short:         "Operate the multi-cloud replicator: replicate, batch, status, failed, policy",
+		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// The config is loaded once here, for the commands that declare they need
@@ -87,6 +91,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, dialer func()
 	root.PersistentFlags().StringVar(&g.config, "config", "", "config file (default $REPLICATOR_CONFIG, else ./replicator.yaml)")
 	root.PersistentFlags().StringVar(&g.policy, "policy", "", "policy name (may be omitted when the config has one policy)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON for scripts instead of tables")
+	root.PersistentFlags().BoolVar(&g.progress, "progress", false, "with --json: while --wait or --follow waits, write one JSON progress object per second on stderr")
+	// "starter --version" prints what "worker --version" prints, so the two are
+	// easy to compare when a deployment mixes builds.
+	root.SetVersionTemplate("starter {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(replicateCmd(g), batchCmd(g), statusCmd(g), failedCmd(g), policyCmd(g), reconcileCmd(g), scheduleCmd(g), verifyCmd(g), cleanupCmd(g))
 	root.SetArgs(args)
@@ -127,6 +135,11 @@ func needs(cmd *cobra.Command, what string) *cobra.Command {
 
 // prepare loads what cmd declares it needs, once per process.
 func (g *globals) prepare(cmd *cobra.Command) error {
+	if g.progress && !g.json {
+		// Without --json the bars show on a terminal anyway; off one, a script that
+		// wants progress should get it in a form it can parse.
+		return usagef("--progress only applies with --json (on a terminal, --wait draws progress bars without it)")
+	}
 	var err error
 	switch cmd.Annotations[needsAnnotation] {
 	case needsConfig:

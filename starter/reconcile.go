@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -55,8 +54,8 @@ func reconcileCmd(g *globals) *cobra.Command {
 				return nil
 			}
 			var res wire.ReconcileResult
-			if err := waitWithProgress(ctx, c, run, &res, func(p wire.ReconcileProgress) string {
-				return "reconcile: " + p.Phase
+			if err := e.watch(ctx, c, []root{{id: run.GetID(), runID: run.GetRunID(), typ: wire.ReconcileName}}, func() error {
+				return run.Get(ctx, &res)
 			}); err != nil {
 				return fmt.Errorf("reconcile %s: %w", run.GetID(), err)
 			}
@@ -80,35 +79,6 @@ func reconcileSummary(in wire.ReconcileInput) string {
 		s += " (safety overridden)"
 	}
 	return s
-}
-
-// waitWithProgress waits for a workflow, showing its progress query on a terminal.
-func waitWithProgress[P any](ctx context.Context, c client.Client, run client.WorkflowRun, res any, line func(P) string) error {
-	done := make(chan error, 1)
-	go func() { done <- run.Get(ctx, res) }()
-	ticker := time.NewTicker(time.Second)
-	defer ticker.Stop()
-	for {
-		select {
-		case err := <-done:
-			if stderrIsTerminal() {
-				fmt.Fprint(os.Stderr, "\r\033[K")
-			}
-			return err
-		case <-ticker.C:
-			if !stderrIsTerminal() {
-				continue
-			}
-			if v, err := c.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), wire.ProgressQuery); err == nil {
-				var p P
-				if v.Get(&p) == nil {
-					fmt.Fprintf(os.Stderr, "\r\033[K%s", line(p))
-				}
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 func (e *env) printReconcile(ctx context.Context, id string, res *wire.ReconcileResult, limit int) error {

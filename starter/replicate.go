@@ -3,16 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
-	"time"
+	"sync"
 
 	"github.com/cloudrepl/replicator/internal/wire"
 
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cloudrepl/replicator/internal/store"
@@ -90,36 +88,28 @@ func triggerFile(ctx context.Context, c client.Client, policy, key string) (clie
 	return run, nil
 }
 
-// waitFiles waits for runs, showing per-key progress on stderr, and prints results.
+// waitFiles waits for runs, showing per-destination progress, and prints results.
 func (e *env) waitFiles(ctx context.Context, c client.Client, runs []client.WorkflowRun) error {
 	results := make([]*wire.ReplicateFileResult, len(runs))
 	errs := make([]error, len(runs))
-	done := make(chan int, len(runs))
+	roots := make([]root, len(runs))
 	for i, r := range runs {
-		go func() {
-			var res wire.ReplicateFileResult
-			errs[i] = r.Get(ctx, &res)
-			results[i] = &res
-			done <- i
-		}()
+		roots[i] = root{id: r.GetID(), runID: r.GetRunID(), typ: wire.ReplicateFileName}
 	}
-	ticker := time.NewTicker(500 * time.Millisecond)
-	defer ticker.Stop()
-	finished := 0
-	for finished < len(runs) {
-		select {
-		case <-done:
-			finished++
-		case <-ticker.C:
-			if !e.g.json && stderrIsTerminal() {
-				showProgress(ctx, c, runs, finished)
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+	err := e.watch(ctx, c, roots, func() error {
+		var wg sync.WaitGroup
+		for i, r := range runs {
+			wg.Go(func() {
+				var res wire.ReplicateFileResult
+				errs[i] = r.Get(ctx, &res)
+				results[i] = &res
+			})
 		}
-	}
-	if !e.g.json && stderrIsTerminal() {
-		fmt.Fprint(os.Stderr, "\r\033[K")
+		wg.Wait()
+		return ctx.Err()
+	})
+	if err != nil {
+		return err
 	}
 	failed := false
 	if e.g.json {
@@ -166,38 +156,4 @@ func (e *env) waitFiles(ctx context.Context, c client.Client, runs []client.Work
 	return nil
 }
 
-// stderrIsTerminal tells whether progress lines (redrawn in place) can be shown.
-func stderrIsTerminal() bool {
-	fi, err := os.Stderr.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
 func goodOutcome(o wire.RunOutcome) bool { return o == wire.RunOK || o == wire.RunSkipped }
-
-// showProgress draws one status line from the transfers' heartbeat details.
-func showProgress(ctx context.Context, c client.Client, runs []client.WorkflowRun, finished int) {
-	var done, total int64
-	for _, r := range runs {
-		d, err := c.DescribeWorkflowExecution(ctx, r.GetID(), "")
-		if err != nil {
-			continue
-		}
-		for _, pa := range d.GetPendingActivities() {
-			if pa.GetHeartbeatDetails() == nil {
-				continue
-			}
-			var p wire.Progress
-			if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p); err == nil {
-				done += p.Bytes
-				total += p.Total
-			}
-		}
-	}
-	line := fmt.Sprintf("%d/%d workflows done", finished, len(runs))
-	if total > 0 {
-		const width = 30
-		filled := int(float64(width) * float64(done) / float64(total))
-		line += fmt.Sprintf("  [%s%s] %s / %s", strings.Repeat("#", min(filled, width)), strings.Repeat(".", width-min(filled, width)), humanBytes(done), humanBytes(total))
-	}
-	fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
-}

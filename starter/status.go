@@ -1,20 +1,24 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 )
 
 func statusCmd(g *globals) *cobra.Command {
 	var limit int
+	var follow bool
 	cmd := needs(&cobra.Command{
 		Use:   "status [WORKFLOW_ID]",
-		Short: "Show one workflow, or the recent workflows of --policy",
+		Short: "Show one workflow, or the recent workflows of --policy; --follow watches them until they end",
 		Args:  usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e := g.env
@@ -28,6 +32,11 @@ func statusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			if follow {
+				if err := e.follow(ctx, c, args, g.policy); err != nil {
+					return err
+				}
+			}
 			var infos []*workflowpb.WorkflowExecutionInfo
 			if len(args) == 1 {
 				d, err := c.DescribeWorkflowExecution(ctx, args[0], "")
@@ -82,5 +91,53 @@ func statusCmd(g *globals) *cobra.Command {
 		},
 	}, needsConfig)
 	cmd.Flags().IntVar(&limit, "limit", 20, "how many recent workflows to show")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "watch the workflow, or the running workflows of --policy, with progress per destination until they end; then show them")
 	return cmd
+}
+
+// follow watches one workflow, or the running workflows of policy, until they end.
+func (e *env) follow(ctx context.Context, c client.Client, args []string, policy string) error {
+	var roots []root
+	if len(args) == 1 {
+		d, err := c.DescribeWorkflowExecution(ctx, args[0], "")
+		if err != nil {
+			return fmt.Errorf("describe %s: %w (is the workflow ID right? `starter status --policy NAME` lists them)", args[0], err)
+		}
+		in := d.GetWorkflowExecutionInfo()
+		roots = append(roots, root{id: args[0], runID: in.GetExecution().GetRunId(), typ: in.GetType().GetName()})
+	} else {
+		if policy == "" {
+			return usagef("status --follow needs a workflow ID or --policy: it watches one workflow or a policy's running ones")
+		}
+		query := fmt.Sprintf("ReplicationPolicy = %q AND ExecutionStatus = 'Running'", policy)
+		var token []byte
+		for {
+			resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
+			if err != nil {
+				return fmt.Errorf("list running workflows: %w", err)
+			}
+			for _, in := range resp.GetExecutions() {
+				roots = append(roots, root{id: in.GetExecution().GetWorkflowId(), runID: in.GetExecution().GetRunId(), typ: in.GetType().GetName()})
+			}
+			if token = resp.GetNextPageToken(); len(token) == 0 {
+				break
+			}
+		}
+		if len(roots) == 0 {
+			fmt.Fprintf(e.errOut, "starter: no running workflows of policy %s to follow\n", policy)
+			return nil
+		}
+	}
+	return e.watch(ctx, c, roots, func() error {
+		var wg sync.WaitGroup
+		for _, r := range roots {
+			wg.Go(func() {
+				// By ID alone: a batch continues as new. How it ended is shown by the
+				// table that follows, so its error is not this command's.
+				_ = c.GetWorkflow(ctx, r.id, "").Get(ctx, nil)
+			})
+		}
+		wg.Wait()
+		return ctx.Err()
+	})
 }

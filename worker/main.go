@@ -42,6 +42,7 @@ import (
 	"github.com/cloudrepl/replicator/internal/config"
 	"github.com/cloudrepl/replicator/internal/metrics"
 	"github.com/cloudrepl/replicator/internal/temporalclient"
+	"github.com/cloudrepl/replicator/internal/version"
 	"github.com/cloudrepl/replicator/workflows"
 )
 
@@ -58,8 +59,13 @@ func run() error {
 	metricsAddr := flag.String("metrics-addr", envOr("REPLICATOR_METRICS_ADDR", "127.0.0.1:9464"), "address of /metrics and /healthz")
 	stopTimeout := flag.Duration("stop-timeout", 30*time.Second, "how long running activities get to finish on SIGTERM before they are handed over")
 	profile := flag.Bool("pprof", false, "also serve Go's profiler under /debug/pprof/ on the metrics address")
+	showVersion := flag.Bool("version", false, "print the version stamped at build time and exit")
 	memoryLimit := flag.String("memory-limit", "512MiB", "soft memory limit of the Go runtime (GOMEMLIMIT, when set, wins): the GC works harder near it instead of letting upload buffers pile up; 0 turns it off")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("worker", version.String())
+		return nil
+	}
 
 	if os.Getenv("GOMEMLIMIT") == "" {
 		limit, err := config.ParseByteSize(*memoryLimit)
@@ -123,6 +129,10 @@ func run() error {
 		w := worker.New(c, q.name, worker.Options{
 			MaxConcurrentActivityExecutionSize: q.concurrency,
 			WorkerStopTimeout:                  *stopTimeout,
+			// Heartbeats carry transfer progress: the SDK's default throttle (0.8 of
+			// the heartbeat timeout, 24 s at 30 s) leaves `--wait` bars and the Web
+			// UI's pending activities a long way behind the bytes.
+			MaxHeartbeatThrottleInterval: 2 * time.Second,
 		})
 		workflows.Register(w)
 		activities.Register(w, acts)

@@ -12,8 +12,12 @@ bash deploy/local/start.sh
 . deploy/local/env.sh
 bin=$STACK_DIR/bin
 mkdir -p "$bin"
-go build -o "$bin/worker" ./worker
-go build -o "$bin/starter" ./starter
+# --version of both binaries names the commit they were built from (and -dirty for
+# uncommitted changes), so a report from a demo run says what it ran.
+version=$(git describe --always --dirty 2>/dev/null || echo devel)
+ldflags="-X github.com/cloudrepl/replicator/internal/version.Version=$version"
+go build -ldflags "$ldflags" -o "$bin/worker" ./worker
+go build -ldflags "$ldflags" -o "$bin/starter" ./starter
 go run ./deploy/local/demo --dir "$STACK_DIR/demo"
 export REPLICATOR_CONFIG=$STACK_DIR/demo/replicator.yaml
 

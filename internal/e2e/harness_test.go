@@ -49,6 +49,10 @@ var (
 	buildErr  error
 )
 
+// e2eVersion is stamped into the binaries the tests build, as deploy/local/run.sh
+// stamps the output of git describe, so that --version is checked end to end.
+const e2eVersion = "v0.0.0-e2e"
+
 // binaries builds the worker and starter once per test run.
 func binaries(t *testing.T) (worker, starter string) {
 	t.Helper()
@@ -60,7 +64,8 @@ func binaries(t *testing.T) (worker, starter string) {
 		for _, cmd := range []string{"worker", "starter"} {
 			// The faultinject tag lets tests make a real driver refuse chosen requests
 			// (REPLICATOR_FAULTS); without that variable the worker is the real one.
-			out, err := exec.Command("go", "build", "-tags", "faultinject", "-o", filepath.Join(binDir, cmd), "github.com/cloudrepl/replicator/"+cmd).CombinedOutput()
+			out, err := exec.Command("go", "build", "-tags", "faultinject", "-ldflags", "-X github.com/cloudrepl/replicator/internal/version.Version="+e2eVersion,
+				"-o", filepath.Join(binDir, cmd), "github.com/cloudrepl/replicator/"+cmd).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("build %s: %v\n%s", cmd, err, out)
 				return
