@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -25,7 +26,7 @@ func prepareOptions(ctx workflow.Context, key string) workflow.Context {
 		StartToCloseTimeout: 24 * time.Hour,
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
-		Summary:             "prepare " + key,
+		Summary:             "prepare " + summaryKey(key),
 	})
 }
 
@@ -65,7 +66,7 @@ func deadLetterOptions(ctx workflow.Context, key string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: time.Minute},
-		Summary:             "record dead letters of " + key,
+		Summary:             "record dead letters of " + summaryKey(key),
 	})
 }
 
@@ -166,4 +167,25 @@ func transferTime(size, bandwidth int64) time.Duration {
 		}
 	}
 	return t
+}
+
+// maxSummaryKey bounds the part of a summary that names a key: the server refuses a
+// workflow task whose activity summaries are too large, and a 1,000-byte key would be.
+const maxSummaryKey = 160
+
+// summaryKey is key as summaries show it: whole when short, else its start and end
+// around an ellipsis (cut at rune boundaries), which is what an operator recognizes.
+func summaryKey(key string) string {
+	if len(key) <= maxSummaryKey {
+		return key
+	}
+	head, tail := maxSummaryKey/2, maxSummaryKey/2
+	for head > 0 && !utf8.RuneStart(key[head]) {
+		head--
+	}
+	start := len(key) - tail
+	for start < len(key) && !utf8.RuneStart(key[start]) {
+		start++
+	}
+	return key[:head] + "…" + key[start:]
 }

@@ -179,7 +179,7 @@ func (r *batchRun) children(ctx workflow.Context, keys []string) error {
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			TypedSearchAttributes: temporal.NewSearchAttributes(PolicyAttr.ValueSet(r.in.Policy), KeyAttr.ValueSet(key)),
-			StaticSummary:         fmt.Sprintf("replicate %s (from batch)", key),
+			StaticSummary:         fmt.Sprintf("replicate %s (from batch)", summaryKey(key)),
 		})
 		f := workflow.ExecuteChildWorkflow(cctx, ReplicateFile, wire.ReplicateFileInput{Policy: r.in.Policy, Key: key, RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent})
 		inFlight++

@@ -165,7 +165,7 @@ func (r *fileRun) eventual(ctx workflow.Context, prep *wire.PrepareResult) (bool
 	r.progress.Phase = "transfer"
 	futures := make([]workflow.Future, len(prep.Routes))
 	for i, route := range prep.Routes {
-		actx := transferOptions(ctx, prep, route, fmt.Sprintf("put %s → %s", r.in.Key, route.Destination), false)
+		actx := transferOptions(ctx, prep, route, fmt.Sprintf("put %s → %s", summaryKey(r.in.Key), route.Destination), false)
 		futures[i] = workflow.ExecuteActivity(actx, wire.TransferName, r.transferInput(prep, route.Destination, ""))
 	}
 	changed := false
@@ -213,7 +213,7 @@ func (r *fileRun) atomic(ctx workflow.Context, prep *wire.PrepareResult) (bool, 
 	n := len(prep.Routes)
 	futures := make([]workflow.Future, n)
 	for i, route := range prep.Routes {
-		actx := transferOptions(ctx, prep, route, fmt.Sprintf("stage %s → %s", r.in.Key, route.Destination), false)
+		actx := transferOptions(ctx, prep, route, fmt.Sprintf("stage %s → %s", summaryKey(r.in.Key), route.Destination), false)
 		futures[i] = workflow.ExecuteActivity(actx, wire.TransferName, r.transferInput(prep, route.Destination, stage))
 	}
 	staged := make([]wire.TransferResult, n)
@@ -265,7 +265,7 @@ func (r *fileRun) atomic(ctx workflow.Context, prep *wire.PrepareResult) (bool, 
 		if staged[i].Outcome != wire.OutcomeStaged {
 			continue // already held the version, or holds a newer one
 		}
-		actx := transferOptions(ctx, prep, route, fmt.Sprintf("commit %s → %s", r.in.Key, route.Destination), true)
+		actx := transferOptions(ctx, prep, route, fmt.Sprintf("commit %s → %s", summaryKey(r.in.Key), route.Destination), true)
 		in := r.transferInput(prep, route.Destination, stage)
 		in.Final, in.Undo = staged[i].Final, undo
 		commits[i] = workflow.ExecuteActivity(actx, wire.CommitName, in)
@@ -325,7 +325,7 @@ func (r *fileRun) rollback(ctx workflow.Context, prep *wire.PrepareResult, outs 
 		if outs[i].Outcome != wire.OutcomeCopied || undos[i] == nil {
 			continue
 		}
-		actx := transferOptions(ctx, prep, route, fmt.Sprintf("roll back %s on %s", r.in.Key, route.Destination), true)
+		actx := transferOptions(ctx, prep, route, fmt.Sprintf("roll back %s on %s", summaryKey(r.in.Key), route.Destination), true)
 		futures[i] = workflow.ExecuteActivity(actx, wire.RollbackName, wire.RollbackInput{Policy: r.in.Policy, Destination: route.Destination,
 			Keys: []wire.RollbackKey{{Key: r.in.Key, Undo: *undos[i]}}})
 	}
@@ -356,7 +356,7 @@ func (r *fileRun) cleanup(ctx workflow.Context, prep *wire.PrepareResult, keysOf
 		if len(keys) == 0 {
 			continue
 		}
-		actx := transferOptions(ctx, prep, route, fmt.Sprintf("clean up stage of %s on %s", r.in.Key, route.Destination), true)
+		actx := transferOptions(ctx, prep, route, fmt.Sprintf("clean up stage of %s on %s", summaryKey(r.in.Key), route.Destination), true)
 		futures[i] = workflow.ExecuteActivity(actx, wire.CleanupName, wire.CleanupInput{
 			Policy: r.in.Policy, Destination: route.Destination, Keys: keys})
 	}
@@ -385,7 +385,7 @@ func (r *fileRun) sourceMissing(ctx workflow.Context, prep *wire.PrepareResult) 
 	r.progress.Phase = "delete"
 	futures := make([]workflow.Future, len(prep.Routes))
 	for i, route := range prep.Routes {
-		actx := transferOptions(ctx, prep, route, fmt.Sprintf("delete %s on %s", r.in.Key, route.Destination), false)
+		actx := transferOptions(ctx, prep, route, fmt.Sprintf("delete %s on %s", summaryKey(r.in.Key), route.Destination), false)
 		futures[i] = workflow.ExecuteActivity(actx, wire.DeleteReplicaName, wire.DeleteInput{Policy: r.in.Policy, Destination: route.Destination, Key: r.in.Key})
 	}
 	var failed []int
