@@ -10,7 +10,37 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.temporal.io/sdk/converter"
+
+	"github.com/cloudrepl/replicator/internal/wire"
 )
+
+// uploadsInHeartbeats counts the pending activities of a workflow whose last
+// heartbeat, as the Temporal server holds it, names an upload: what a retry would
+// be handed. The SDK throttles heartbeats (the details of the latest are sent at
+// the end of an interval of 0.8 times the heartbeat timeout), so a state reported
+// just before a crash may never reach the server; tests wait for it before killing.
+func uploadsInHeartbeats(t *testing.T, workflowID string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := temporalClient(t).DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return 0 // not started yet
+	}
+	n := 0
+	for _, a := range d.GetPendingActivities() {
+		if a.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var p wire.Progress
+		if converter.GetDefaultDataConverter().FromPayloads(a.GetHeartbeatDetails(), &p) == nil && p.Resume.UploadID != "" {
+			n++
+		}
+	}
+	return n
+}
 
 // sentBytes reads the worker's replicator_backend_sent_bytes_total: store → bytes.
 func sentBytes(t *testing.T, base string) map[string]float64 {
@@ -60,15 +90,16 @@ func TestWorkerKilledMidUploadResumesEverywhere(t *testing.T) {
 		t.Fatal("trigger failed")
 	}
 	firstURL := first.metricsURL(t)
+	// Kill once each upload has 192 MiB out and its state reached the server.
 	var before map[string]float64
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if time.Now().After(deadline) {
-			t.Fatalf("the uploads never got to 192 MiB each: sent %v", before)
+			t.Fatalf("the uploads never got to 192 MiB each with their state in a heartbeat: sent %v", before)
 		}
 		time.Sleep(50 * time.Millisecond)
+		ready := uploadsInHeartbeats(t, "replicate/"+w.policy+"/"+key) == len(parts)
 		before = sentBytes(t, firstURL)
-		ready := true
 		for s := range parts {
 			ready = ready && before[s] >= 192<<20
 		}
