@@ -48,9 +48,12 @@ func TestWorkerKilledMidUploadResumes(t *testing.T) {
 	var id string
 	var before []s3types.Part
 	deadline := time.Now().Add(2 * time.Minute)
-	for len(before) < 4 {
+	// Kill once 4 parts are stored and the upload's ID reached the server in a
+	// heartbeat: the SDK sends a heartbeat's details up to 4 s late (0.8 times the
+	// 5 s heartbeat timeout), and a state lost in the crash is no test of resuming.
+	for len(before) < 4 || uploadsInHeartbeats(t, "replicate/"+w.policy+"/"+key) < 1 {
 		if time.Now().After(deadline) {
-			t.Fatal("the upload never got 4 parts stored")
+			t.Fatal("the upload never got 4 parts stored with its ID in a heartbeat")
 		}
 		time.Sleep(100 * time.Millisecond)
 		if id = uploadID(); id != "" {

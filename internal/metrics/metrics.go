@@ -3,6 +3,7 @@
 package metrics
 
 import (
+	"io"
 	"net/http"
 	"strings"
 
@@ -27,6 +28,10 @@ type Metrics struct {
 	// Requests counts the HTTP requests the drivers send, by store, method and kind
 	// (list or object), so an operator sees what a reconcile or a replication costs.
 	Requests *prometheus.CounterVec
+	// SentBytes counts the request body bytes the drivers send, by store: what
+	// actually crossed the network, resent and resumed uploads included, unlike
+	// Bytes, which counts the size of completed transfers.
+	SentBytes *prometheus.CounterVec
 	// Rejected is the number of source entries the last reconcile or batch of a
 	// policy could not replicate, by reason (name, special-file, link, unreadable,
 	// destination-name).
@@ -58,22 +63,50 @@ func New(reg prometheus.Registerer) *Metrics {
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "replicator_backend_requests_total", Help: "HTTP requests sent to storage backends, by store, method and kind (list, object).",
 		}, []string{"store", "method", "kind"}),
+		SentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "replicator_backend_sent_bytes_total", Help: "Request body bytes sent to storage backends, by store (retries and resumed uploads as they happen).",
+		}, []string{"store"}),
 		Rejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "replicator_rejected_objects", Help: "Source entries that cannot be replicated (reported by name in the dead letters, class Rejected), by reason.",
 		}, []string{"policy", "reason"}),
 	}
-	reg.MustRegister(m.Bytes, m.Objects, m.Lag, m.DeadLetters, m.Drift, m.LastReconcile, m.Requests, m.Rejected)
+	reg.MustRegister(m.Bytes, m.Objects, m.Lag, m.DeadLetters, m.Drift, m.LastReconcile, m.Requests, m.SentBytes, m.Rejected)
 	return m
 }
 
-// CountRequests returns a transport wrapper that counts one store's requests.
+// CountRequests returns a transport wrapper that counts one store's requests and
+// the body bytes they send.
 func (m *Metrics) CountRequests(storeName string) func(http.RoundTripper) http.RoundTripper {
+	sent := m.SentBytes.WithLabelValues(storeName)
 	return func(next http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			m.Requests.WithLabelValues(storeName, r.Method, RequestKind(r)).Inc()
+			if r.Body != nil && r.Body != http.NoBody {
+				// Counted as the transport reads it, so a request cut short counts
+				// what went out. A RoundTripper must not modify its request: the
+				// counting body goes on a copy. (A nil or NoBody body is left as
+				// it is: a wrapped one would turn a GET into a chunked upload.)
+				c := *r
+				c.Body = &countingBody{ReadCloser: r.Body, add: sent.Add}
+				r = &c
+			}
 			return next.RoundTrip(r)
 		})
 	}
+}
+
+// countingBody reports the bytes read from a request body.
+type countingBody struct {
+	io.ReadCloser
+	add func(float64)
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.add(float64(n))
+	}
+	return n, err
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

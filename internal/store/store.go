@@ -12,6 +12,7 @@ import (
 	"context"
 	"io"
 	"iter"
+	"strings"
 	"time"
 )
 
@@ -108,24 +109,49 @@ type PutOptions struct {
 	// Progress, when set, is called after each part or chunk is durably stored, with
 	// the number of bytes stored so far. Called from the Put's goroutines, serially.
 	Progress func(bytesDone int64)
-	// Resume, when it names an upload, asks a driver that can (S3) to continue that
-	// unfinished multipart upload: parts already stored with the same bytes (checked
-	// against the server's part list) are not sent again. The stream is still read
-	// and hashed from its start. Setting Resume, even empty, also tells the driver
-	// that the caller will retry: a failed part then leaves the upload open for the
-	// next attempt instead of aborting it. Drivers that cannot resume ignore it.
+	// Resume, when it names an upload, asks the driver to continue that unfinished
+	// upload (an S3 multipart upload, a GCS resumable session, Azure's uncommitted
+	// blocks) if it belongs to this put: same key, same SHA-256 and same part size.
+	// What the server already holds is asked of the server, and kept only where it
+	// is provably the stream's own bytes: S3 parts whose MD5 ETag matches, Azure
+	// blocks whose ID carries their offset and MD5, a GCS session's prefix up to
+	// the size the server reports (the final request declares the whole object's
+	// CRC-32C, which the server checks). The stream is still read and hashed from
+	// its start; bytes already stored are skipped, not sent. An upload that turns
+	// out not to match (expired, another size, other bytes) is dropped and the put
+	// starts over. Setting Resume, even empty, also tells the driver that the
+	// caller will retry: a failure that may pass then leaves the upload open for
+	// the next attempt instead of removing it. With Resume nil a failed put leaves
+	// nothing a later put could resume.
 	Resume *ResumeState
-	// OnResumeState, when set, is called once a resumable upload exists, with what a
-	// later attempt needs in Resume.
+	// OnResumeState, when set, is called once a resumable upload exists, and again
+	// whenever what a later attempt needs in Resume changes (GCS: the offset the
+	// server confirmed). Called from the Put's goroutines, serially.
 	OnResumeState func(ResumeState)
 }
 
-// ResumeState identifies an unfinished multipart upload.
+// ResumeState identifies an unfinished upload and the object it writes. It travels
+// in heartbeat details (wire.ResumeState is its field-for-field copy).
 type ResumeState struct {
-	// UploadID is the backend's ID of the upload.
+	// UploadID is the backend's handle of the upload: the S3 multipart upload ID,
+	// the GCS resumable session URI, or the random prefix of the Azure block IDs.
 	UploadID string `json:",omitempty"`
 	// PartSize the upload was cut in; a resume with another part size starts over.
 	PartSize int64 `json:",omitempty"`
+	// Key and SHA256 name the object the upload writes: a put of another key or
+	// other bytes never continues it.
+	Key    string `json:",omitempty"`
+	SHA256 string `json:",omitempty"`
+	// Offset is the number of bytes the server had confirmed when the state was
+	// recorded (GCS). It is a lower bound: the server may hold more, and is asked.
+	Offset int64 `json:",omitempty"`
+}
+
+// Matches reports whether rs names an upload that a put of key with SHA-256 sha
+// in parts of partSize may continue.
+func (rs *ResumeState) Matches(key, sha string, partSize int64) bool {
+	return rs != nil && rs.UploadID != "" && rs.PartSize == partSize && rs.Key == key &&
+		rs.SHA256 != "" && strings.EqualFold(rs.SHA256, sha)
 }
 
 // CopyOptions describe a server-side copy within one store.

@@ -289,11 +289,20 @@ type Progress struct {
 	Resume  ResumeState `json:",omitzero"`
 }
 
-// ResumeState identifies an unfinished multipart upload, kept in heartbeats so that
-// the next attempt continues it.
+// ResumeState identifies an unfinished upload and the object it writes, kept in
+// heartbeats so that the next attempt continues it. It is store.ResumeState field
+// for field (activities convert one into the other).
 type ResumeState struct {
-	// UploadID is the backend's ID of the upload.
+	// UploadID is the backend's handle of the upload: the S3 multipart upload ID,
+	// the GCS resumable session URI, or the random prefix of the Azure block IDs.
 	UploadID string `json:",omitempty"`
 	// PartSize the upload was cut in; a resume with another part size starts over.
 	PartSize int64 `json:",omitempty"`
+	// Key and SHA256 name the object the upload writes: a put of another key or
+	// other bytes never continues it.
+	Key    string `json:",omitempty"`
+	SHA256 string `json:",omitempty"`
+	// Offset is the number of bytes the server had confirmed when the state was
+	// recorded (GCS). It is a lower bound: the server may hold more, and is asked.
+	Offset int64 `json:",omitempty"`
 }

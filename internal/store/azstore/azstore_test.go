@@ -1,7 +1,10 @@
 package azstore
 
 import (
+	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/base64"
 	"errors"
 	"net/url"
 	"strings"
@@ -196,16 +199,24 @@ func TestBlockIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	other, _ := newUpload(4 << 20)
+	a, b := md5.Sum([]byte("a")), md5.Sum([]byte("b"))
 	seen := map[string]bool{}
-	for _, n := range []int{1, 2, 999, maxBlocks} {
-		id := up.blockID(n)
-		if len(id) != 44 || strings.Contains(id, "=") || seen[id] || id == other.blockID(n) {
-			t.Fatalf("block ID %q for part %d: want 44 characters, unique", id, n)
+	for _, off := range []int64{0, 4 << 20, 999 * 4 << 20, maxBlocks * maxBlockSize} {
+		for _, sum := range [][md5.Size]byte{a, b} {
+			id := up.blockID(off, sum)
+			// All IDs of a blob must have one length; 64 bytes at most before base64.
+			if len(id) != 64 || seen[id] || id == other.blockID(off, sum) {
+				t.Fatalf("block ID %q at offset %d: want 64 characters, unique per upload, offset and bytes", id, off)
+			}
+			raw, err := base64.StdEncoding.DecodeString(id)
+			if err != nil || len(raw) > 64 || !bytes.HasPrefix(raw, []byte(up.id)) {
+				t.Fatalf("block ID %q does not decode to the upload ID and at most 64 bytes: %v", id, err)
+			}
+			seen[id] = true
 		}
-		seen[id] = true
 	}
-	if up.blockID(7) != up.blockID(7) {
-		t.Fatal("block IDs must be deterministic for an upload")
+	if up.blockID(7, a) != up.blockID(7, a) {
+		t.Fatal("block IDs must be deterministic for an upload, offset and content")
 	}
 }
 

@@ -180,7 +180,7 @@ func (s *blobStore) Copy(ctx context.Context, dstKey, srcKey string, opts store.
 	}
 	start, err := dst.StartCopyFromURL(ctx, src.URL(), &blob.StartCopyFromURLOptions{
 		Metadata:         meta,
-		Tier:             s.tier,
+		Tier:             s.tierFor(dstKey),
 		AccessConditions: conditions(opts.Precondition),
 	})
 	if err != nil {

@@ -6,10 +6,12 @@ import (
 	"crypto/md5"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
@@ -84,7 +86,7 @@ func (s *blobStore) putSingle(ctx context.Context, bb *blockblob.Client, key str
 	ct := contentType(key, opts.ContentType)
 	resp, err := bb.Upload(ctx, streaming.NopCloser(bytes.NewReader(data)), &blockblob.UploadOptions{
 		Metadata:                toAzureMetadata(store.EncodeMetadata(opts.SHA256, int64(len(data)), opts.SourceVersion, opts.Metadata)),
-		Tier:                    s.tier,
+		Tier:                    s.tierFor(key),
 		TransactionalValidation: blob.TransferValidationTypeMD5(sum[:]),
 		HTTPHeaders:             &blob.HTTPHeaders{BlobContentType: &ct, BlobContentMD5: sum[:]},
 		AccessConditions:        conditions(opts.Precondition),
@@ -100,7 +102,11 @@ func (s *blobStore) putSingle(ctx context.Context, bb *blockblob.Client, key str
 
 // putBlocks stages r as blocks and commits them after verifying the stream. An
 // upload that fails or mismatches commits nothing: its blocks stay uncommitted,
-// invisible, and are discarded by the service.
+// invisible, and are discarded by the service (a week later, or at the blob's next
+// commit). With opts.Resume naming an earlier upload of the same key, bytes and
+// part size, the blocks the service lists as uncommitted under that upload's IDs
+// are not staged again: each block's ID carries its offset and MD5, so a listed ID
+// is proof that exactly these bytes are stored at that offset.
 func (s *blobStore) putBlocks(ctx context.Context, bb *blockblob.Client, key string, r io.Reader, v *store.Verifier, opts store.PutOptions) (*store.Object, error) {
 	const op = "put"
 	// Fail before moving gigabytes when the precondition already does not hold;
@@ -108,12 +114,36 @@ func (s *blobStore) putBlocks(ctx context.Context, bb *blockblob.Client, key str
 	if err := s.precheck(ctx, bb, key, opts.Precondition); err != nil {
 		return nil, err
 	}
-	up, err := newUpload(s.partSizeFor(opts.Size))
+	partSize := s.partSizeFor(opts.Size)
+	up, stored, err := s.resumeBlocks(ctx, bb, key, opts.SHA256, partSize, opts.Resume)
 	if err != nil {
 		return nil, s.fail(op, key, err)
 	}
+	if up.id == "" {
+		if up, err = newUpload(partSize); err != nil {
+			return nil, s.fail(op, key, err)
+		}
+	}
+	if opts.OnResumeState != nil {
+		opts.OnResumeState(store.ResumeState{UploadID: up.id, PartSize: partSize, Key: key, SHA256: opts.SHA256})
+	}
+	var (
+		mu  sync.Mutex
+		ids []string // block IDs by part number - 1
+	)
 	parts, err := store.UploadParts(ctx, r, up.partSize, s.concurrency, func(ctx context.Context, number int, data []byte) error {
-		return s.stageBlock(ctx, bb, up, number, data)
+		sum := md5.Sum(data)
+		id := up.blockID(int64(number-1)*up.partSize, sum)
+		mu.Lock()
+		for len(ids) < number {
+			ids = append(ids, "")
+		}
+		ids[number-1] = id
+		mu.Unlock()
+		if size, ok := stored[id]; ok && size == int64(len(data)) {
+			return nil // staged by an earlier attempt: same offset, same MD5
+		}
+		return s.stageBlock(ctx, bb, up, id, number, data, sum)
 	}, opts.Progress)
 	if err != nil {
 		var srcErr *sourceError
@@ -126,9 +156,9 @@ func (s *blobStore) putBlocks(ctx context.Context, bb *blockblob.Client, key str
 		return nil, &store.Error{Code: store.CodeMismatch, Op: op, Store: s.name, Key: key, Hint: mismatchHint, Err: err}
 	}
 	ct := contentType(key, opts.ContentType)
-	resp, err := s.commitBlocks(ctx, bb, up, parts, &blockblob.CommitBlockListOptions{
+	resp, err := s.commitBlocks(ctx, bb, ids[:parts], &blockblob.CommitBlockListOptions{
 		Metadata:         toAzureMetadata(store.EncodeMetadata(opts.SHA256, v.BytesRead(), opts.SourceVersion, opts.Metadata)),
-		Tier:             s.tier,
+		Tier:             s.tierFor(key),
 		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: &ct},
 		AccessConditions: conditions(opts.Precondition),
 	})
@@ -138,40 +168,88 @@ func (s *blobStore) putBlocks(ctx context.Context, bb *blockblob.Client, key str
 	return &store.Object{Key: key, Size: v.BytesRead(), ETag: etagToken(resp.ETag), ModTime: deref(resp.LastModified)}, nil
 }
 
-// upload identifies one staged upload. Its block IDs are derived from a random ID
-// and the part number, all of one length as Azure requires, so that an upload
-// persisted by its ID and part size can later be resumed by listing the blob's
-// uncommitted blocks (GetBlockList) and staging only the missing ones. The ID is
-// random, not derived from the content: two writers of the same key must never
-// replace each other's staged blocks.
+// tierFor is the access tier of a new blob under key. The replicator's own blobs
+// (stages, undo and trash copies) take the account's default tier: a blob in the
+// Archive tier cannot be read, so a stage there could never be copied to its key.
+func (s *blobStore) tierFor(key string) *blob.AccessTier {
+	if store.IsInternal(key) {
+		return nil
+	}
+	return s.tier
+}
+
+// upload identifies one staged upload. Its block IDs are derived from a random
+// upload ID, the block's offset and the MD5 of its bytes: all of one length, as
+// Azure requires; two writers of the same key never replace each other's blocks
+// (their upload IDs differ); and a block listed as uncommitted under an ID is
+// known to hold exactly the bytes that ID names, which is what lets a later
+// attempt skip it. The upload ID and part size are all a resume needs.
 type upload struct {
 	id       string
 	partSize int64
 }
 
+// uploadIDLen is the length of an upload ID: 12 random bytes in hex.
+const uploadIDLen = 24
+
 func newUpload(partSize int64) (upload, error) {
-	var b [12]byte
+	var b [uploadIDLen / 2]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return upload{}, fmt.Errorf("generating an upload ID: %w", err)
 	}
 	return upload{id: hex.EncodeToString(b[:]), partSize: partSize}, nil
 }
 
-// blockID is the base64 block ID of part number (from 1): 33 bytes, 44 characters
-// without padding.
-func (u upload) blockID(number int) string {
-	return base64.StdEncoding.EncodeToString(fmt.Appendf(nil, "%s-%08d", u.id, number))
+// blockID is the base64 block ID of the block at offset with MD5 sum: the upload
+// ID, the offset (8 bytes, big-endian) and the MD5, 48 bytes in all (Azure allows
+// 64 before encoding).
+func (u upload) blockID(offset int64, sum [md5.Size]byte) string {
+	raw := make([]byte, 0, uploadIDLen+8+md5.Size)
+	raw = append(raw, u.id...)
+	raw = binary.BigEndian.AppendUint64(raw, uint64(offset))
+	raw = append(raw, sum[:]...)
+	return base64.StdEncoding.EncodeToString(raw)
 }
 
-// stageBlock uploads one block with its MD5, which the service checks.
-func (s *blobStore) stageBlock(ctx context.Context, bb *blockblob.Client, up upload, number int, data []byte) error {
+// resumeBlocks returns the upload rs names, when it was started for this key and
+// SHA-256 with this part size, and the sizes of its blocks that the service holds
+// uncommitted, by block ID. It returns a zero upload when there is nothing to
+// resume: no state, another object, or no blocks left (committed or discarded
+// since).
+func (s *blobStore) resumeBlocks(ctx context.Context, bb *blockblob.Client, key, sha string, partSize int64, rs *store.ResumeState) (upload, map[string]int64, error) {
+	if !rs.Matches(key, sha, partSize) || len(rs.UploadID) != uploadIDLen {
+		return upload{}, nil, nil
+	}
+	resp, err := bb.GetBlockList(ctx, blockblob.BlockListTypeUncommitted, nil)
+	if bloberror.HasCode(err, bloberror.BlobNotFound) {
+		return upload{}, nil, nil
+	}
+	if err != nil {
+		return upload{}, nil, fmt.Errorf("listing the uncommitted blocks of upload %s: %w", rs.UploadID, err)
+	}
+	stored := map[string]int64{}
+	for _, b := range resp.UncommittedBlocks {
+		name := deref(b.Name)
+		raw, err := base64.StdEncoding.DecodeString(name)
+		if err != nil || !bytes.HasPrefix(raw, []byte(rs.UploadID)) {
+			continue // another writer's block
+		}
+		stored[name] = deref(b.Size)
+	}
+	if len(stored) == 0 {
+		return upload{}, nil, nil
+	}
+	return upload{id: rs.UploadID, partSize: partSize}, stored, nil
+}
+
+// stageBlock uploads one block with its MD5 sum, which the service checks.
+func (s *blobStore) stageBlock(ctx context.Context, bb *blockblob.Client, up upload, id string, number int, data []byte, sum [md5.Size]byte) error {
 	if number > maxBlocks {
 		return &store.Error{Code: store.CodeInvalid, Op: "put", Store: s.name,
 			Hint: "raise the part size: Azure commits at most 50,000 blocks per blob",
 			Err:  fmt.Errorf("object needs more than %d blocks of %d bytes", maxBlocks, up.partSize)}
 	}
-	sum := md5.Sum(data)
-	_, err := bb.StageBlock(ctx, up.blockID(number), streaming.NopCloser(bytes.NewReader(data)), &blockblob.StageBlockOptions{
+	_, err := bb.StageBlock(ctx, id, streaming.NopCloser(bytes.NewReader(data)), &blockblob.StageBlockOptions{
 		TransactionalValidation: blob.TransferValidationTypeMD5(sum[:]),
 	})
 	if err != nil {
@@ -180,16 +258,12 @@ func (s *blobStore) stageBlock(ctx context.Context, bb *blockblob.Client, up upl
 	return nil
 }
 
-// commitBlocks commits parts 1..parts of up as the blob's content, with the
+// commitBlocks commits the blocks ids, in order, as the blob's content, with the
 // metadata, headers and access conditions in opts.
-func (s *blobStore) commitBlocks(ctx context.Context, bb *blockblob.Client, up upload, parts int, opts *blockblob.CommitBlockListOptions) (blockblob.CommitBlockListResponse, error) {
-	ids := make([]string, parts)
-	for i := range ids {
-		ids[i] = up.blockID(i + 1)
-	}
+func (s *blobStore) commitBlocks(ctx context.Context, bb *blockblob.Client, ids []string, opts *blockblob.CommitBlockListOptions) (blockblob.CommitBlockListResponse, error) {
 	resp, err := bb.CommitBlockList(ctx, ids, opts)
 	if err != nil {
-		return resp, fmt.Errorf("committing %d blocks: %w", parts, err)
+		return resp, fmt.Errorf("committing %d blocks: %w", len(ids), err)
 	}
 	return resp, nil
 }

@@ -121,3 +121,22 @@ func TestConformanceSingleRequest(t *testing.T) {
 func TestPut1GiBBoundedMemorySingleRequest(t *testing.T) {
 	storetest.BoundedMemoryPut(t, newAt(store.Tuning{SingleRequest: true}), 1<<30, 200<<20)
 }
+
+// TestConformanceResumable holds the driver's own resumable sessions (puts with
+// PutOptions.Resume set, as every activity attempt but the last makes them) to the
+// contract.
+func TestConformanceResumable(t *testing.T) {
+	ensureBucket(t, testBucket)
+	storetest.Run(t, storetest.Harness{
+		NewAt:         newAt(smallTuning),
+		PartSize:      smallTuning.PartSize,
+		CopyLargeSize: 12 << 20,
+		MissingLocation: func(t *testing.T) store.Store {
+			return open(t, "gs://replicator-no-such-bucket/x", smallTuning)
+		},
+		Unreachable: func(t *testing.T) store.Store {
+			return open(t, "gs://"+testBucket+"/x?endpoint=http://127.0.0.1:1", smallTuning)
+		},
+		ResumablePuts: true,
+	})
+}

@@ -102,6 +102,11 @@ type gcsStore struct {
 	emulated bool
 	// single streams large objects in one request instead of resumable chunks.
 	single bool
+	// http sends the resumable-session requests the driver makes itself
+	// (resumable.go), authenticated like the SDK's; uploadBase is the upload
+	// endpoint, ending in "/upload/storage/v1/".
+	http       *http.Client
+	uploadBase string
 }
 
 // New returns a store for opts.URL, gs://bucket[/prefix][?endpoint=URL]. endpoint
@@ -173,16 +178,25 @@ func New(ctx context.Context, opts store.Options) (store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One transport for the SDK and the driver's own session requests, counted
+	// when asked (WrapTransport) and authenticated, except towards an emulator.
+	var base http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
 	if opts.WrapTransport != nil {
-		base := opts.WrapTransport(http.DefaultTransport.(*http.Transport).Clone())
-		if !emulated {
-			// Keep the SDK's authentication: it wraps the counted transport.
-			if base, err = htransport.NewTransport(ctx, base, copts...); err != nil {
-				return nil, store.ConfigError(opts, "check "+s.hints.credentials(), "GCS transport: %w", err)
-			}
+		base = opts.WrapTransport(base)
+	}
+	if !emulated {
+		// Keep the SDK's authentication: it wraps the counted transport.
+		if base, err = htransport.NewTransport(ctx, base, append(copts, option.WithScopes(storage.ScopeReadWrite))...); err != nil {
+			return nil, store.ConfigError(opts, "check "+s.hints.credentials(), "GCS transport: %w", err)
 		}
+	}
+	if opts.WrapTransport != nil {
 		copts = append(copts, option.WithHTTPClient(&http.Client{Transport: base}))
 	}
+	s.http = &http.Client{Transport: base, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse // a 308 is the protocol's "resume incomplete", never a redirect
+	}}
+	s.uploadBase = uploadBase(s.hints.endpoint, opts.URL.Query().Get("endpoint"))
 	client, err := storage.NewClient(ctx, copts...)
 	if err != nil {
 		return nil, store.ConfigError(opts, "check "+s.hints.credentials(), "GCS client for %s: %w", u.Redacted(), err)
@@ -234,6 +248,28 @@ func clientOptions(opts store.Options, h *hints) (copts []option.ClientOption, e
 	return copts, emulated, nil
 }
 
+// uploadBase is the upload endpoint matching the JSON API endpoint the client
+// uses: https://storage.googleapis.com/upload/storage/v1/, or the same path on an
+// explicit endpoint or STORAGE_EMULATOR_HOST.
+func uploadBase(hint, explicit string) string {
+	if explicit != "" {
+		if ep, err := url.Parse(explicit); err == nil {
+			p := ep.Path
+			if p == "" || p == "/" {
+				p = "/storage/v1/"
+			}
+			return ep.Scheme + "://" + ep.Host + "/upload" + strings.TrimSuffix(p, "/") + "/"
+		}
+	}
+	if host, ok := strings.CutPrefix(hint, "STORAGE_EMULATOR_HOST="); ok {
+		if !strings.Contains(host, "://") {
+			host = "http://" + host
+		}
+		return strings.TrimSuffix(host, "/") + "/upload/storage/v1/"
+	}
+	return "https://storage.googleapis.com/upload/storage/v1/"
+}
+
 // credentialsType reads the "type" of a credentials file, since the non-deprecated
 // loader wants it stated rather than trusting whatever the file declares.
 func credentialsType(path string) (option.CredentialsType, error) {
@@ -252,6 +288,17 @@ func credentialsType(path string) (option.CredentialsType, error) {
 		return t, nil
 	}
 	return "", fmt.Errorf("unsupported credentials type %q", f.Type)
+}
+
+// classFor is the storage class of a new object under key. The replicator's own
+// objects (stages, undo and trash copies) are STANDARD whatever the policy's class:
+// they are read back soon (a commit copies a stage), which an archive class
+// charges for by the byte and by a minimum storage duration.
+func (s *gcsStore) classFor(key string) string {
+	if s.storageClass != "" && store.IsInternal(key) {
+		return "STANDARD"
+	}
+	return s.storageClass
 }
 
 // Name returns the store's name.
@@ -410,7 +457,7 @@ func (s *gcsStore) Copy(ctx context.Context, dstKey, srcKey string, opts store.C
 		}
 	}
 	c := dst.CopierFrom(s.bucket.Object(srcName))
-	c.StorageClass = s.storageClass
+	c.StorageClass = s.classFor(dstKey)
 	c.DestinationKMSKeyName = s.kmsKey
 	if a := opts.Attributes; a != nil {
 		c.ContentType = a.ContentType

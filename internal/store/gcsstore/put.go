@@ -25,6 +25,8 @@ var crc32cTable = crc32.MakeTable(crc32.Castagnoli)
 // is verified before Close and a failure cancels the upload instead. With
 // Tuning.SingleRequest the rest streams in one request instead, whose body only ends
 // at Close: the same check holds, and a failure restarts the object from its start.
+// A put whose caller will retry (opts.Resume set) goes through a session of the
+// driver's own instead (resumable.go), which a later attempt can continue.
 func (s *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (*store.Object, error) {
 	const op = "put"
 	name := s.objectName(key)
@@ -41,9 +43,13 @@ func (s *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts store.
 		}
 	}
 	var attrs *storage.ObjectAttrs
-	if int64(len(head)) <= s.threshold {
+	switch {
+	case int64(len(head)) <= s.threshold:
 		attrs, err = s.putSmall(ctx, obj, key, head, v, opts)
-	} else {
+	case opts.Resume != nil && !s.single:
+		// The caller will retry: a session the next attempt can continue.
+		attrs, err = s.putResumable(ctx, key, head, v, opts)
+	default:
 		attrs, err = s.putLarge(ctx, obj, key, head, v, opts)
 	}
 	if err != nil {
@@ -85,7 +91,7 @@ func (s *gcsStore) newWriter(ctx context.Context, obj *storage.ObjectHandle, key
 		w.ContentType = store.ContentTypeOf(key)
 	}
 	w.Metadata = store.EncodeMetadata(opts.SHA256, opts.Size, opts.SourceVersion, opts.Metadata)
-	w.StorageClass = s.storageClass
+	w.StorageClass = s.classFor(key)
 	w.KMSKeyName = s.kmsKey
 	return w
 }

@@ -69,7 +69,7 @@ func (s *s3Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.Co
 		in.ContentType = &hdr.contentType
 		in.Metadata = hdr.metadata
 	}
-	s.applyStorageOptions(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
+	s.applyStorageOptions(dstKey, &in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 	out, err := s.client.CopyObject(ctx, in)
 	if err != nil {
 		return nil, s.classify("copy", dstKey, false, err)
@@ -94,7 +94,7 @@ func (s *s3Store) putEmpty(ctx context.Context, key string, pre store.Preconditi
 		ContentType:   &hdr.contentType,
 		Metadata:      hdr.metadata,
 	}
-	s.applyStorageOptions(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
+	s.applyStorageOptions(key, &in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 	in.IfNoneMatch, in.IfMatch = preconditionHeaders(pre)
 	out, err := s.client.PutObject(ctx, in)
 	if err != nil {

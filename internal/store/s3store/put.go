@@ -120,7 +120,7 @@ func (s *s3Store) putSingle(ctx context.Context, key string, data []byte, opts s
 		ContentType:    &hdr.contentType,
 		Metadata:       hdr.metadata,
 	}
-	s.applyStorageOptions(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
+	s.applyStorageOptions(key, &in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 	in.IfNoneMatch, in.IfMatch = preconditionHeaders(opts.Precondition)
 	out, err := s.client.PutObject(ctx, in, unsignedPayload)
 	if err != nil {
@@ -143,7 +143,7 @@ func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, 
 		return nil, err
 	}
 	partSize := s.partSizeFor(opts.Size, s.partSize)
-	u, stored, err := s.resumeUpload(ctx, key, partSize, opts.Resume)
+	u, stored, err := s.resumeUpload(ctx, key, opts.SHA256, partSize, opts.Resume)
 	if err != nil {
 		return nil, s.classify("put", key, false, err)
 	}
@@ -153,7 +153,7 @@ func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, 
 		}
 	}
 	if opts.OnResumeState != nil {
-		opts.OnResumeState(store.ResumeState{UploadID: u.id, PartSize: partSize})
+		opts.OnResumeState(store.ResumeState{UploadID: u.id, PartSize: partSize, Key: key, SHA256: opts.SHA256})
 	}
 	_, err = store.UploadParts(ctx, body, partSize, s.concurrency, func(ctx context.Context, number int, data []byte) error {
 		if number > maxParts {
@@ -212,11 +212,12 @@ func partETag(data []byte) string {
 	return `"` + hex.EncodeToString(md[:]) + `"`
 }
 
-// resumeUpload finds the upload named by rs, if it still exists with the same part
-// size, and the parts it holds (from ListParts, not from the caller's memory).
-// It returns a nil upload when there is nothing to resume.
-func (s *s3Store) resumeUpload(ctx context.Context, key string, partSize int64, rs *store.ResumeState) (*upload, map[int]storedPart, error) {
-	if rs == nil || rs.UploadID == "" || rs.PartSize != partSize {
+// resumeUpload finds the upload named by rs, if it was started for this key and
+// SHA-256 with the same part size and still exists, and the parts it holds (from
+// ListParts, not from the caller's memory). It returns a nil upload when there is
+// nothing to resume.
+func (s *s3Store) resumeUpload(ctx context.Context, key, sha string, partSize int64, rs *store.ResumeState) (*upload, map[int]storedPart, error) {
+	if !rs.Matches(key, sha, partSize) {
 		return nil, nil, nil
 	}
 	u := &upload{s: s, key: s.full(key), id: rs.UploadID}
@@ -325,9 +326,14 @@ func preconditionHeaders(pre store.Precondition) (ifNoneMatch, ifMatch *string) 
 }
 
 // applyStorageOptions sets the destination's storage class and encryption on a
-// request that creates an object.
-func (s *s3Store) applyStorageOptions(class *types.StorageClass, sse *types.ServerSideEncryption, kmsKey **string) {
-	*class = s.storageClass
+// request that creates key. The replicator's own objects (stages, undo copies,
+// trash) stay in the standard class: an object in an archive class (GLACIER,
+// DEEP_ARCHIVE) cannot be the source of a server-side copy, which is how a stage is
+// committed and an undo copy restored. Only objects under user keys get the class.
+func (s *s3Store) applyStorageOptions(key string, class *types.StorageClass, sse *types.ServerSideEncryption, kmsKey **string) {
+	if !store.IsInternal(key) {
+		*class = s.storageClass
+	}
 	*sse = s.sse
 	if s.sseKMSKeyID != "" {
 		*kmsKey = aws.String(s.sseKMSKeyID)
@@ -366,7 +372,7 @@ func (s *s3Store) createUpload(ctx context.Context, key string, hdr objectHeader
 	if withCRC32C {
 		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32c
 	}
-	s.applyStorageOptions(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
+	s.applyStorageOptions(key, &in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 	out, err := s.client.CreateMultipartUpload(ctx, in)
 	if err != nil {
 		return nil, err

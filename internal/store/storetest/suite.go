@@ -49,6 +49,11 @@ type Harness struct {
 	// an order error, so Names checks each name with a listing of its own instead of
 	// one listing of all.
 	ListsUTF16Order bool
+	// ResumablePuts runs every put with PutOptions.Resume set (to an empty state),
+	// as every activity attempt but the last does, so that a driver's resumable
+	// path (GCS sessions of its own) is held to the same contract: a refused put
+	// still leaves no object, since a mismatch is not a failure that may pass.
+	ResumablePuts bool
 }
 
 // UniquePrefix returns a fresh prefix for one test.
@@ -68,6 +73,10 @@ func UniquePrefix(t *testing.T) string {
 func Run(t *testing.T, h Harness) {
 	if h.LargeSize == 0 {
 		h.LargeSize = 64 << 20
+	}
+	if h.ResumablePuts {
+		driver := h.NewAt
+		h.NewAt = func(t *testing.T, prefix string) store.Store { return resuming{driver(t, prefix)} }
 	}
 	h.NewAt = checkedAt(h.NewAt)
 	h.MissingLocation = checkedLoc(h.MissingLocation)
@@ -107,6 +116,31 @@ func Run(t *testing.T, h Harness) {
 	t.Run("InvalidKeys", func(t *testing.T) { testInvalidKeys(t, newStore(t)) })
 	t.Run("Names", func(t *testing.T) { testNames(t, newStore(t), h.ListsUTF16Order) })
 	t.Run("ErrorClasses", func(t *testing.T) { testErrorClasses(t, h) })
+}
+
+// resuming passes an empty ResumeState to every put that has none. It sits between
+// store.Checked and the driver, so it passes on the driver's name rules.
+type resuming struct{ store.Store }
+
+func (r resuming) KeyPrefixLen() int {
+	if k, ok := r.Store.(store.KeyRules); ok {
+		return k.KeyPrefixLen()
+	}
+	return 0
+}
+
+func (r resuming) CheckName(key string) error {
+	if k, ok := r.Store.(store.KeyRules); ok {
+		return k.CheckName(key)
+	}
+	return nil
+}
+
+func (r resuming) Put(ctx context.Context, key string, body io.Reader, opts store.PutOptions) (*store.Object, error) {
+	if opts.Resume == nil {
+		opts.Resume = &store.ResumeState{}
+	}
+	return r.Store.Put(ctx, key, body, opts)
 }
 
 func checkedAt(f func(t *testing.T, prefix string) store.Store) func(t *testing.T, prefix string) store.Store {
