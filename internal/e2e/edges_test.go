@@ -136,3 +136,24 @@ func TestKey1000(t *testing.T) {
 		}
 	}
 }
+
+// TestNonASCIIKeyThroughItsOwnWorkflow: a key with non-ASCII characters gets a
+// workflow of its own (its ID escaped to the printable ASCII a gRPC header carries)
+// and arrives byte for byte, NFC and NFD forms of one name side by side.
+func TestNonASCIIKeyThroughItsOwnWorkflow(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	w.startWorker()
+	nfc, nfd := "résumés/café.pdf", "résumés/cafe\u0301.pdf"
+	sums := map[string]string{nfc: w.writeFile(nfc, []byte("composed")), nfd: w.writeFile(nfd, []byte("decomposed"))}
+	res, code := w.replicateWait(nfc, nfd)
+	if code != 0 {
+		t.Fatalf("exit %d %+v", code, res)
+	}
+	for _, d := range []string{"s3", "gcs", "azure"} {
+		for k, sum := range sums {
+			if got := readSHA(t, w.destination(d), k); got != sum {
+				t.Errorf("%s: %q reads back %s, want %s", d, k, got, sum)
+			}
+		}
+	}
+}

@@ -3,8 +3,8 @@ package wire
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // maxWorkflowIDBytes keeps workflow IDs well under Temporal's default limit of 1,000
@@ -12,21 +12,40 @@ import (
 const maxWorkflowIDBytes = 800
 
 // FileWorkflowID is the ID of the ReplicateFile workflow of one key: triggers for the
-// same key meet in one workflow. A key too long for a workflow ID is cut at a rune
-// boundary and ends in a hash of the whole key, so two long keys never share an ID;
-// the key itself stays in the ReplicationKey search attribute and the input.
+// same key meet in one workflow. The SDK sends workflow IDs in a gRPC header, which
+// takes printable ASCII only, so every other byte of the key (and '%') is written as
+// %XX: "replicate/invoices/caf%C3%A9.pdf". An ID too long for Temporal is cut and ends
+// in a hash of the whole key, so two long keys never share an ID; the key itself stays
+// in the ReplicationKey search attribute and the input.
 func FileWorkflowID(policy, key string) string {
-	id := "replicate/" + policy + "/" + key
+	id := "replicate/" + policy + "/" + asciiID(key)
 	if len(id) <= maxWorkflowIDBytes {
 		return id
 	}
 	sum := sha256.Sum256([]byte(key))
-	suffix := "…#" + hex.EncodeToString(sum[:12])
+	suffix := "~#" + hex.EncodeToString(sum[:12])
 	cut := maxWorkflowIDBytes - len(suffix)
-	for cut > 0 && !utf8.RuneStart(id[cut]) {
-		cut--
+	if i := strings.LastIndexByte(id[:cut], '%'); i >= cut-2 {
+		cut = i // never cut an escape in two
 	}
 	return id[:cut] + suffix
+}
+
+// asciiID escapes what a gRPC header cannot carry.
+func asciiID(s string) string {
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&0xf])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // BatchWorkflowID is the ID of a batch.

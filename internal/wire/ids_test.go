@@ -3,7 +3,6 @@ package wire
 import (
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 func TestFileWorkflowIDStaysUnderTemporalsLimit(t *testing.T) {
@@ -14,8 +13,8 @@ func TestFileWorkflowIDStaysUnderTemporalsLimit(t *testing.T) {
 	long := strings.Repeat("é", 511) + "x" // 1,023 bytes, a valid key
 	other := strings.Repeat("é", 511) + "y"
 	a, b := FileWorkflowID("policy", long), FileWorkflowID("policy", other)
-	if len(a) > maxWorkflowIDBytes || !utf8.ValidString(a) {
-		t.Fatalf("long key's ID is %d bytes (valid UTF-8: %v)", len(a), utf8.ValidString(a))
+	if len(a) > maxWorkflowIDBytes || strings.ContainsFunc(a, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		t.Fatalf("long key's ID is %d bytes, or not printable ASCII: %q", len(a), a)
 	}
 	if a == b {
 		t.Fatal("two long keys with a common prefix share a workflow ID")
@@ -23,7 +22,7 @@ func TestFileWorkflowIDStaysUnderTemporalsLimit(t *testing.T) {
 	if a != FileWorkflowID("policy", long) {
 		t.Fatal("the ID of a long key is not deterministic")
 	}
-	if !strings.HasPrefix(a, "replicate/policy/éé") {
+	if !strings.HasPrefix(a, "replicate/policy/%C3%A9%C3%A9") {
 		t.Fatalf("long key's ID does not start readably: %q", a[:40])
 	}
 }
@@ -31,5 +30,21 @@ func TestFileWorkflowIDStaysUnderTemporalsLimit(t *testing.T) {
 func TestStagingKeyIsPerVersion(t *testing.T) {
 	if StagingKey("k", "1:a") == StagingKey("k", "2:a") || !strings.HasPrefix(StagingKey("k", "1"), StagingPrefix) {
 		t.Fatal("staging keys must differ per version and live under the staging prefix")
+	}
+}
+
+func TestFileWorkflowIDIsPrintableASCII(t *testing.T) {
+	for key, want := range map[string]string{
+		"a/b.pdf":         "replicate/p/a/b.pdf",
+		"café.pdf":        "replicate/p/caf%C3%A9.pdf",
+		"100%.txt":        "replicate/p/100%25.txt",
+		"line\nbreak.csv": "replicate/p/line%0Abreak.csv",
+	} {
+		if got := FileWorkflowID("p", key); got != want {
+			t.Errorf("FileWorkflowID(%q) = %q, want %q", key, got, want)
+		}
+	}
+	if FileWorkflowID("p", "caf%C3%A9.pdf") == FileWorkflowID("p", "café.pdf") {
+		t.Error("a key that looks escaped and the key it looks like share an ID")
 	}
 }
