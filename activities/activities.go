@@ -84,6 +84,16 @@ func (a *Activities) destination(ctx context.Context, p *config.Policy, name str
 	return d, replica.Target{Policy: p, Name: d.Name, Store: s}, asActivityError(err)
 }
 
+// target resolves a policy and one of its destinations, opened.
+func (a *Activities) target(ctx context.Context, policy, destination string) (*config.Policy, *config.Destination, replica.Target, error) {
+	p, err := a.policy(policy)
+	if err != nil {
+		return nil, nil, replica.Target{}, err
+	}
+	d, t, err := a.destination(ctx, p, destination)
+	return p, d, t, err
+}
+
 func (a *Activities) limitsFor(p *config.Policy, d *config.Destination) *destLimits {
 	a.limitsMu.Lock()
 	defer a.limitsMu.Unlock()
@@ -231,11 +241,7 @@ func (h *heartbeatReader) Read(p []byte) (int, error) {
 // directly (eventual mode) or to the staging key (atomic mode), within the
 // destination's limits on this worker, heartbeating progress and resume state.
 func (a *Activities) Transfer(ctx context.Context, in wire.TransferInput) (*wire.TransferResult, error) {
-	p, err := a.policy(in.Policy)
-	if err != nil {
-		return nil, err
-	}
-	d, t, err := a.destination(ctx, p, in.Destination)
+	p, d, t, err := a.target(ctx, in.Policy, in.Destination)
 	if err != nil {
 		return nil, err
 	}
@@ -360,11 +366,7 @@ func (a *Activities) observe(policy, destination string, sv wire.SourceVersion, 
 // Commit makes a staged version visible under its final key (the engine's Commit),
 // heartbeating while the server copies.
 func (a *Activities) Commit(ctx context.Context, in wire.TransferInput) (*wire.TransferResult, error) {
-	p, err := a.policy(in.Policy)
-	if err != nil {
-		return nil, err
-	}
-	_, t, err := a.destination(ctx, p, in.Destination)
+	p, _, t, err := a.target(ctx, in.Policy, in.Destination)
 	if err != nil {
 		return nil, err
 	}
@@ -379,11 +381,7 @@ func (a *Activities) Commit(ctx context.Context, in wire.TransferInput) (*wire.T
 // Rollback undoes commits on one destination (the engine's Rollback, key by key): the
 // compensation of an atomic replication whose commit failed for good elsewhere.
 func (a *Activities) Rollback(ctx context.Context, in wire.RollbackInput) (*wire.RollbackResult, error) {
-	p, err := a.policy(in.Policy)
-	if err != nil {
-		return nil, err
-	}
-	_, t, err := a.destination(ctx, p, in.Destination)
+	_, _, t, err := a.target(ctx, in.Policy, in.Destination)
 	if err != nil {
 		return nil, err
 	}
@@ -434,11 +432,7 @@ func keepAlive(ctx context.Context, details func() []any) (stop func()) {
 // Cleanup removes staging objects and aborts their unfinished uploads: the
 // compensation of atomic mode and its last step after a commit.
 func (a *Activities) Cleanup(ctx context.Context, in wire.CleanupInput) error {
-	p, err := a.policy(in.Policy)
-	if err != nil {
-		return err
-	}
-	_, t, err := a.destination(ctx, p, in.Destination)
+	_, _, t, err := a.target(ctx, in.Policy, in.Destination)
 	if err != nil {
 		return err
 	}
@@ -449,11 +443,7 @@ func (a *Activities) Cleanup(ctx context.Context, in wire.CleanupInput) error {
 // by a per-file run) through the engine's guarded delete, counted against the
 // policy's delete window.
 func (a *Activities) DeleteReplica(ctx context.Context, in wire.DeleteInput) (*wire.TransferResult, error) {
-	p, err := a.policy(in.Policy)
-	if err != nil {
-		return nil, err
-	}
-	_, t, err := a.destination(ctx, p, in.Destination)
+	p, _, t, err := a.target(ctx, in.Policy, in.Destination)
 	if err != nil {
 		return nil, err
 	}

@@ -68,12 +68,7 @@ func (e *Engine) Write(ctx context.Context, t Target, r WriteRequest) (*wire.Tra
 			return nil, err
 		}
 		if v := decide(t.Policy, current, r.Source); v != write {
-			if v == skip && r.RecordSkips {
-				if err := e.committed(ctx, t, r.Journal, r.Key, r.Source, &current.Object); err != nil {
-					return nil, err
-				}
-			}
-			return outcomeOf(v, current), nil
+			return e.settled(ctx, t, r, v, current)
 		}
 		if current != nil {
 			if err := e.Trash(ctx, t, r.Key, current.ETag); err != nil {
@@ -95,6 +90,17 @@ func (e *Engine) Write(ctx context.Context, t Target, r WriteRequest) (*wire.Tra
 		}
 		return &wire.TransferResult{Outcome: wire.OutcomeCopied, Bytes: obj.Size, ETag: obj.ETag}, nil
 	}
+}
+
+// settled reports a verdict that writes nothing, recording a destination that already
+// holds the version in its manifest when the request adopts replicas.
+func (e *Engine) settled(ctx context.Context, t Target, r WriteRequest, v verdict, current *store.Attributes) (*wire.TransferResult, error) {
+	if v == skip && r.RecordSkips {
+		if err := e.committed(ctx, t, r.Journal, r.Key, r.Source, &current.Object); err != nil {
+			return nil, err
+		}
+	}
+	return outcomeOf(v, current), nil
 }
 
 // current is what the destination holds under the key, with a replica whose metadata
@@ -129,12 +135,7 @@ func (e *Engine) Stage(ctx context.Context, t Target, r WriteRequest, stagingKey
 		return nil, err
 	}
 	if v := decide(t.Policy, current, r.Source); v != write {
-		if v == skip && r.RecordSkips {
-			if err := e.committed(ctx, t, r.Journal, r.Key, r.Source, &current.Object); err != nil {
-				return nil, err
-			}
-		}
-		return outcomeOf(v, current), nil
+		return e.settled(ctx, t, r, v, current)
 	}
 	obj, err := e.put(ctx, t, r.Body, r.Key, stagingKey, r.Source, store.Precondition{})
 	if store.IsNotFound(err) {
