@@ -122,13 +122,18 @@ func (w *chunkWork) addDestinations(ctx context.Context, names []string) error {
 // deadLetter records a key's permanent failure on a destination; a record that
 // cannot be written fails the chunk (after its other keys), so nothing is lost.
 func (w *chunkWork) deadLetter(ctx context.Context, key, dest string, err error) {
-	if ErrorClass(err) == wire.ErrRejected {
+	w.deadLetterClass(ctx, key, dest, ErrorClass(err), err.Error())
+}
+
+// deadLetterClass records a key's permanent failure of a known class and message.
+func (w *chunkWork) deadLetterClass(ctx context.Context, key, dest, class, message string) {
+	if class == wire.ErrRejected {
 		w.mu.Lock()
 		w.rejected[key] = true
 		w.mu.Unlock()
 	}
-	derr := w.st.RecordDeadLetter(ctx, state.DeadLetter{Policy: w.p.Name, Key: key, Destination: dest, Class: ErrorClass(err),
-		Message: err.Error(), Attempts: chunkTries, WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID})
+	derr := w.st.RecordDeadLetter(ctx, state.DeadLetter{Policy: w.p.Name, Key: key, Destination: dest, Class: class,
+		Message: message, Attempts: chunkTries, WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID})
 	if derr != nil {
 		w.mu.Lock()
 		w.errs = errors.Join(w.errs, derr)

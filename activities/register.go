@@ -34,6 +34,7 @@ func Register(r Registry, a *Activities) {
 		{wire.DeleteChunkName, a.DeleteChunk},
 		{wire.FinishReconcileName, a.FinishReconcile},
 		{wire.RollbackName, a.Rollback},
+		{wire.AtomicChunkName, a.AtomicChunk},
 	} {
 		r.RegisterActivityWithOptions(act.fn, activity.RegisterOptions{Name: act.name})
 	}

@@ -27,6 +27,10 @@ func (r *batchRun) atomicChunks(ctx workflow.Context, stop int) error {
 	if workflow.GetVersion(ctx, atomicUndoVersion, workflow.DefaultVersion, 1) == 1 {
 		info := workflow.GetInfo(ctx)
 		r.stageRun = info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID
+		// Small keys whose destinations all share one task queue need no stages: one
+		// activity writes each to all of them or none.
+		r.direct = len(r.in.Description.Groups) == 1 &&
+			workflow.GetVersion(ctx, atomicDirectVersion, workflow.DefaultVersion, 1) == 1
 	}
 	slots := workflow.NewBufferedChannel(ctx, r.in.Concurrency)
 	wg := workflow.NewWaitGroup(ctx)
@@ -75,9 +79,39 @@ func (k *keyRoute) failed() bool {
 	return slices.ContainsFunc(k.outs, func(o wire.KeyDestination) bool { return o.Outcome == wire.OutcomeFailed })
 }
 
+// atomicDirectVersion marks the change to AtomicChunk for atomic batches whose
+// destinations share one task queue.
+const atomicDirectVersion = "atomic-direct"
+
+// directPage writes one page with AtomicChunk and returns the keys that need a
+// ReplicateFile run of their own (large, or changed while read).
+func (r *batchRun) directPage(ctx workflow.Context, page int) ([]string, error) {
+	g := r.in.Description.Groups[0]
+	actx := chunkOptions(ctx, r.in.Description, g.TaskQueue, fmt.Sprintf("atomic chunk %d/%d → %v", page+1, r.in.List.Pages, g.Destinations))
+	var res wire.AtomicChunkResult
+	err := workflow.ExecuteActivity(actx, wire.AtomicChunkName, wire.ChunkInput{
+		Policy: r.in.Policy, List: r.in.List, Page: page, Destinations: g.Destinations, LargeThreshold: r.in.LargeThreshold,
+		RecordSkips: r.in.RecordSkips, VerifyContent: r.in.VerifyContent, Run: r.stageRun,
+	}).Get(ctx, &res)
+	if err != nil {
+		return nil, err
+	}
+	r.in.Summary.Keys += res.Keys
+	r.in.Summary.Excluded += res.Excluded
+	r.in.Summary.Rejected += res.Rejected
+	r.in.Summary.Large += len(res.Large)
+	for _, d := range res.Destinations {
+		r.in.Summary.Add(d.Destination, d.Counts)
+	}
+	return append(res.Large, res.Changed...), nil
+}
+
 // atomicPage stages, decides, commits and cleans up one page, and returns the keys
 // that need a ReplicateFile run of their own.
 func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) {
+	if r.direct {
+		return r.directPage(ctx, page)
+	}
 	desc := r.in.Description
 	stageFutures := make([]workflow.Future, len(desc.Groups))
 	for gi, g := range desc.Groups {

@@ -29,6 +29,8 @@ type batchRun struct {
 	// run names this run's stages and undo copies in an atomic batch ("" in runs
 	// recorded before they were per run).
 	stageRun string
+	// direct: atomic pages go through AtomicChunk (see atomicDirectVersion).
+	direct bool
 }
 
 func (r *batchRun) setup(ctx workflow.Context) error {

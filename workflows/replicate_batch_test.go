@@ -224,30 +224,59 @@ func TestAtomicBatchGivesAChangedKeyItsOwnWorkflow(t *testing.T) {
 	}
 }
 
+// Destinations on two task queues take the staged path, whose commits roll forward.
 func TestAtomicBatchCommitRollsForward(t *testing.T) {
 	env := newEnv(t)
 	d := describe("atomic")
-	d.Groups = d.Groups[:1]
-	env.OnActivity(wire.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk([]string{"a"}, nil)).Once()
+	env.OnActivity(wire.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk([]string{"a"}, nil)).Twice()
 	// More failures than the policy's MaxAttempts (2): commits retry until done.
 	env.OnActivity(wire.CommitChunkName, mock.Anything, mock.Anything).Return(nil, errors.New("server busy")).Times(4)
 	var committed []string
-	env.OnActivity(wire.CommitChunkName, mock.Anything, mock.Anything).Return(commitAll(&committed)).Once()
-	env.OnActivity(wire.CleanupName, mock.Anything, mock.Anything).Return(nil).Twice()
+	env.OnActivity(wire.CommitChunkName, mock.Anything, mock.Anything).Return(commitAll(&committed)).Twice()
+	env.OnActivity(wire.CleanupName, mock.Anything, mock.Anything).Return(nil).Times(3)
 	env.ExecuteWorkflow(ReplicateBatch, wire.ReplicateBatchInput{Policy: "p", List: wire.KeyList{Pages: 1}, Description: d})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if len(committed) != 2 {
+	if len(committed) != 3 {
 		t.Fatalf("committed %v", committed)
+	}
+}
+
+// Destinations on one task queue take the direct path: one AtomicChunk per page, and
+// the keys it hands back (large, or changed while read) get a ReplicateFile each.
+func TestAtomicBatchOnOneQueueWritesDirectly(t *testing.T) {
+	env := newEnv(t)
+	d := describe("atomic")
+	d.Groups = d.Groups[:1]
+	env.OnActivity(wire.AtomicChunkName, mock.Anything, mock.Anything).Return(func(_ context.Context, in wire.ChunkInput) (*wire.AtomicChunkResult, error) {
+		if in.Run != testRun {
+			return nil, errors.New("the chunk does not name its run")
+		}
+		return &wire.AtomicChunkResult{Keys: 64, Large: []string{"big"}, Changed: []string{"moving"}, Destinations: []wire.DestinationCounts{
+			{Destination: "s3", Counts: wire.Counts{Copied: 62, Bytes: 620}}, {Destination: "gcs", Counts: wire.Counts{Copied: 60, Failed: 2}}}}, nil
+	}).Once()
+	for _, k := range []string{"big", "moving"} {
+		env.OnWorkflow(wire.ReplicateFileName, mock.Anything, wire.ReplicateFileInput{Policy: "p", Key: k}).Return(&wire.ReplicateFileResult{
+			Outcome: wire.RunOK, Destinations: []wire.DestinationOutcome{{Destination: "s3", Outcome: "copied", Bytes: 1}}}, nil).Once()
+	}
+	env.ExecuteWorkflow(ReplicateBatch, wire.ReplicateBatchInput{Policy: "p", List: wire.KeyList{Pages: 1}, Description: d})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var sum wire.BatchSummary
+	if err := env.GetWorkflowResult(&sum); err != nil {
+		t.Fatal(err)
+	}
+	if tot := sum.Totals(); sum.Keys != 64 || sum.Large != 1 || tot.Copied != 124 || tot.Failed != 2 {
+		t.Fatalf("summary %+v", sum)
 	}
 }
 
 func TestAtomicBatchContinuesAsNewAfterFewerPages(t *testing.T) {
 	env := newEnv(t)
 	d := describe("atomic")
-	d.Groups = d.Groups[:1]
-	env.OnActivity(wire.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk(nil, nil)).Times(atomicPagesPerRun)
+	env.OnActivity(wire.StageChunkName, mock.Anything, mock.Anything).Return(stageChunk(nil, nil)).Times(2 * atomicPagesPerRun)
 	env.ExecuteWorkflow(ReplicateBatch, wire.ReplicateBatchInput{Policy: "p", List: wire.KeyList{Pages: atomicPagesPerRun + 1}, Description: d})
 	if err := env.GetWorkflowError(); !workflow.IsContinueAsNewError(err) {
 		t.Fatalf("err = %v, want continue-as-new after %d pages", err, atomicPagesPerRun)

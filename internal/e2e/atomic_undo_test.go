@@ -33,7 +33,9 @@ func TestAtomicCommitFailureRollsBack(t *testing.T) {
 				t.Fatalf("first replication: exit %d %+v", code, res)
 			}
 			healthy.stop(t)
-			w.startWorker("REPLICATOR_FAULTS=commit@" + failing)
+			// Commits (server-side copies, the staged path) and puts (the direct path of
+			// batches whose destinations share a queue) onto user keys are denied.
+			w.startWorker("REPLICATOR_FAULTS=commit@" + failing + ",put@" + failing)
 
 			// ReplicateFile: an existing key changed, and a new key.
 			w.writeFile("existing/file.txt", []byte("version 2, which must reach all three or none"))

@@ -447,3 +447,59 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// denyingStore refuses puts onto user keys, as a bucket policy on the final prefix
+// would.
+type denyingStore struct{ store.Store }
+
+func (d denyingStore) Put(ctx context.Context, key string, body io.Reader, opts store.PutOptions) (*store.Object, error) {
+	if !store.IsInternal(key) {
+		return nil, store.Errorf(store.CodePermission, "put", d.Name(), key, "", "access denied")
+	}
+	return d.Store.Put(ctx, key, body, opts)
+}
+
+func TestDirectAtomicWriteIsAllOrNothing(t *testing.T) {
+	ctx := context.Background()
+	d := newDirs(t)
+	second := open(t, filepath.Join(d.root, "dst2"), "dst2")
+	targets := func(deny bool) []DirectTarget {
+		var s store.Store = second
+		if deny {
+			s = denyingStore{second}
+		}
+		return []DirectTarget{{Target: d.target()}, {Target: Target{Policy: d.policy, Name: "dst2", Store: s}}}
+	}
+	data := func(content string) (wire.SourceVersion, Body) {
+		sv := d.writeSource(t, "k", content, time.Time{})
+		return sv, Body{Data: []byte(content)}
+	}
+	write := func(content string, deny bool) ([]wire.KeyDestination, error) {
+		sv, body := data(content)
+		ts := targets(deny)
+		for i := range ts {
+			ts[i].Body = body
+		}
+		return d.engine.Direct(ctx, ts, WriteRequest{Key: "k", Source: sv}, "run-"+content, 2)
+	}
+	// A new key, one destination denying: the other loses the key it got.
+	outs, err := write("first", true)
+	if err == nil || outs[0].Outcome != wire.OutcomeRolledBack || outs[1].Outcome != wire.OutcomeFailed || fileExists(filepath.Join(d.root, "dst", "k")) {
+		t.Fatalf("new key, second destination denying: %+v %v", outs, err)
+	}
+	// Both accept: written everywhere, no undo copy left.
+	if outs, err := write("second", false); err != nil || outs[0].Outcome != wire.OutcomeCopied || outs[1].Outcome != wire.OutcomeCopied {
+		t.Fatalf("both accepting: %+v %v", outs, err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	// An existing key, one destination denying: the other gets its previous version back.
+	outs, err = write("third", true)
+	if err == nil || outs[0].Outcome != wire.OutcomeRolledBack || d.replica(t, "k") != "second" {
+		t.Fatalf("existing key, second destination denying: %+v %v, replica %q", outs, err, d.replica(t, "k"))
+	}
+	for _, dir := range []string{"dst", "dst2"} {
+		if entries, _ := os.ReadDir(filepath.Join(d.root, dir, ".replicator", "undo")); len(entries) > 0 {
+			t.Errorf("%s: undo copies left: %v", dir, entries)
+		}
+	}
+}

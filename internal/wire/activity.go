@@ -149,6 +149,20 @@ type PolicyDescription struct {
 	Retry       RetrySettings
 }
 
+// AtomicChunkResult sums up an AtomicChunk: one page of an atomic batch written to
+// every destination at once, key by key all or nothing, without stages.
+type AtomicChunkResult struct {
+	Keys         int
+	Excluded     int
+	Rejected     int `json:",omitempty"`
+	Destinations []DestinationCounts
+	// Large keys are above what a worker holds in memory: each gets a ReplicateFile
+	// run of its own, staged.
+	Large []string `json:",omitempty"`
+	// Changed keys changed while they were read: each gets a ReplicateFile run too.
+	Changed []string `json:",omitempty"`
+}
+
 // RollbackInput asks to undo the commits of some keys on one destination: an atomic
 // replication whose commit failed for good elsewhere is rolled back everywhere.
 type RollbackInput struct {

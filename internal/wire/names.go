@@ -26,6 +26,7 @@ const (
 	DeleteChunkName      = "DeleteChunk"
 	FinishReconcileName  = "FinishReconcile"
 	RollbackName         = "Rollback"
+	AtomicChunkName      = "AtomicChunk"
 )
 
 // Signal and query names.
