@@ -37,7 +37,7 @@ func TestAtomicBatchOfSmallFiles(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("batch exit %d, want 1 (one key failed): %s", code, out)
 	}
-	recordHistory(t, "batch/"+w.policy+"/atomic", "replicate_batch_atomic")
+	recordHistory(t, "batch/"+w.policy+"/atomic", "replicate_batch_atomic_direct")
 	var res struct {
 		Summary struct {
 			Keys         int

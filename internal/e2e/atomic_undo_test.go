@@ -44,6 +44,9 @@ func TestAtomicCommitFailureRollsBack(t *testing.T) {
 			if code != 1 {
 				t.Fatalf("replicate: exit %d, want 1: %+v", code, res)
 			}
+			if failing == "gcs" {
+				recordHistory(t, "replicate/"+w.policy+"/existing/file.txt", "replicate_file_atomic_rolled_back")
+			}
 			for _, r := range res {
 				if r.Outcome != "compensated" {
 					t.Errorf("%s: outcome %s, want compensated", r.Key, r.Outcome)
@@ -67,6 +70,9 @@ func TestAtomicCommitFailureRollsBack(t *testing.T) {
 			out, code := w.starter("batch", list, "--wait", "--json", "--id", "undo")
 			if code != 1 {
 				t.Fatalf("batch: exit %d, want 1: %s", code, out)
+			}
+			if failing == "gcs" {
+				recordHistory(t, "batch/"+w.policy+"/undo", "replicate_batch_atomic_direct_rolled_back")
 			}
 			var batch struct {
 				Summary struct {
