@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/cloudrepl/replicator/internal/temporalclient"
 	"github.com/cloudrepl/replicator/internal/version"
@@ -108,7 +109,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, dialer func()
 	case errors.Is(err, errFailed):
 		return exitFailed
 	}
-	fmt.Fprintln(stderr, "starter:", err)
+	fmt.Fprintln(stderr, "starter:", readable(err))
 	if ue := (usageError{}); errors.As(err, &ue) {
 		return exitUsage
 	}
@@ -179,4 +180,26 @@ func groupCommand(cmd *cobra.Command) {
 		return usagef("unknown command %q for %q (commands: %s)", args[0], c.CommandPath(), strings.Join(names, ", "))
 	}
 	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+}
+
+// readable is err as an operator reads it: a failed workflow's cause said once, in
+// place of Temporal's chain of wrapping errors that repeats it two to four times.
+func readable(err error) string {
+	msg := err.Error()
+	var we *temporal.WorkflowExecutionError
+	if !errors.As(err, &we) {
+		return msg
+	}
+	cause := ""
+	var ae *temporal.ApplicationError
+	var te *temporal.TimeoutError
+	switch {
+	case errors.As(err, &ae):
+		cause = "the workflow failed: " + ae.Message()
+	case errors.As(err, &te):
+		cause = "the workflow timed out (" + te.TimeoutType().String() + ")"
+	default:
+		return msg
+	}
+	return strings.Replace(msg, we.Error(), cause, 1)
 }
