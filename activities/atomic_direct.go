@@ -2,6 +2,9 @@ package activities
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
 
 	"github.com/cloudrepl/replicator/internal/config"
 	"github.com/cloudrepl/replicator/internal/replica"
@@ -30,6 +33,10 @@ func (a *Activities) AtomicChunk(ctx context.Context, in wire.ChunkInput) (*wire
 		counts[dest].Record(o, n)
 	}
 	var changed []string
+	// A rollback or undo cleanup that could not be done fails the page (its retry
+	// finds every key where it left it and finishes the job); a destination refusing a
+	// key is that key's outcome.
+	var unfinished []error
 	excluded, large := w.eachKey(ctx, min(in.LargeThreshold, sharedReadMax), func(job keyJob) {
 		switch {
 		case job.readErr != nil && ErrorClass(job.readErr) == wire.ErrSourceChanged:
@@ -65,8 +72,14 @@ func (a *Activities) AtomicChunk(ctx context.Context, in wire.ChunkInput) (*wire
 				d := w.dests[t]
 				targets[i] = replica.DirectTarget{Target: d.t, Body: replica.Body{Data: job.data, Limiter: d.lim.limiter}}
 			}
-			outs, _ := a.Engine.Direct(ctx, targets, replica.WriteRequest{Key: job.key, Source: job.sv, RecordSkips: in.RecordSkips,
+			outs, err := a.Engine.Direct(ctx, targets, replica.WriteRequest{Key: job.key, Source: job.sv, RecordSkips: in.RecordSkips,
 				VerifyContent: in.VerifyContent, Journal: w.journal}, in.Run, chunkTries)
+			if err != nil && !slices.ContainsFunc(outs, func(o wire.KeyDestination) bool { return o.Outcome == wire.OutcomeFailed }) {
+				w.mu.Lock()
+				unfinished = append(unfinished, err)
+				w.mu.Unlock()
+				return
+			}
 			for _, o := range outs {
 				if o.Outcome == wire.OutcomeFailed {
 					w.deadLetterClass(ctx, job.key, o.Destination, o.ErrorClass, o.Error)
@@ -81,6 +94,9 @@ func (a *Activities) AtomicChunk(ctx context.Context, in wire.ChunkInput) (*wire
 	})
 	if err := w.finish(ctx); err != nil {
 		return nil, err
+	}
+	if err := errors.Join(unfinished...); err != nil {
+		return nil, fmt.Errorf("atomic page %d: %w", in.Page, err)
 	}
 	res := &wire.AtomicChunkResult{Keys: len(w.keys), Excluded: excluded, Rejected: len(w.rejected), Large: large, Changed: changed}
 	for _, name := range in.Destinations {

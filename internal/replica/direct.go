@@ -24,7 +24,10 @@ type DirectTarget struct {
 // key removed, each conditional on what this write made), so no destination keeps
 // the new version. Results are in the order of targets; the error is that of the
 // first failed destination, whose result says failed. A destination that neither
-// failed nor kept the version after a rollback reads rolled back.
+// failed nor kept the version after a rollback reads rolled back. An error while no
+// result says failed means the write is unfinished (a rollback or the removal of an
+// undo copy failed): the caller must try the key again, which finds every destination
+// where this left it.
 func (e *Engine) Direct(ctx context.Context, targets []DirectTarget, r WriteRequest, run string, tries int) ([]wire.KeyDestination, error) {
 	out := make([]wire.KeyDestination, len(targets))
 	undos := make([]*wire.UndoState, len(targets))

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -501,5 +502,34 @@ func TestDirectAtomicWriteIsAllOrNothing(t *testing.T) {
 		if entries, _ := os.ReadDir(filepath.Join(d.root, dir, ".replicator", "undo")); len(entries) > 0 {
 			t.Errorf("%s: undo copies left: %v", dir, entries)
 		}
+	}
+}
+
+// undeletableStore refuses deletes of user keys, so a rollback cannot remove what it
+// created.
+type undeletableStore struct{ store.Store }
+
+func (u undeletableStore) Delete(ctx context.Context, key string, opts store.DeleteOptions) error {
+	if !store.IsInternal(key) {
+		return store.Errorf(store.CodePermission, "delete", u.Name(), key, "", "access denied")
+	}
+	return u.Store.Delete(ctx, key, opts)
+}
+
+func TestDirectWhoseRollbackFailsSaysUnfinished(t *testing.T) {
+	d := newDirs(t)
+	second := open(t, filepath.Join(d.root, "dst2"), "dst2")
+	sv := d.writeSource(t, "k", "new", time.Time{})
+	body := Body{Data: []byte("new")}
+	targets := []DirectTarget{
+		{Target: Target{Policy: d.policy, Name: "dst", Store: undeletableStore{d.dst}}, Body: body},
+		{Target: Target{Policy: d.policy, Name: "dst2", Store: denyingStore{second}}, Body: body},
+	}
+	outs, err := d.engine.Direct(context.Background(), targets, WriteRequest{Key: "k", Source: sv}, "run", 1)
+	if err == nil || slices.ContainsFunc(outs, func(o wire.KeyDestination) bool { return o.Outcome == wire.OutcomeFailed }) {
+		t.Fatalf("a rollback that failed must read as unfinished (an error, no failed result): %+v %v", outs, err)
+	}
+	if !strings.Contains(err.Error(), "roll back") {
+		t.Errorf("the error should say the rollback failed: %v", err)
 	}
 }
