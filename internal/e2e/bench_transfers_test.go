@@ -6,8 +6,10 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -21,6 +23,9 @@ import (
 	"time"
 
 	"github.com/cloudrepl/replicator/internal/store"
+	"github.com/cloudrepl/replicator/internal/wire"
+
+	historypb "go.temporal.io/api/history/v1"
 )
 
 // benchCase is one transfer workload of `make bench`.
@@ -192,10 +197,46 @@ func runReplicator(t *testing.T, c benchCase, data string, keys []string, consis
 		t.Fatalf("%s: batch failed: %s", c.name, out)
 	}
 	el := time.Since(start)
+	if c.files == 1 && os.Getenv("REPLICATOR_BENCH_PHASES") == "1" {
+		logActivityTimes(t, wire.FileWorkflowID(w.policy, keys[0]))
+	}
 	rss, cpu := peakRSS(t, wk.cmd.Process.Pid), cpuTime(t, wk.cmd.Process.Pid)-cpuBefore
 	<-profiled
 	wk.stop(t)
 	return el, w.prefix, rss, cpu
+}
+
+// logActivityTimes logs how long each activity of a workflow took, from scheduled to
+// closed: where a run's time went (REPLICATOR_BENCH_PHASES=1).
+func logActivityTimes(t *testing.T, workflowID string) {
+	scheduled := map[int64]*historypb.HistoryEvent{}
+	for _, e := range history(t, workflowID).Events {
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
+			scheduled[e.EventId] = e
+			continue
+		}
+		var id int64
+		switch {
+		case e.GetActivityTaskCompletedEventAttributes() != nil:
+			id = e.GetActivityTaskCompletedEventAttributes().ScheduledEventId
+		case e.GetActivityTaskFailedEventAttributes() != nil:
+			id = e.GetActivityTaskFailedEventAttributes().ScheduledEventId
+		default:
+			continue
+		}
+		s := scheduled[id]
+		a := s.GetActivityTaskScheduledEventAttributes()
+		var in struct{ Destination string }
+		if p := a.GetInput().GetPayloads(); len(p) > 0 {
+			_ = json.Unmarshal(p[0].Data, &in)
+		}
+		t.Logf("%s %s: %v (at +%v)", a.ActivityType.Name, in.Destination, e.EventTime.AsTime().Sub(s.EventTime.AsTime()).Round(time.Millisecond),
+			s.EventTime.AsTime().Sub(scheduled[minKey(scheduled)].EventTime.AsTime()).Round(time.Millisecond))
+	}
+}
+
+func minKey(m map[int64]*historypb.HistoryEvent) int64 {
+	return slices.Min(slices.Collect(maps.Keys(m)))
 }
 
 // cpuTime is the CPU time (user and system) a process has used so far.
