@@ -410,8 +410,8 @@ func (a *Activities) FinishReconcile(ctx context.Context, in wire.FinishReconcil
 		if err != nil {
 			return nil, asActivityError(err)
 		}
-		if rep.Stages+rep.Undo > 0 {
-			activity.GetLogger(ctx).Info("swept what failed runs left", "policy", p.Name, "destination", d.Name, "stages", rep.Stages, "undo", rep.Undo)
+		if rep.Stages+rep.Undo+rep.Uploads > 0 {
+			activity.GetLogger(ctx).Info("swept what failed runs left", "policy", p.Name, "destination", d.Name, "stages", rep.Stages, "undo", rep.Undo, "uploads", rep.Uploads)
 			res.Swept = append(res.Swept, rep)
 		}
 	}

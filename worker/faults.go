@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/cloudrepl/replicator/internal/backends"
 	"github.com/cloudrepl/replicator/internal/store"
@@ -84,4 +85,12 @@ func (f *faultyDriver) AbortUploads(ctx context.Context, key string) error {
 		return a.AbortUploads(ctx, key)
 	}
 	return nil
+}
+
+// AbortStaleUploads keeps the wrapped driver's sweep of multipart uploads.
+func (f *faultyDriver) AbortStaleUploads(ctx context.Context, cutoff time.Time) (int, error) {
+	if a, ok := f.Store.(store.UploadAborter); ok {
+		return a.AbortStaleUploads(ctx, cutoff)
+	}
+	return 0, nil
 }

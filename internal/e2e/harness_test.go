@@ -112,8 +112,10 @@ type worldOptions struct {
 	s3Profile string
 	// azureDedicated gives Azure its own task queue.
 	azureDedicated bool
-	// gcsExtra is appended to the GCS destination (tuning, limits).
+	// gcsExtra and s3Extra are appended to the GCS and S3 destinations (tuning,
+	// limits).
 	gcsExtra string
+	s3Extra  string
 	extra    string
 }
 
@@ -157,13 +159,13 @@ policies:
     retry: {max_attempts: 3, max_interval: 1s, heartbeat_timeout: 5s}
     destinations:
       - name: s3
-        url: s3://%s/%s?region=us-east-1&endpoint=%s%s
+        url: s3://%s/%s?region=us-east-1&endpoint=%s%s%s
       - name: gcs
         url: gs://%s/%s%s
       - name: azure
         url: azblob://devstoreaccount1/%s/%s?endpoint=%s
         credentials: {azure_connection_string_env: %s}%s
-%s`, w.dir, w.policy, w.src, o.mode, o.consistency, o.s3Bucket, w.prefix, os.Getenv("REPLICATOR_S3_ENDPOINT"), s3creds,
+%s`, w.dir, w.policy, w.src, o.mode, o.consistency, o.s3Bucket, w.prefix, os.Getenv("REPLICATOR_S3_ENDPOINT"), s3creds, o.s3Extra,
 		gcsBucket, w.prefix, o.gcsExtra, azContainer, w.prefix, os.Getenv("REPLICATOR_AZURE_ENDPOINT"), o.azureConnEnv, dedicated, o.extra)
 	w.configPath = filepath.Join(w.dir, "replicator.yaml")
 	must(t, os.WriteFile(w.configPath, []byte(cfg), 0o644))

@@ -16,8 +16,10 @@ const SweepGrace = 24 * time.Hour
 
 // Sweep removes what runs that ended badly left on a destination: stages and undo
 // copies last written before cutoff (a terminated run, a stage that failed for good),
-// with the unfinished multipart uploads of those stages. Objects newer than cutoff
-// may still belong to a running commit or rollback and are kept.
+// with every unfinished multipart upload started before cutoff (of a stage that never
+// completed, or of a final key whose transfer was given up). Objects and uploads newer
+// than cutoff may still belong to a running commit, rollback or resumable transfer and
+// are kept.
 func (e *Engine) Sweep(ctx context.Context, t Target, cutoff time.Time) (wire.SweepReport, error) {
 	rep := wire.SweepReport{Destination: t.Name}
 	for _, prefix := range []string{wire.StagingPrefix, wire.UndoPrefix} {
@@ -41,6 +43,13 @@ func (e *Engine) Sweep(ctx context.Context, t Target, cutoff time.Time) (wire.Sw
 			} else {
 				rep.Undo++
 			}
+		}
+	}
+	if ab, ok := t.Store.(store.UploadAborter); ok {
+		n, err := ab.AbortStaleUploads(ctx, cutoff)
+		rep.Uploads += n
+		if err != nil {
+			return rep, fmt.Errorf("sweep unfinished uploads on %s: %w", t.Name, err)
 		}
 	}
 	return rep, nil

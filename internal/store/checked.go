@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"iter"
+	"time"
 )
 
 // Checked returns d with the parts of the Store contract that do not depend on the
@@ -232,4 +233,10 @@ func (c *checkedAborter) AbortUploads(ctx context.Context, key string) error {
 		return err
 	}
 	return c.wrap("abort", key, c.a.AbortUploads(ctx, key))
+}
+
+// AbortStaleUploads asks the driver: it takes no key to check.
+func (c *checkedAborter) AbortStaleUploads(ctx context.Context, cutoff time.Time) (int, error) {
+	n, err := c.a.AbortStaleUploads(ctx, cutoff)
+	return n, c.wrap("abort stale uploads", "", err)
 }

@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // UploadAborter is an optional interface of a Store whose backend keeps unfinished
 // multipart uploads apart from objects (S3): they hold storage, are billed and never
@@ -11,6 +14,11 @@ type UploadAborter interface {
 	// AbortUploads aborts every unfinished multipart upload of key. A key without
 	// any succeeds.
 	AbortUploads(ctx context.Context, key string) error
+	// AbortStaleUploads aborts every unfinished multipart upload under the store's
+	// location (user keys and the replicator's own) started before cutoff, and says
+	// how many it aborted. Uploads started later may belong to a running transfer
+	// that resumes them, and are kept.
+	AbortStaleUploads(ctx context.Context, cutoff time.Time) (int, error)
 }
 
 // KeyRules is an optional interface of a driver whose backend would store some keys

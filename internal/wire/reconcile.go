@@ -106,11 +106,13 @@ const (
 const ErrRejected = "Rejected"
 
 // SweepReport says what a sweep removed from one destination: stages and undo copies
-// that runs which ended badly left behind.
+// that runs which ended badly left behind, and unfinished uploads.
 type SweepReport struct {
 	Destination string
 	Stages      int
 	Undo        int
+	// Uploads counts unfinished multipart uploads aborted (S3).
+	Uploads int `json:",omitempty"`
 }
 
 // FinishReconcileResult says what FinishReconcile cleaned up.

@@ -267,6 +267,35 @@ func (s *s3Store) AbortUploads(ctx context.Context, key string) error {
 	return nil
 }
 
+// AbortStaleUploads aborts the unfinished multipart uploads under the store's prefix
+// initiated before cutoff (store.UploadAborter). It lists the whole bucket's uploads
+// and keeps those under the prefix: MinIO matches a listing's prefix against whole
+// key names only, so a folder prefix would find nothing there.
+func (s *s3Store) AbortStaleUploads(ctx context.Context, cutoff time.Time) (int, error) {
+	n := 0
+	p := s3.NewListMultipartUploadsPaginator(s.client, &s3.ListMultipartUploadsInput{Bucket: &s.bucket})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return n, s.classify("list uploads", "", false, err)
+		}
+		for _, up := range page.Uploads {
+			if up.Initiated == nil || !up.Initiated.Before(cutoff) || !strings.HasPrefix(aws.ToString(up.Key), s.keyPrefix) {
+				continue
+			}
+			_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: up.Key, UploadId: up.UploadId})
+			if err != nil {
+				if err := s.classify("abort", strings.TrimPrefix(aws.ToString(up.Key), s.keyPrefix), false, err); !store.IsNotFound(err) {
+					return n, err
+				}
+				continue
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
 // partSizeFor grows the part size for objects that would otherwise need more than
 // S3's 10000 parts, in whole MiB.
 func (s *s3Store) partSizeFor(size, partSize int64) int64 {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -106,6 +107,47 @@ func TestAbortUploadsRemovesLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := list(); n != 0 {
+		t.Fatalf("%d uploads still open", n)
+	}
+}
+
+// TestAbortStaleUploadsSweepsTheLocation aborts unfinished uploads under the store's
+// location started before the cutoff, of keys nobody names (a stage that never
+// completed, a final key whose transfer was given up), and keeps newer ones.
+func TestAbortStaleUploadsSweepsTheLocation(t *testing.T) {
+	endpoint, _, _ := env(t)
+	ensureBucket(t)
+	s := open(t, endpoint, testBucket, storetest.UniquePrefix(t), "", store.Tuning{PartSize: 5 << 20, Threshold: 5 << 20, Concurrency: 1})
+	ctx := context.Background()
+	const size = 12 << 20
+	for _, key := range []string{".replicator/staging/never-finished", "photos/given-up.jpg"} {
+		_, err := s.Put(ctx, key, &failAfter{r: storetest.Stream(1, size), n: 6 << 20}, store.PutOptions{
+			SHA256: storetest.StreamSHA256(1, size), Size: size, Resume: &store.ResumeState{}})
+		if err == nil {
+			t.Fatalf("interrupted put of %s succeeded", key)
+		}
+	}
+	open := func() int {
+		n := 0
+		for _, key := range []string{".replicator/staging/never-finished", "photos/given-up.jpg"} {
+			out, err := s.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: stringPtr(s.full(key))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(out.Uploads)
+		}
+		return n
+	}
+	if n := open(); n != 2 {
+		t.Fatalf("%d open uploads, want 2", n)
+	}
+	if n, err := s.AbortStaleUploads(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("uploads younger than the cutoff: %d aborted (%v), want none", n, err)
+	}
+	if n, err := s.AbortStaleUploads(ctx, time.Now().Add(time.Minute)); err != nil || n != 2 {
+		t.Fatalf("uploads older than the cutoff: %d aborted (%v), want 2", n, err)
+	}
+	if n := open(); n != 0 {
 		t.Fatalf("%d uploads still open", n)
 	}
 }
