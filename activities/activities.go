@@ -183,7 +183,7 @@ func (a *Activities) Prepare(ctx context.Context, in wire.PrepareInput) (*wire.P
 	if err != nil {
 		return nil, err
 	}
-	res := &wire.PrepareResult{Mode: p.Mode, Consistency: p.Consistency, Retry: retrySettings(p)}
+	res := &wire.PrepareResult{Mode: p.Mode, Consistency: p.Consistency, Retry: retrySettings(p), EventSinks: len(p.EventsOut)}
 	res.Routes = routes(p, in.Key)
 	for _, r := range res.Routes {
 		d, _ := p.Destination(r.Destination)

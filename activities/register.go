@@ -35,6 +35,7 @@ func Register(r Registry, a *Activities) {
 		{wire.FinishReconcileName, a.FinishReconcile},
 		{wire.RollbackName, a.Rollback},
 		{wire.AtomicChunkName, a.AtomicChunk},
+		{wire.SendEventsName, a.SendEvents},
 	} {
 		r.RegisterActivityWithOptions(act.fn, activity.RegisterOptions{Name: act.name})
 	}

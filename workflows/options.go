@@ -70,6 +70,17 @@ func deadLetterOptions(ctx workflow.Context, key string) workflow.Context {
 	})
 }
 
+// sendEventsOptions: events are sent to a sink until it takes them (a sink that is
+// down delays its events, and only them); each POST is bounded, and a retry resumes
+// after the events already delivered (the activity heartbeats each).
+func sendEventsOptions(ctx workflow.Context, events int) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Duration(events)*15*time.Second + 30*time.Second,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
+	})
+}
+
 // describeOptions: DescribePolicy only reads the worker's config.
 func describeOptions(ctx workflow.Context, policy string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

@@ -68,12 +68,14 @@ func (r *fileRun) run(ctx workflow.Context) (*wire.ReplicateFileResult, error) {
 		if changed && workflow.GetVersion(ctx, keptChangingVersion, workflow.DefaultVersion, 1) == 1 {
 			r.keptChanging(ctx, pass)
 			r.finish(ctx, r.result.Outcome)
+			r.sendEvents(ctx)
 			return &r.result, nil
 		}
 		if r.drainTriggers() && pass < maxPasses*2 {
 			continue // triggered during the run: look again (costs a metadata check)
 		}
 		r.finish(ctx, r.result.Outcome)
+		r.sendEvents(ctx)
 		return &r.result, nil
 	}
 }

@@ -84,6 +84,18 @@ type Policy struct {
 	// Retry says how long transient failures are retried before a replication is a
 	// dead letter.
 	Retry Retry `yaml:"retry"`
+	// EventsOut are HTTP endpoints that receive a CloudEvents event for each key a
+	// run replicated and each dead letter.
+	EventsOut []EventSink `yaml:"events_out"`
+}
+
+// EventSink is one receiver of outbound events.
+type EventSink struct {
+	// URL is where events are POSTed (http or https).
+	URL string `yaml:"url"`
+	// SecretEnv, when set, names the environment variable holding the shared secret
+	// with which each event body is signed (HMAC-SHA256).
+	SecretEnv string `yaml:"secret_env"`
 }
 
 // Destination is one named target.

@@ -227,6 +227,34 @@ func (c *checker) policy(at string, p *Policy) {
 	if p.Schedule.Every != 0 && len(p.Schedule.Calendar) > 0 {
 		c.add(at+".schedule", "use either every or calendar", "both every and calendar are set")
 	}
+	for i, sink := range p.EventsOut {
+		c.eventSink(fmt.Sprintf("%s.events_out[%d]", at, i), sink)
+	}
+}
+
+// envNameRE is the form of an environment variable name.
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// eventSink checks one events_out entry: an http(s) URL without a secret in it, and
+// the name of the variable that holds the signing secret.
+func (c *checker) eventSink(at string, sink EventSink) {
+	u, err := url.Parse(sink.URL)
+	switch {
+	case sink.URL == "":
+		c.add(at+".url", "the URL events are POSTed to, such as https://hooks.example.com/replicator", "is required")
+	case err != nil:
+		c.add(at+".url", "write a URL such as https://hooks.example.com/replicator", "is not a URL (%s; its text is not shown, it could hold a secret)", parseError(err))
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		c.add(at+".url", "write a URL such as https://hooks.example.com/replicator", "%s is not an http or https URL with a host", redactURL(u))
+	default:
+		if what, found := secretInURL(u, 0); found {
+			c.add(at+".url", "secrets never go in URLs, where they would reach workflow histories and logs: put it in an environment variable and name it with secret_env",
+				"the URL %s carries %s", redactURL(u), what)
+		}
+	}
+	if sink.SecretEnv != "" && !envNameRE.MatchString(sink.SecretEnv) {
+		c.add(at+".secret_env", "the name of an environment variable, such as REPLICATOR_EVENTS_SECRET", "%q is not a variable name", sink.SecretEnv)
+	}
 }
 
 // encryption checks a destination's server-side encryption: only S3 takes it, and a

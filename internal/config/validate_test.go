@@ -63,23 +63,31 @@ func TestServerSideEncryptionOnlyWhereItApplies(t *testing.T) {
 		{"s3 key without kms", `{name: s3, url: "s3://b/p", sse: AES256, sse_kms_key_id: k}`,
 			[]string{"policies[0].destinations[0].sse_kms_key_id:", "aws:kms"}},
 	} {
-		problems := parseProblems(t, "state: file:///state\npolicies: [{name: p, source: file:///src, destinations: ["+c.dest+"]}]\n")
-		if c.want == nil {
-			if problems != nil {
-				t.Errorf("%s: refused: %v", c.name, problems)
-			}
-			continue
+		wantOneProblem(t, c.name, "state: file:///state\npolicies: [{name: p, source: file:///src, destinations: ["+c.dest+"]}]\n", c.want)
+	}
+}
+
+// wantOneProblem parses cfg and expects it accepted (want nil) or refused with one
+// problem whose text holds every string of want.
+func wantOneProblem(t *testing.T, name, cfg string, want []string) []Problem {
+	t.Helper()
+	problems := parseProblems(t, cfg)
+	if want == nil {
+		if problems != nil {
+			t.Errorf("%s: refused: %v", name, problems)
 		}
-		if len(problems) != 1 {
-			t.Errorf("%s: problems = %v, want one", c.name, problems)
-			continue
-		}
-		for _, w := range c.want {
-			if !strings.Contains(problems[0].String(), w) {
-				t.Errorf("%s: %q lacks %q", c.name, problems[0], w)
-			}
+		return nil
+	}
+	if len(problems) != 1 {
+		t.Errorf("%s: problems = %v, want one", name, problems)
+		return nil
+	}
+	for _, w := range want {
+		if !strings.Contains(problems[0].String(), w) {
+			t.Errorf("%s: %q lacks %q", name, problems[0], w)
 		}
 	}
+	return problems
 }
 
 func TestCredentialsInURLsAreRefused(t *testing.T) {
@@ -195,6 +203,28 @@ func TestRedact(t *testing.T) {
 	} {
 		if got := redact(in); got != want {
 			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestEventsOut(t *testing.T) {
+	for _, c := range []struct {
+		name, sinks string
+		want        []string // nil: accepted
+	}{
+		{"https with a secret variable", `[{url: "https://hooks.example.com/r", secret_env: HOOK_SECRET}]`, nil},
+		{"http on loopback", `[{url: "http://127.0.0.1:8080/events"}]`, nil},
+		{"no url", `[{secret_env: X}]`, []string{"policies[0].events_out[0].url:", "is required"}},
+		{"another scheme", `[{url: "ftp://host/x"}]`, []string{"events_out[0].url:", "not an http or https URL"}},
+		{"no host", `[{url: "https:///x"}]`, []string{"events_out[0].url:", "with a host"}},
+		{"password in the url", `[{url: "https://u:hunter2secret@host/x"}]`, []string{"events_out[0].url:", "password", "secret_env"}},
+		{"bad variable name", `[{url: "https://host/x", secret_env: "MY-SECRET"}]`, []string{"events_out[0].secret_env:", "not a variable name"}},
+	} {
+		problems := wantOneProblem(t, c.name, "state: file:///state\npolicies: [{name: p, source: file:///src, destinations: [{name: d, url: \"file:///dst\"}], events_out: "+c.sinks+"}]\n", c.want)
+		for _, p := range problems {
+			if strings.Contains(p.String(), "hunter2secret") {
+				t.Errorf("%s: the message shows the secret: %q", c.name, p)
+			}
 		}
 	}
 }

@@ -52,6 +52,9 @@ type PrepareResult struct {
 	// Bandwidth is the lowest limits.bandwidth (bytes per second) of the routed
 	// destinations, 0 when none is limited: transfers get the time it implies.
 	Bandwidth int64 `json:",omitempty"`
+	// EventSinks is the number of the policy's events_out sinks: a run with any
+	// sends its events.
+	EventSinks int `json:",omitempty"`
 }
 
 // TransferInput asks to write one source version to one destination, directly or

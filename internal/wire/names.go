@@ -5,6 +5,9 @@ const (
 	ReplicateFileName  = "ReplicateFile"
 	ReplicateBatchName = "ReplicateBatch"
 	ReconcileName      = "Reconcile"
+	// DeliverEventsName delivers a run's outbound events, apart from the run so
+	// that a sink that is down never holds the replication up.
+	DeliverEventsName = "DeliverEvents"
 )
 
 // Activity type names. Workflows schedule activities by these names and the worker
@@ -27,6 +30,7 @@ const (
 	FinishReconcileName  = "FinishReconcile"
 	RollbackName         = "Rollback"
 	AtomicChunkName      = "AtomicChunk"
+	SendEventsName       = "SendEvents"
 )
 
 // Signal and query names.

@@ -1,0 +1,104 @@
+//go:build integration
+
+package e2e
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudrepl/replicator/activities"
+	"github.com/cloudrepl/replicator/internal/wire"
+)
+
+// eventSink is an HTTP receiver of the worker's events on loopback: down (503) for
+// its first requests, then taking every event whose signature checks.
+type eventSink struct {
+	mu     sync.Mutex
+	down   int
+	secret []byte
+	events []receivedEvent
+	bad    int
+}
+
+type receivedEvent struct {
+	ID, Type, Subject string
+	Data              wire.ObjectEventData
+}
+
+func (s *eventSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down > 0 {
+		s.down--
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	mac := hmac.New(sha256.New, s.secret)
+	mac.Write(body)
+	var e receivedEvent
+	if r.Header.Get(activities.SignatureHeader) != "sha256="+hex.EncodeToString(mac.Sum(nil)) || json.Unmarshal(body, &e) != nil {
+		s.bad++
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	s.events = append(s.events, e)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *eventSink) received() []receivedEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.events)
+}
+
+// TestEventsOutReachASinkThatWasDown replicates two keys, one of which one
+// destination refuses, to a policy with an events_out sink that is down at first:
+// the replications finish without waiting for it, and once it answers it holds
+// exactly the run's events (a replicated event for the key every destination took,
+// with its SHA-256; a failed event for the refusal), each signed, none twice.
+func TestEventsOutReachASinkThatWasDown(t *testing.T) {
+	sink := &eventSink{down: 3, secret: []byte("e2e-sink-secret")}
+	srv := httptest.NewServer(sink)
+	defer srv.Close()
+	w := newWorld(t, worldOptions{extra: "    events_out: [{url: \"" + srv.URL + "/events\", secret_env: E2E_SINK_SECRET}]\n    rules: [{match: \"refused/**\", to: [s3, gcs]}, {match: \"**\", to: [gcs, azure]}]\n", s3Profile: "refused"})
+	writeAWSProfiles(t, w)
+	w.extraEnv = append(w.extraEnv, "E2E_SINK_SECRET=e2e-sink-secret")
+	sum := w.writeFile("ok/invoice.pdf", randomBytes(4000))
+	w.writeFile("refused/invoice.pdf", randomBytes(4000))
+	w.startWorker()
+	res, code := w.replicateWait("ok/invoice.pdf", "refused/invoice.pdf")
+	if code != 1 || res[0].Outcome != "ok" || res[1].Outcome != "partial" {
+		t.Fatalf("replicate: exit %d %+v; want ok and partial", code, res)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for len(sink.received()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // a duplicate or an extra event would arrive by now
+	got := sink.received()
+	if len(got) != 2 || sink.bad != 0 {
+		t.Fatalf("sink received %+v (%d badly signed), want 2 events", got, sink.bad)
+	}
+	slices.SortFunc(got, func(a, b receivedEvent) int { return strings.Compare(a.Type, b.Type) })
+	failed, replicated := got[0], got[1]
+	if replicated.Type != wire.EventReplicated || replicated.Subject != "ok/invoice.pdf" || replicated.Data.SHA256 != sum || len(replicated.Data.Destinations) != 2 {
+		t.Errorf("replicated event %+v", replicated)
+	}
+	if failed.Type != wire.EventFailed || failed.Subject != "refused/invoice.pdf" || failed.Data.Destination != "s3" || failed.Data.ErrorClass != "Permission" {
+		t.Errorf("failed event %+v", failed)
+	}
+	if replicated.ID == failed.ID {
+		t.Errorf("two events share the id %s", failed.ID)
+	}
+}

@@ -1,0 +1,88 @@
+package wire
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
+
+// Outbound CloudEvents types (DESIGN section 7a).
+const (
+	// EventReplicated: a key's version is on every destination it is routed to, at
+	// least one of which was written by this run.
+	EventReplicated = "io.replicator.object.replicated"
+	// EventFailed: a key could not be written to one destination; a dead letter
+	// records it.
+	EventFailed = "io.replicator.object.failed"
+)
+
+// ObjectEvent is one outbound event, built by a workflow and sent as a CloudEvents
+// 1.0 event to each of the policy's events_out sinks.
+type ObjectEvent struct {
+	// ID is the CloudEvents id: the same for every delivery of one event, so a
+	// consumer drops duplicates by it.
+	ID   string
+	Type string
+	Time time.Time
+	Data ObjectEventData
+}
+
+// ObjectEventData is an event's data member.
+type ObjectEventData struct {
+	Policy  string `json:"policy"`
+	Key     string `json:"key"`
+	Version string `json:"version,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
+	Size    int64  `json:"size"`
+	// Outcome is the run's outcome (ok, partial, failed, compensated).
+	Outcome string `json:"outcome"`
+	// Destinations are the per-destination outcomes of a replicated event.
+	Destinations []EventDestination `json:"destinations,omitempty"`
+	// Destination, ErrorClass and Error describe a failed event.
+	Destination string `json:"destination,omitempty"`
+	ErrorClass  string `json:"error_class,omitempty"`
+	Error       string `json:"error,omitempty"`
+	// WorkflowID and RunID name the run that wrote it.
+	WorkflowID string `json:"workflow_id"`
+	RunID      string `json:"run_id"`
+}
+
+// EventDestination is one destination's outcome in a replicated event.
+type EventDestination struct {
+	Destination string `json:"destination"`
+	Outcome     string `json:"outcome"`
+	Bytes       int64  `json:"bytes"`
+}
+
+// EventID is the id of the event of type typ about key's version on destination
+// ("" for a replicated event) written by run: stable across deliveries and retries.
+func EventID(run, typ, key, version, destination string) string {
+	h := sha256.New()
+	for _, part := range []string{run, typ, key, version, destination} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// DeliverEventsInput is the input of the DeliverEvents workflow.
+type DeliverEventsInput struct {
+	Policy string
+	// Sinks is the number of the policy's events_out sinks.
+	Sinks  int
+	Events []ObjectEvent
+}
+
+// SendEventsInput asks to send events to one of the policy's sinks (its index in
+// events_out).
+type SendEventsInput struct {
+	Policy string
+	Sink   int
+	Events []ObjectEvent
+}
+
+// DeliverEventsWorkflowID is the ID of the DeliverEvents workflow of one run of
+// another workflow.
+func DeliverEventsWorkflowID(workflowID, runID string) string {
+	return "events/" + workflowID + "/" + runID
+}

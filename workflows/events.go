@@ -1,0 +1,83 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/cloudrepl/replicator/internal/wire"
+)
+
+// DeliverEvents sends a run's outbound events to each of the policy's sinks, each sink
+// on its own so that one that is down delays only its own deliveries. It runs apart
+// from the run that wrote the events (started by it, abandoned when it ends): the
+// replication never waits for a sink.
+func DeliverEvents(ctx workflow.Context, in wire.DeliverEventsInput) error {
+	futures := make([]workflow.Future, in.Sinks)
+	for i := range futures {
+		actx := sendEventsOptions(ctx, len(in.Events))
+		futures[i] = workflow.ExecuteActivity(actx, wire.SendEventsName, wire.SendEventsInput{Policy: in.Policy, Sink: i, Events: in.Events})
+	}
+	var errs []error
+	for i, f := range futures {
+		if err := f.Get(ctx, nil); err != nil {
+			errs = append(errs, fmt.Errorf("events_out[%d]: %w", i, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// eventsOutVersion marks the change that makes ReplicateFile send events to the
+// policy's events_out sinks.
+const eventsOutVersion = "events-out"
+
+// sendEvents starts the delivery of this run's events when the policy has sinks:
+// a replicated event when every routed destination holds the version and this run
+// wrote at least one, and a failed event per destination that failed. It waits only
+// for the delivery workflow to start.
+func (r *fileRun) sendEvents(ctx workflow.Context) {
+	prep := r.lastPrep
+	if prep == nil || prep.EventSinks == 0 {
+		return
+	}
+	info := workflow.GetInfo(ctx).WorkflowExecution
+	now := workflow.Now(ctx).UTC()
+	data := func() wire.ObjectEventData {
+		return wire.ObjectEventData{Policy: r.in.Policy, Key: r.in.Key, Version: r.result.Version, SHA256: r.result.SHA256, Size: r.result.Size,
+			Outcome: string(r.result.Outcome), WorkflowID: info.ID, RunID: info.RunID}
+	}
+	var events []wire.ObjectEvent
+	wrote := false
+	var dests []wire.EventDestination
+	for _, d := range r.result.Destinations {
+		dests = append(dests, wire.EventDestination{Destination: d.Destination, Outcome: string(d.Outcome), Bytes: d.Bytes})
+		wrote = wrote || d.Outcome == wire.OutcomeCopied
+	}
+	if r.result.Outcome == wire.RunOK && wrote {
+		d := data()
+		d.Destinations = dests
+		events = append(events, wire.ObjectEvent{ID: wire.EventID(info.RunID, wire.EventReplicated, r.in.Key, r.result.Version, ""), Type: wire.EventReplicated, Time: now, Data: d})
+	}
+	for _, o := range r.result.Destinations {
+		if o.Outcome != wire.OutcomeFailed {
+			continue
+		}
+		d := data()
+		d.Destination, d.ErrorClass, d.Error = o.Destination, o.ErrorClass, o.Error
+		events = append(events, wire.ObjectEvent{ID: wire.EventID(info.RunID, wire.EventFailed, r.in.Key, r.result.Version, o.Destination), Type: wire.EventFailed, Time: now, Data: d})
+	}
+	if len(events) == 0 || workflow.GetVersion(ctx, eventsOutVersion, workflow.DefaultVersion, 1) != 1 {
+		return
+	}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:        wire.DeliverEventsWorkflowID(info.ID, info.RunID),
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		StaticSummary:     fmt.Sprintf("deliver %d events of %s", len(events), summaryKey(r.in.Key)),
+	})
+	child := workflow.ExecuteChildWorkflow(cctx, wire.DeliverEventsName, wire.DeliverEventsInput{Policy: r.in.Policy, Sinks: prep.EventSinks, Events: events})
+	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Error("events of this run could not be handed over for delivery", "error", err)
+	}
+}
