@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,18 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/trigger"
 	"github.com/cloudrepl/replicator/internal/wire"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/cloudrepl/replicator/internal/store"
-	"github.com/cloudrepl/replicator/workflows"
 )
-
-// batchPageSize is the number of keys per chunk activity.
-const batchPageSize = 64
 
 func batchCmd(g *globals) *cobra.Command {
 	var wait bool
@@ -49,9 +43,7 @@ func batchCmd(g *globals) *cobra.Command {
 				in = f
 			}
 			if id == "" {
-				var b [4]byte
-				_, _ = rand.Read(b[:])
-				id = time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+				id = trigger.NewBatchID(time.Now())
 			}
 			ctx := cmd.Context()
 			st, closeState, err := e.state(ctx)
@@ -61,12 +53,12 @@ func batchCmd(g *globals) *cobra.Command {
 			defer closeState()
 			var rejected []rejectedLine
 			var readErr error
-			list, err := st.WriteKeyList(ctx, e.policy.Name, id, keyLines(in, &rejected, &readErr), batchPageSize)
+			list, err := trigger.StoreKeys(ctx, st, e.policy.Name, id, keyLines(in, &rejected, &readErr))
 			if readErr != nil {
 				return fmt.Errorf("read the key list: %w (nothing was started)", readErr)
 			}
 			if err != nil {
-				return fmt.Errorf("store the key list: %w", err)
+				return err
 			}
 			// Each refused line is reported as it is, and the others still run: one
 			// bad name in a list of thousands must not hold the rest back.
@@ -92,14 +84,9 @@ func batchCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-				ID:                    wire.BatchWorkflowID(e.policy.Name, id),
-				TaskQueue:             wire.DefaultTaskQueue,
-				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.PolicyAttr.ValueSet(e.policy.Name)),
-				StaticSummary:         fmt.Sprintf("batch of %d keys (policy %s)", list.Count, e.policy.Name),
-			}, wire.ReplicateBatchName, wire.ReplicateBatchInput{Policy: e.policy.Name, List: list, Concurrency: concurrency, PagesPerRun: pagesPerRun})
+			run, err := trigger.Batch(ctx, c, e.policy.Name, id, list, trigger.BatchOptions{Concurrency: concurrency, PagesPerRun: pagesPerRun})
 			if err != nil {
-				return fmt.Errorf("start batch: %w", err)
+				return err
 			}
 			if !wait {
 				if e.g.json {

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/cloudrepl/replicator/internal/state"
+	"github.com/cloudrepl/replicator/internal/trigger"
 )
 
 func failedCmd(g *globals) *cobra.Command {
@@ -87,7 +88,7 @@ func failedCmd(g *globals) *cobra.Command {
 			}
 			runs := make([]client.WorkflowRun, len(keys))
 			for i, k := range keys {
-				if runs[i], err = triggerFile(cmd.Context(), c, e.policy.Name, k); err != nil {
+				if runs[i], err = trigger.File(cmd.Context(), c, e.policy.Name, k, "starter"); err != nil {
 					return err
 				}
 			}

@@ -6,15 +6,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cloudrepl/replicator/internal/trigger"
 	"github.com/cloudrepl/replicator/internal/wire"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/cloudrepl/replicator/internal/store"
-	"github.com/cloudrepl/replicator/workflows"
 )
 
 func replicateCmd(g *globals) *cobra.Command {
@@ -32,7 +30,7 @@ func replicateCmd(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			runs := make([]client.WorkflowRun, len(keys))
 			for i, key := range keys {
-				if runs[i], err = triggerFile(ctx, c, e.policy.Name, key); err != nil {
+				if runs[i], err = trigger.File(ctx, c, e.policy.Name, key, "starter"); err != nil {
 					return err
 				}
 				if !e.g.json && !wait {
@@ -68,24 +66,6 @@ func keyArgs(cmd *cobra.Command, keys []string) error {
 		}
 	}
 	return nil
-}
-
-// triggerFile starts the key's ReplicateFile workflow, or signals the running one so
-// it looks at the key again when done (Signal-With-Start: triggers coalesce).
-func triggerFile(ctx context.Context, c client.Client, policy, key string) (client.WorkflowRun, error) {
-	opts := client.StartWorkflowOptions{
-		ID:                    wire.FileWorkflowID(policy, key),
-		TaskQueue:             wire.DefaultTaskQueue,
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.PolicyAttr.ValueSet(policy), workflows.KeyAttr.ValueSet(key)),
-		StaticSummary:         fmt.Sprintf("replicate %s (policy %s)", key, policy),
-	}
-	run, err := c.SignalWithStartWorkflow(ctx, opts.ID, wire.TriggerSignal, "starter", opts,
-		wire.ReplicateFileName, wire.ReplicateFileInput{Policy: policy, Key: key})
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", opts.ID, err)
-	}
-	return run, nil
 }
 
 // waitFiles waits for runs, showing per-destination progress, and prints results.
