@@ -60,6 +60,7 @@ func run() error {
 	stopTimeout := flag.Duration("stop-timeout", 30*time.Second, "how long running activities get to finish on SIGTERM before they are handed over")
 	profile := flag.Bool("pprof", false, "also serve Go's profiler under /debug/pprof/ on the metrics address")
 	showVersion := flag.Bool("version", false, "print the version stamped at build time and exit")
+	watchSources := flag.Bool("watch", false, "also watch the source directory of every policy with watch settings and replicate changes as they happen (one watcher per policy among all workers)")
 	memoryLimit := flag.String("memory-limit", "512MiB", "soft memory limit of the Go runtime (GOMEMLIMIT, when set, wins): the GC works harder near it instead of letting upload buffers pile up; 0 turns it off")
 	flag.Parse()
 	if *showVersion {
@@ -150,6 +151,13 @@ func run() error {
 		defer close(gauges)
 		refreshGauges(ctx, log, acts)
 	}()
+	if *watchSources {
+		waitWatchers, err := watchPolicies(ctx, log, cfg, c, st, stores)
+		if err != nil {
+			return err
+		}
+		defer waitWatchers()
+	}
 
 	<-ctx.Done()
 	log.Info("stopping: running activities get the stop timeout to finish", "timeout", *stopTimeout)

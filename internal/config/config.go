@@ -87,6 +87,29 @@ type Policy struct {
 	// EventsOut are HTTP endpoints that receive a CloudEvents event for each key a
 	// run replicated and each dead letter.
 	EventsOut []EventSink `yaml:"events_out"`
+	// Watch, for a directory source, makes a worker started with --watch trigger
+	// replication as files change instead of waiting for the reconcile.
+	Watch *Watch `yaml:"watch"`
+}
+
+// Watch modes.
+const (
+	WatchInotify = "inotify"
+	WatchPoll    = "poll"
+	WatchAuto    = "auto"
+)
+
+// Watch says how a policy's source directory is watched.
+type Watch struct {
+	// Mode is inotify (kernel events; only this machine's changes), poll (rescans,
+	// for NFS and CephFS, whose other clients' changes inotify never sees) or auto
+	// (poll on network file systems, else inotify).
+	Mode string `yaml:"mode"`
+	// Debounce is how long a file must go without a change before it is replicated:
+	// a file still being written is not copied half-way. Default 2s.
+	Debounce Duration `yaml:"debounce"`
+	// PollInterval is the time between rescans in poll mode. Default 30s.
+	PollInterval Duration `yaml:"poll_interval"`
 }
 
 // EventSink is one receiver of outbound events.
@@ -267,6 +290,17 @@ func (f *File) applyDefaults() {
 		}
 		if p.Limits.Concurrency == 0 {
 			p.Limits.Concurrency = 16
+		}
+		if w := p.Watch; w != nil {
+			if w.Mode == "" {
+				w.Mode = WatchAuto
+			}
+			if w.Debounce == 0 {
+				w.Debounce = Duration(2 * time.Second)
+			}
+			if w.PollInterval == 0 {
+				w.PollInterval = Duration(30 * time.Second)
+			}
 		}
 	}
 }

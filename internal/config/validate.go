@@ -230,6 +230,19 @@ func (c *checker) policy(at string, p *Policy) {
 	for i, sink := range p.EventsOut {
 		c.eventSink(fmt.Sprintf("%s.events_out[%d]", at, i), sink)
 	}
+	if w := p.Watch; w != nil {
+		switch w.Mode {
+		case WatchInotify, WatchPoll, WatchAuto, "":
+		default:
+			c.add(at+".watch.mode", "inotify, poll or auto", "unknown mode %q", w.Mode)
+		}
+		if !strings.HasPrefix(p.Source, "file://") {
+			c.add(at+".watch", "only a directory source (file://) is watched; remove watch, and a bucket source is kept in step by the scheduled reconcile", "the source is not a directory")
+		}
+		if w.Debounce < 0 || w.PollInterval < 0 {
+			c.add(at+".watch", "durations such as 2s or 1m", "negative duration")
+		}
+	}
 }
 
 // envNameRE is the form of an environment variable name.

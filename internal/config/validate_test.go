@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // parseProblems parses a config and returns its problems (nil when it is valid).
@@ -226,5 +227,26 @@ func TestEventsOut(t *testing.T) {
 				t.Errorf("%s: the message shows the secret: %q", c.name, p)
 			}
 		}
+	}
+}
+
+func TestWatchSettings(t *testing.T) {
+	for _, c := range []struct {
+		name, source, watch string
+		want                []string // nil: accepted
+	}{
+		{"auto on a directory", "file:///src", "{mode: auto}", nil},
+		{"poll with an interval", "file:///src", "{mode: poll, poll_interval: 10s, debounce: 1s}", nil},
+		{"unknown mode", "file:///src", "{mode: fanotify}", []string{"policies[0].watch.mode:", "inotify, poll or auto"}},
+		{"a bucket source", "s3://bucket/p", "{mode: poll}", []string{"policies[0].watch:", "not a directory"}},
+	} {
+		wantOneProblem(t, c.name, "state: file:///state\npolicies: [{name: p, source: \""+c.source+"\", destinations: [{name: d, url: \"file:///dst\"}], watch: "+c.watch+"}]\n", c.want)
+	}
+	f, err := Parse(strings.NewReader("state: file:///state\npolicies: [{name: p, source: file:///src, destinations: [{name: d, url: \"file:///dst\"}], watch: {}}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := f.Policies[0].Watch; w.Mode != WatchAuto || w.Debounce != Duration(2*time.Second) || w.PollInterval != Duration(30*time.Second) {
+		t.Errorf("defaults %+v", w)
 	}
 }

@@ -1,0 +1,145 @@
+//go:build integration
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/cloudrepl/replicator/internal/store"
+)
+
+// eventually polls check until it returns "" or the deadline passes, then fails with
+// its last answer.
+func eventually(t *testing.T, within time.Duration, check func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		msg := check()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// everywhere checks that every destination holds key with sum ("" for: holds no key).
+func everywhere(t *testing.T, w *world, key, sum string) func() string {
+	return func() string {
+		for _, d := range []string{"s3", "gcs", "azure"} {
+			s := w.destination(d)
+			if sum == "" {
+				if _, err := s.Stat(t.Context(), key); !store.IsNotFound(err) {
+					return fmt.Sprintf("%s still holds %s (%v)", d, key, err)
+				}
+				continue
+			}
+			if _, err := s.Stat(t.Context(), key); err != nil {
+				return fmt.Sprintf("%s lacks %s: %v", d, key, err)
+			}
+			if got := readSHA(t, s, key); got != sum {
+				return fmt.Sprintf("%s holds %s with SHA-256 %s, want %s", d, key, got, sum)
+			}
+		}
+		return ""
+	}
+}
+
+// TestWatchReplicatesChangesAsTheyHappen runs a worker with --watch over a mirror
+// policy's directory, in inotify and in poll mode, and reads the three emulators
+// back after each change: a new file, a file in a new directory, a modification, a
+// rename (copy and delete), a removal; then a burst of 1,000 files arrives in a few
+// batches, counted on the server.
+func TestWatchReplicatesChangesAsTheyHappen(t *testing.T) {
+	for _, mode := range []string{"inotify", "poll"} {
+		t.Run(mode, func(t *testing.T) {
+			w := newWorld(t, worldOptions{mode: "mirror", extra: fmt.Sprintf("    watch: {mode: %s, debounce: 300ms, poll_interval: 500ms}\n    exclude: [\"**/*.tmp\"]\n", mode)})
+			w.workerArgs = []string{"--watch"}
+			wk := w.startWorker()
+			wk.waitFor(t, "msg=watching")
+			time.Sleep(time.Second) // the watches, or the poll's baseline scan, are in place
+
+			a := w.writeFile("a.txt", []byte("first version of a"))
+			b := w.writeFile("new/dir/b.txt", []byte("b, in a directory made after the watch began"))
+			w.writeFile("ignored.tmp", []byte("excluded"))
+			eventually(t, time.Minute, everywhere(t, w, "a.txt", a))
+			eventually(t, time.Minute, everywhere(t, w, "new/dir/b.txt", b))
+
+			a2 := w.writeFile("a.txt", []byte("second version of a, longer than the first"))
+			must(t, os.Rename(filepath.Join(w.src, "new/dir/b.txt"), filepath.Join(w.src, "new/dir/c.txt")))
+			eventually(t, time.Minute, everywhere(t, w, "a.txt", a2))
+			eventually(t, time.Minute, everywhere(t, w, "new/dir/c.txt", b))
+			eventually(t, time.Minute, everywhere(t, w, "new/dir/b.txt", ""))
+
+			must(t, os.Remove(filepath.Join(w.src, "a.txt")))
+			eventually(t, time.Minute, everywhere(t, w, "a.txt", ""))
+			if _, err := w.destination("s3").Stat(t.Context(), "ignored.tmp"); !store.IsNotFound(err) {
+				t.Errorf("an excluded file was replicated: %v", err)
+			}
+
+			burstStart := time.Now().UTC()
+			const burst = 1000
+			for i := range burst {
+				w.writeFile(fmt.Sprintf("burst/%02d/f%04d.txt", i%20, i), []byte(fmt.Sprintf("burst file %d", i)))
+			}
+			eventually(t, 3*time.Minute, func() string {
+				n := 0
+				for _, k := range listAll(t, w.destination("azure")) {
+					if len(k) > 6 && k[:6] == "burst/" {
+						n++
+					}
+				}
+				if n != burst {
+					return fmt.Sprintf("azure holds %d of the %d burst files", n, burst)
+				}
+				return ""
+			})
+			eventually(t, time.Minute, everywhere(t, w, "burst/07/f0007.txt", sha([]byte("burst file 7"))))
+			resp, err := temporalClient(t).CountWorkflow(t.Context(), &workflowservice.CountWorkflowExecutionsRequest{
+				Query: fmt.Sprintf("ReplicationPolicy = %q AND StartTime >= %q", w.policy, burstStart.Format(time.RFC3339Nano))})
+			must(t, err)
+			if resp.Count > burst/100 {
+				t.Errorf("%d workflows for a burst of %d files, want at most one per 100 files", resp.Count, burst)
+			}
+			t.Logf("%s: %d workflows for %d files", mode, resp.Count, burst)
+		})
+	}
+}
+
+// TestOneWatcherPerPolicy starts two workers with --watch on one policy: one watches,
+// the other stands by; when the first stops, the second takes over and replicates
+// what changes next.
+func TestOneWatcherPerPolicy(t *testing.T) {
+	w := newWorld(t, worldOptions{extra: "    watch: {mode: inotify, debounce: 200ms}\n"})
+	w.workerArgs = []string{"--watch"}
+	first := w.startWorker()
+	first.waitFor(t, "msg=watching")
+	second := w.startWorker()
+	second.waitFor(t, "msg=polling")
+	time.Sleep(2 * time.Second)
+	if strings.Contains(second.out.String(), "msg=watching") {
+		t.Fatal("a second worker watches a policy that the first one watches")
+	}
+	sum := w.writeFile("one.txt", []byte("seen by the first watcher"))
+	eventually(t, time.Minute, everywhere(t, w, "one.txt", sum))
+
+	first.stop(t) // releases its lease
+	eventually(t, 30*time.Second, func() string {
+		if !strings.Contains(second.out.String(), "msg=watching") {
+			return "the second worker did not take over the watch"
+		}
+		return ""
+	})
+	time.Sleep(time.Second)
+	sum = w.writeFile("two.txt", []byte("seen by the second watcher"))
+	eventually(t, time.Minute, everywhere(t, w, "two.txt", sum))
+}
