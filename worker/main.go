@@ -60,6 +60,7 @@ func run() error {
 	stopTimeout := flag.Duration("stop-timeout", 30*time.Second, "how long running activities get to finish on SIGTERM before they are handed over")
 	profile := flag.Bool("pprof", false, "also serve Go's profiler under /debug/pprof/ on the metrics address")
 	showVersion := flag.Bool("version", false, "print the version stamped at build time and exit")
+	eventsAddr := flag.String("events-addr", os.Getenv("REPLICATOR_EVENTS_ADDR"), "serve object-change notifications of bucket sources (S3 and MinIO webhooks, GCS Pub/Sub push, Azure Event Grid) on this address, under /events/s3, /events/gcs and /events/azure; requests must carry $REPLICATOR_EVENTS_SECRET; off when empty")
 	watchSources := flag.Bool("watch", false, "also watch the source directory of every policy with watch settings and replicate changes as they happen (one watcher per policy among all workers)")
 	memoryLimit := flag.String("memory-limit", "512MiB", "soft memory limit of the Go runtime (GOMEMLIMIT, when set, wins): the GC works harder near it instead of letting upload buffers pile up; 0 turns it off")
 	flag.Parse()
@@ -151,6 +152,13 @@ func run() error {
 		defer close(gauges)
 		refreshGauges(ctx, log, acts)
 	}()
+	if *eventsAddr != "" {
+		stopEvents, err := serveEvents(*eventsAddr, os.Getenv("REPLICATOR_EVENTS_SECRET"), cfg, c, log)
+		if err != nil {
+			return err
+		}
+		defer stopEvents()
+	}
 	if *watchSources {
 		waitWatchers, err := watchPolicies(ctx, log, cfg, c, st, stores)
 		if err != nil {

@@ -15,6 +15,9 @@ _vars=(
 	"AZURE_STORAGE_CONNECTION_STRING=DefaultEndpointsProtocol=http;AccountName=$AZURITE_ACCOUNT;AccountKey=$AZURITE_KEY;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/$AZURITE_ACCOUNT;"
 	"REPLICATOR_TOOLS_BIN=$TOOLS_BIN"
 	"REPLICATOR_STACK_DIR=$STACK_DIR"
+	# Where MinIO's webhook posts: give it to one worker as --events-addr.
+	"REPLICATOR_LOCAL_EVENTS_ADDR=127.0.0.1:$EVENTS_PORT"
+	"REPLICATOR_EVENTS_SECRET=$EVENTS_SECRET"
 )
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
 	for v in "${_vars[@]}"; do printf 'export %q\n' "$v"; done

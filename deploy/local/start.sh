@@ -36,8 +36,15 @@ for part in "${wanted[@]}"; do
 			--ui-port "$TEMPORAL_UI_PORT" --db-filename "$STACK_DIR/temporal/temporal.db" --log-level warn "${sa[@]}"
 		;;
 	minio)
-		mkdir -p "$STACK_DIR/minio"
+		mkdir -p "$STACK_DIR/minio" "$STACK_DIR/minio-events"
+		# The webhook target "replicator" (ARN arn:minio:sqs::replicator:webhook) posts
+		# bucket notifications to a worker's --events-addr; its queue directory keeps
+		# them while no worker listens.
 		MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASSWORD MINIO_BROWSER=off MINIO_UPDATE=off \
+			MINIO_NOTIFY_WEBHOOK_ENABLE_REPLICATOR=on \
+			MINIO_NOTIFY_WEBHOOK_ENDPOINT_REPLICATOR="http://127.0.0.1:$EVENTS_PORT/events/s3" \
+			MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_REPLICATOR="Bearer $EVENTS_SECRET" \
+			MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_REPLICATOR="$STACK_DIR/minio-events" \
 			launch minio "$TOOLS_BIN/minio" server --quiet --address "127.0.0.1:$MINIO_PORT" \
 			--console-address "127.0.0.1:$MINIO_CONSOLE_PORT" "$STACK_DIR/minio"
 		;;

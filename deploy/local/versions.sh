@@ -24,6 +24,10 @@ MINIO_PORT=${REPLICATOR_MINIO_PORT:-9000}
 MINIO_CONSOLE_PORT=${REPLICATOR_MINIO_CONSOLE_PORT:-9001}
 GCS_PORT=${REPLICATOR_GCS_PORT:-4443}
 AZURITE_PORT=${REPLICATOR_AZURITE_PORT:-10000}
+# Where a worker started with --events-addr takes notifications; MinIO's webhook target
+# "replicator" posts there, with this secret (a local one, like MinIO's password).
+EVENTS_PORT=${REPLICATOR_EVENTS_PORT:-9470}
+EVENTS_SECRET=${REPLICATOR_EVENTS_SECRET:-replicator-local-events-secret}
 MINIO_USER=replicator
 MINIO_PASSWORD=${REPLICATOR_MINIO_PASSWORD:-replicator-local-secret}
 # Azurite's published development account (not a secret: it is in Azure's docs).

@@ -13,6 +13,7 @@ export REPLICATOR_STACK_DIR=$repo/.stack/$name
 export REPLICATOR_TEMPORAL_PORT=$((7233 + offset * 10000)) REPLICATOR_TEMPORAL_UI_PORT=$((8233 + offset * 10000))
 export REPLICATOR_MINIO_PORT=$((9000 + offset * 10000)) REPLICATOR_MINIO_CONSOLE_PORT=$((9001 + offset * 10000))
 export REPLICATOR_GCS_PORT=$((4443 + offset * 10000)) REPLICATOR_AZURITE_PORT=$((10000 + offset * 10000))
+export REPLICATOR_EVENTS_PORT=$((9470 + offset * 10000))
 # Azurite's data in memory: its disk persistence costs ~25 ms per request here and
 # serializes requests.
 export REPLICATOR_EMULATORS_IN_MEMORY=1
