@@ -143,3 +143,38 @@ func TestOneWatcherPerPolicy(t *testing.T) {
 	sum = w.writeFile("two.txt", []byte("seen by the second watcher"))
 	eventually(t, time.Minute, everywhere(t, w, "two.txt", sum))
 }
+
+// TestReconcileCatchesUpWhatNoWatcherSaw writes, changes and removes files while no
+// worker watches the policy; the next reconcile repairs all of it, and a watcher
+// started after it takes the changes from then on.
+func TestReconcileCatchesUpWhatNoWatcherSaw(t *testing.T) {
+	// A small tree: the safety limit must let one delete of two files through.
+	w := newWorld(t, worldOptions{mode: "mirror", extra: "    watch: {mode: inotify, debounce: 200ms}\n    safety: {max_delete: 10, max_delete_percent: 100}\n"})
+	w.workerArgs = []string{"--watch"}
+	wk := w.startWorker()
+	wk.waitFor(t, "msg=watching")
+	time.Sleep(time.Second)
+	gone := w.writeFile("gone.txt", []byte("removed while nobody watched"))
+	changed := w.writeFile("changed.txt", []byte("first version"))
+	eventually(t, time.Minute, everywhere(t, w, "gone.txt", gone))
+	eventually(t, time.Minute, everywhere(t, w, "changed.txt", changed))
+	wk.stop(t)
+
+	// The watcher is down: none of this is seen as it happens.
+	added := w.writeFile("added.txt", []byte("written while nobody watched"))
+	changed = w.writeFile("changed.txt", []byte("second version, written while nobody watched"))
+	must(t, os.Remove(filepath.Join(w.src, "gone.txt")))
+	w.workerArgs = nil
+	w.startWorker()
+	if res, code := w.reconcile(); code != 0 {
+		t.Fatalf("reconcile: exit %d %+v", code, res)
+	}
+	everywhereNow := func(key, sum string) {
+		if msg := everywhere(t, w, key, sum)(); msg != "" {
+			t.Error(msg)
+		}
+	}
+	everywhereNow("added.txt", added)
+	everywhereNow("changed.txt", changed)
+	everywhereNow("gone.txt", "")
+}
