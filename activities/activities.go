@@ -262,7 +262,7 @@ func (a *Activities) Transfer(ctx context.Context, in wire.TransferInput) (*wire
 	}) {
 		return nil, ctx.Err()
 	}
-	a.observe(p.Name, in.Destination, in.Source, res, err, in.StagingKey == "")
+	a.observe(p.Name, in.Destination, res, err)
 	return res, asActivityError(err)
 }
 
@@ -346,7 +346,8 @@ func resumeState(ctx context.Context, want wire.Progress) *store.ResumeState {
 	return &store.ResumeState{}
 }
 
-func (a *Activities) observe(policy, destination string, sv wire.SourceVersion, res *wire.TransferResult, err error, final bool) {
+// observe counts one destination's result of a write.
+func (a *Activities) observe(policy, destination string, res *wire.TransferResult, err error) {
 	if a.Metrics == nil {
 		return
 	}
@@ -358,9 +359,22 @@ func (a *Activities) observe(policy, destination string, sv wire.SourceVersion, 
 	if res.Outcome == wire.OutcomeCopied || res.Outcome == wire.OutcomeStaged {
 		a.Metrics.Bytes.WithLabelValues(policy, destination).Add(float64(res.Bytes))
 	}
-	if final && res.Outcome == wire.OutcomeCopied && !sv.ModTime.IsZero() {
-		a.Metrics.Lag.WithLabelValues(policy, destination).Observe(time.Since(sv.ModTime).Seconds())
+}
+
+// observeLag records a key's lag: from its source change to done, when the last of
+// its routed destinations holds it.
+func (a *Activities) observeLag(policy string, changed, done time.Time) {
+	if a.Metrics == nil || changed.IsZero() || done.Before(changed) {
+		return
 	}
+	a.Metrics.Lag.WithLabelValues(policy).Observe(done.Sub(changed).Seconds())
+}
+
+// ObserveLag records the lag of a key a ReplicateFile run wrote to every routed
+// destination (a local activity: metrics are the worker's, not the workflow's).
+func (a *Activities) ObserveLag(_ context.Context, in wire.LagInput) error {
+	a.observeLag(in.Policy, in.Changed, in.Done)
+	return nil
 }
 
 // Commit makes a staged version visible under its final key (the engine's Commit),
@@ -373,7 +387,7 @@ func (a *Activities) Commit(ctx context.Context, in wire.TransferInput) (*wire.T
 	res, err := a.Engine.Commit(ctx, t, replica.WriteRequest{Key: in.Key, Source: in.Source, Seen: in.Final, Undo: in.Undo,
 		KeepAlive: func() func() { return keepAlive(ctx, nil) }}, in.StagingKey)
 	if err == nil && res.Outcome == wire.OutcomeCopied {
-		a.observe(p.Name, in.Destination, in.Source, res, nil, true)
+		a.observe(p.Name, in.Destination, res, nil)
 	}
 	return res, asActivityError(err)
 }

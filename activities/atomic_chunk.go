@@ -107,7 +107,7 @@ func (w *chunkWork) stageOn(ctx context.Context, in wire.ChunkInput, job keyJob,
 				res, err = w.a.Engine.Stage(ctx, d.t, replica.WriteRequest{Key: job.key, Source: job.sv, RecordSkips: in.RecordSkips,
 					VerifyContent: in.VerifyContent, Journal: w.journal, Body: replica.Body{Source: w.src, Data: job.data, Limiter: d.lim.limiter}},
 					wire.RunStagingKey(job.key, job.sv.Version, in.Run))
-				w.a.observe(w.p.Name, dest, job.sv, res, err, false)
+				w.a.observe(w.p.Name, dest, res, err)
 			}
 			if err == nil || isPermanent(err) || ErrorClass(err) == wire.ErrSourceChanged {
 				return
@@ -196,7 +196,7 @@ func (a *Activities) CommitChunk(ctx context.Context, in wire.CommitChunkInput) 
 						}
 						out, err = a.Engine.Commit(ctx, d.t, req, wire.RunStagingKey(k.Key, k.Source.Version, in.Run))
 						if err == nil && out.Outcome == wire.OutcomeCopied {
-							a.observe(p.Name, name, k.Source, out, nil, true)
+							a.observe(p.Name, name, out, nil)
 						}
 						if err == nil || isPermanent(err) {
 							return

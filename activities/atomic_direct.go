@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cloudrepl/replicator/internal/config"
 	"github.com/cloudrepl/replicator/internal/replica"
@@ -80,6 +81,15 @@ func (a *Activities) AtomicChunk(ctx context.Context, in wire.ChunkInput) (*wire
 				w.mu.Unlock()
 				return
 			}
+			if err == nil && len(job.targets) == len(p.Route(job.key)) {
+				var got []wire.Outcome
+				for _, o := range outs {
+					got = append(got, o.Outcome)
+				}
+				if everyDestinationHolds(got) {
+					a.observeLag(p.Name, job.sv.ModTime, time.Now())
+				}
+			}
 			for _, o := range outs {
 				if o.Outcome == wire.OutcomeFailed {
 					w.deadLetterClass(ctx, job.key, o.Destination, o.ErrorClass, o.Error)
@@ -87,7 +97,7 @@ func (a *Activities) AtomicChunk(ctx context.Context, in wire.ChunkInput) (*wire
 						continue
 					}
 				}
-				a.observe(p.Name, o.Destination, job.sv, &wire.TransferResult{Outcome: o.Outcome, Bytes: o.Bytes}, nil, true)
+				a.observe(p.Name, o.Destination, &wire.TransferResult{Outcome: o.Outcome, Bytes: o.Bytes}, nil)
 				record(o.Destination, o.Outcome, o.Bytes)
 			}
 		}

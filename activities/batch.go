@@ -249,7 +249,9 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 		counts[dest].Record(outcome, n)
 		w.mu.Unlock()
 	}
-	replicateTo := func(key, t string, sv wire.SourceVersion, data []byte) {
+	// replicateTo writes one key to one destination and returns its outcome ("" when
+	// it failed or the activity ended first).
+	replicateTo := func(key, t string, sv wire.SourceVersion, data []byte) wire.Outcome {
 		d := w.dests[t]
 		var out *wire.TransferResult
 		var err error
@@ -265,7 +267,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 				} else {
 					out, err = a.Engine.Write(ctx, d.t, replica.WriteRequest{Key: key, Source: sv, RecordSkips: in.RecordSkips, VerifyContent: in.VerifyContent,
 						Journal: w.journal, Body: replica.Body{Source: w.src, Data: data, Limiter: d.lim.limiter}})
-					a.observe(p.Name, t, sv, out, err, true)
+					a.observe(p.Name, t, out, err)
 				}
 				if err == nil {
 					break
@@ -282,16 +284,17 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 			}
 		})
 		if !ok {
-			return
+			return ""
 		}
 		if err != nil {
 			if ErrorClass(err) != wire.ErrRejected { // a rejected key is counted as such, not as a failure
 				record(t, wire.OutcomeFailed, 0)
 			}
 			w.deadLetter(ctx, key, t, err)
-			return
+			return ""
 		}
 		record(t, out.Outcome, out.Bytes)
+		return out.Outcome
 	}
 	excluded, large := w.eachKey(ctx, in.LargeThreshold, func(job keyJob) {
 		if job.readErr != nil {
@@ -306,10 +309,14 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 		// The destinations of a key move at once, each within its own limit of
 		// transfers in flight on this worker, shared with every other activity.
 		var kwg sync.WaitGroup
-		for _, t := range job.targets {
-			kwg.Go(func() { replicateTo(job.key, t, job.sv, job.data) })
+		outs := make([]wire.Outcome, len(job.targets))
+		for i, t := range job.targets {
+			kwg.Go(func() { outs[i] = replicateTo(job.key, t, job.sv, job.data) })
 		}
 		kwg.Wait()
+		if job.sv.Exists && len(job.targets) == len(p.Route(job.key)) && everyDestinationHolds(outs) {
+			a.observeLag(p.Name, job.sv.ModTime, time.Now())
+		}
 	})
 	if err := w.finish(ctx); err != nil {
 		return nil, err
@@ -319,6 +326,22 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 		res.Destinations = append(res.Destinations, wire.DestinationCounts{Destination: name, Counts: *counts[name]})
 	}
 	return res, nil
+}
+
+// everyDestinationHolds reports whether a key's outcomes leave it on every destination
+// and at least one of them was written now: the moment its lag ends.
+func everyDestinationHolds(outs []wire.Outcome) bool {
+	wrote := false
+	for _, o := range outs {
+		switch o {
+		case wire.OutcomeCopied:
+			wrote = true
+		case wire.OutcomeSkipped:
+		default:
+			return false
+		}
+	}
+	return wrote
 }
 
 // sharedReadMax is the largest source ReplicateChunk reads into memory once for all

@@ -36,6 +36,7 @@ func Register(r Registry, a *Activities) {
 		{wire.RollbackName, a.Rollback},
 		{wire.AtomicChunkName, a.AtomicChunk},
 		{wire.SendEventsName, a.SendEvents},
+		{wire.ObserveLagName, a.ObserveLag},
 	} {
 		r.RegisterActivityWithOptions(act.fn, activity.RegisterOptions{Name: act.name})
 	}

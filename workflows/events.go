@@ -3,8 +3,11 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/cloudrepl/replicator/internal/wire"
@@ -79,5 +82,28 @@ func (r *fileRun) sendEvents(ctx workflow.Context) {
 	child := workflow.ExecuteChildWorkflow(cctx, wire.DeliverEventsName, wire.DeliverEventsInput{Policy: r.in.Policy, Sinks: prep.EventSinks, Events: events})
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("events of this run could not be handed over for delivery", "error", err)
+	}
+}
+
+// lagPerKeyVersion marks the change that makes ReplicateFile report a key's lag once,
+// when its last routed destination holds it.
+const lagPerKeyVersion = "lag-per-key"
+
+// observeLag reports the key's lag (source change to the last destination holding
+// it) to the worker's metrics, when this run wrote it and every routed destination
+// holds it. A local activity: it only touches the worker's metrics.
+func (r *fileRun) observeLag(ctx workflow.Context) {
+	prep := r.lastPrep
+	if prep == nil || r.result.Outcome != wire.RunOK || !slices.ContainsFunc(r.result.Destinations, func(d wire.DestinationOutcome) bool { return d.Outcome == wire.OutcomeCopied }) {
+		return
+	}
+	if workflow.GetVersion(ctx, lagPerKeyVersion, workflow.DefaultVersion, 1) != 1 {
+		return
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}})
+	in := wire.LagInput{Policy: r.in.Policy, Changed: prep.Source.ModTime, Done: workflow.Now(ctx)}
+	if err := workflow.ExecuteLocalActivity(lctx, wire.ObserveLagName, in).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("could not record the key's lag", "error", err)
 	}
 }

@@ -75,6 +75,7 @@ func (r *fileRun) run(ctx workflow.Context) (*wire.ReplicateFileResult, error) {
 			continue // triggered during the run: look again (costs a metadata check)
 		}
 		r.finish(ctx, r.result.Outcome)
+		r.observeLag(ctx)
 		r.sendEvents(ctx)
 		return &r.result, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -76,7 +77,7 @@ func TestEventsOutReachASinkThatWasDown(t *testing.T) {
 	w.extraEnv = append(w.extraEnv, "E2E_SINK_SECRET=e2e-sink-secret")
 	sum := w.writeFile("ok/invoice.pdf", randomBytes(4000))
 	w.writeFile("refused/invoice.pdf", randomBytes(4000))
-	w.startWorker()
+	wk := w.startWorker()
 	res, code := w.replicateWait("ok/invoice.pdf", "refused/invoice.pdf")
 	if code != 1 || res[0].Outcome != "ok" || res[1].Outcome != "partial" {
 		t.Fatalf("replicate: exit %d %+v; want ok and partial", code, res)
@@ -100,5 +101,13 @@ func TestEventsOutReachASinkThatWasDown(t *testing.T) {
 	}
 	if replicated.ID == failed.ID {
 		t.Errorf("two events share the id %s", failed.ID)
+	}
+	// The lag is the key's, once every routed destination holds it: one key did.
+	resp, err := http.Get(wk.metricsURL(t) + "/metrics")
+	must(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf(`replicator_lag_seconds_count{policy=%q} 1`, w.policy); !strings.Contains(string(metrics), want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
 }

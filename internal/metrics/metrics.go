@@ -17,7 +17,8 @@ type Metrics struct {
 	// Objects counts replications by result: copied, skipped, superseded, failed,
 	// deleted.
 	Objects *prometheus.CounterVec
-	// Lag observes seconds from a source version's modification to its commit.
+	// Lag observes, per key, seconds from a source version's modification to its commit
+	// on the last of the destinations it is routed to.
 	Lag *prometheus.HistogramVec
 	// DeadLetters is the number of dead letters per policy and destination.
 	DeadLetters *prometheus.GaugeVec
@@ -48,9 +49,9 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "replicator_objects_total", Help: "Replications per destination by result (copied, skipped, superseded, deleted, failed).",
 		}, []string{"policy", "destination", "result"}),
 		Lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "replicator_lag_seconds", Help: "Seconds from a source change to its commit on a destination.",
-			Buckets: prometheus.ExponentialBuckets(0.25, 2, 16),
-		}, []string{"policy", "destination"}),
+			Name: "replicator_lag_seconds", Help: "Seconds from a source change (its modification time) to its commit on the last of its routed destinations, per key.",
+			Buckets: []float64{0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400},
+		}, []string{"policy"}),
 		DeadLetters: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "replicator_dead_letters", Help: "Replications that failed permanently and wait for a retry.",
 		}, []string{"policy", "destination"}),

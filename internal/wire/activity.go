@@ -323,3 +323,11 @@ type ResumeState struct {
 	// recorded (GCS). It is a lower bound: the server may hold more, and is asked.
 	Offset int64 `json:",omitempty"`
 }
+
+// LagInput reports a key written to every destination it is routed to: Changed is its
+// source version's modification time, Done when the last destination held it.
+type LagInput struct {
+	Policy  string
+	Changed time.Time
+	Done    time.Time
+}

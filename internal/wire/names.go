@@ -31,6 +31,7 @@ const (
 	RollbackName         = "Rollback"
 	AtomicChunkName      = "AtomicChunk"
 	SendEventsName       = "SendEvents"
+	ObserveLagName       = "ObserveLag"
 )
 
 // Signal and query names.
