@@ -1,7 +1,7 @@
 # The two commands of the README are `make run` and `make test`.
 SHELL := /bin/bash
 
-.PHONY: run test unit bench bench-transfers bench-reconcile stack-up stack-down stack-health tools lint
+.PHONY: run test unit bench bench-transfers bench-reconcile bench-lag stack-up stack-down stack-health tools lint
 
 ## run: the demo on the embedded default: local stack, worker, replication of samples.
 run:
@@ -11,8 +11,8 @@ run:
 test:
 	bash deploy/local/test.sh
 
-## bench: every benchmark case (DESIGN section 9): transfers, then the no-op reconcile (deploy/bench/*.md).
-bench: bench-transfers bench-reconcile
+## bench: every benchmark case (DESIGN section 9): transfers, the no-op reconcile, the watch lag (deploy/bench/*.md).
+bench: bench-transfers bench-reconcile bench-lag
 
 ## bench-transfers: one 1 GiB file, 2000 x 16 KiB and 200 x 8 MiB beside rclone and the SDK limit (deploy/bench/transfers.md).
 bench-transfers:
@@ -21,6 +21,10 @@ bench-transfers:
 ## bench-reconcile: no-op reconcile of 20,000 files beside rclone (deploy/bench/reconcile.md).
 bench-reconcile:
 	bash deploy/bench/reconcile.sh
+
+## bench-lag: lag from a file's write to its last destination at steady rates under worker --watch (deploy/bench/lag.md).
+bench-lag:
+	bash deploy/bench/lag.sh
 
 ## unit: the fast tests that need no server.
 unit:
