@@ -38,6 +38,7 @@ func (a *Activities) AtomicChunk(ctx context.Context, in wire.ChunkInput) (*wire
 	// finds every key where it left it and finishes the job); a destination refusing a
 	// key is that key's outcome.
 	var unfinished []error
+	var events []wire.ObjectEvent
 	excluded, large := w.eachKey(ctx, min(in.LargeThreshold, sharedReadMax), func(job keyJob) {
 		switch {
 		case job.readErr != nil && ErrorClass(job.readErr) == wire.ErrSourceChanged:
@@ -81,14 +82,23 @@ func (a *Activities) AtomicChunk(ctx context.Context, in wire.ChunkInput) (*wire
 				w.mu.Unlock()
 				return
 			}
-			if err == nil && len(job.targets) == len(p.Route(job.key)) {
-				var got []wire.Outcome
-				for _, o := range outs {
-					got = append(got, o.Outcome)
+			allRoutes := len(job.targets) == len(p.Route(job.key))
+			var got []wire.Outcome
+			results := make([]keyResult, len(outs))
+			for i, o := range outs {
+				got = append(got, o.Outcome)
+				results[i] = keyResult{destination: o.Destination, outcome: o.Outcome, bytes: o.Bytes}
+				if o.Outcome == wire.OutcomeFailed {
+					results[i].class, results[i].message = o.ErrorClass, o.Error
 				}
-				if everyDestinationHolds(got) {
-					a.observeLag(p.Name, job.sv.ModTime, time.Now())
-				}
+			}
+			if err == nil && allRoutes && everyDestinationHolds(got) {
+				a.observeLag(p.Name, job.sv.ModTime, time.Now())
+			}
+			if ev := keyEvents(ctx, p, job.key, job.sv, results, allRoutes); len(ev) > 0 {
+				w.mu.Lock()
+				events = append(events, ev...)
+				w.mu.Unlock()
 			}
 			for _, o := range outs {
 				if o.Outcome == wire.OutcomeFailed {
@@ -108,7 +118,10 @@ func (a *Activities) AtomicChunk(ctx context.Context, in wire.ChunkInput) (*wire
 	if err := errors.Join(unfinished...); err != nil {
 		return nil, fmt.Errorf("atomic page %d: %w", in.Page, err)
 	}
-	res := &wire.AtomicChunkResult{Keys: len(w.keys), Excluded: excluded, Rejected: len(w.rejected), Large: large, Changed: changed}
+	res := &wire.AtomicChunkResult{Keys: len(w.keys), Excluded: excluded, Rejected: len(w.rejected), Large: large, Changed: changed, Events: events}
+	if len(events) > 0 {
+		res.EventSinks = len(p.EventsOut)
+	}
 	for _, name := range in.Destinations {
 		res.Destinations = append(res.Destinations, wire.DestinationCounts{Destination: name, Counts: *counts[name]})
 	}

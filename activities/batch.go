@@ -249,9 +249,9 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 		counts[dest].Record(outcome, n)
 		w.mu.Unlock()
 	}
-	// replicateTo writes one key to one destination and returns its outcome ("" when
-	// it failed or the activity ended first).
-	replicateTo := func(key, t string, sv wire.SourceVersion, data []byte) wire.Outcome {
+	// replicateTo writes one key to one destination and returns its result (outcome
+	// "" when it failed or the activity ended first).
+	replicateTo := func(key, t string, sv wire.SourceVersion, data []byte) keyResult {
 		d := w.dests[t]
 		var out *wire.TransferResult
 		var err error
@@ -284,18 +284,19 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 			}
 		})
 		if !ok {
-			return ""
+			return keyResult{destination: t}
 		}
 		if err != nil {
 			if ErrorClass(err) != wire.ErrRejected { // a rejected key is counted as such, not as a failure
 				record(t, wire.OutcomeFailed, 0)
 			}
 			w.deadLetter(ctx, key, t, err)
-			return ""
+			return keyResult{destination: t, class: ErrorClass(err), message: err.Error()}
 		}
 		record(t, out.Outcome, out.Bytes)
-		return out.Outcome
+		return keyResult{destination: t, outcome: out.Outcome, bytes: out.Bytes}
 	}
+	var events []wire.ObjectEvent
 	excluded, large := w.eachKey(ctx, in.LargeThreshold, func(job keyJob) {
 		if job.readErr != nil {
 			for _, t := range job.targets {
@@ -309,19 +310,32 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 		// The destinations of a key move at once, each within its own limit of
 		// transfers in flight on this worker, shared with every other activity.
 		var kwg sync.WaitGroup
-		outs := make([]wire.Outcome, len(job.targets))
+		results := make([]keyResult, len(job.targets))
 		for i, t := range job.targets {
-			kwg.Go(func() { outs[i] = replicateTo(job.key, t, job.sv, job.data) })
+			kwg.Go(func() { results[i] = replicateTo(job.key, t, job.sv, job.data) })
 		}
 		kwg.Wait()
-		if job.sv.Exists && len(job.targets) == len(p.Route(job.key)) && everyDestinationHolds(outs) {
+		allRoutes := len(job.targets) == len(p.Route(job.key))
+		outs := make([]wire.Outcome, len(results))
+		for i, r := range results {
+			outs[i] = r.outcome
+		}
+		if job.sv.Exists && allRoutes && everyDestinationHolds(outs) {
 			a.observeLag(p.Name, job.sv.ModTime, time.Now())
+		}
+		if ev := keyEvents(ctx, p, job.key, job.sv, results, allRoutes); len(ev) > 0 {
+			w.mu.Lock()
+			events = append(events, ev...)
+			w.mu.Unlock()
 		}
 	})
 	if err := w.finish(ctx); err != nil {
 		return nil, err
 	}
-	res := &wire.ChunkResult{Keys: len(w.keys), Excluded: excluded, Large: large, Rejected: len(w.rejected)}
+	res := &wire.ChunkResult{Keys: len(w.keys), Excluded: excluded, Large: large, Rejected: len(w.rejected), Events: events}
+	if len(events) > 0 {
+		res.EventSinks = len(p.EventsOut)
+	}
 	for _, name := range in.Destinations {
 		res.Destinations = append(res.Destinations, wire.DestinationCounts{Destination: name, Counts: *counts[name]})
 	}

@@ -103,6 +103,9 @@ func (r *batchRun) directPage(ctx workflow.Context, page int) ([]string, error) 
 	for _, d := range res.Destinations {
 		r.in.Summary.Add(d.Destination, d.Counts)
 	}
+	r.events = append(r.events, res.Events...)
+	r.eventSinks = max(r.eventSinks, res.EventSinks)
+	r.deliverEvents(ctx)
 	return append(res.Large, res.Changed...), nil
 }
 

@@ -107,3 +107,37 @@ func (r *fileRun) observeLag(ctx workflow.Context) {
 		workflow.GetLogger(ctx).Warn("could not record the key's lag", "error", err)
 	}
 }
+
+// batchEventsVersion marks the change that makes ReplicateBatch deliver the events its
+// chunks return.
+const batchEventsVersion = "batch-events"
+
+// maxEventsPerDelivery bounds one DeliverEvents input, far below Temporal's payload
+// limit.
+const maxEventsPerDelivery = 1000
+
+// deliverEvents hands the events chunks returned so far to DeliverEvents children
+// (abandoned: the batch never waits for a sink), waiting only for them to start.
+func (r *batchRun) deliverEvents(ctx workflow.Context) {
+	if len(r.events) == 0 || workflow.GetVersion(ctx, batchEventsVersion, workflow.DefaultVersion, 1) != 1 {
+		r.events = nil
+		return
+	}
+	info := workflow.GetInfo(ctx).WorkflowExecution
+	for len(r.events) > 0 {
+		n := min(len(r.events), maxEventsPerDelivery)
+		part := r.events[:n]
+		r.events = r.events[n:]
+		r.deliveries++
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID:        fmt.Sprintf("%s/%d", wire.DeliverEventsWorkflowID(info.ID, info.RunID), r.deliveries),
+			ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+			StaticSummary:     fmt.Sprintf("deliver %d events of batch %s", len(part), info.ID),
+		})
+		child := workflow.ExecuteChildWorkflow(cctx, wire.DeliverEventsName, wire.DeliverEventsInput{Policy: r.in.Policy, Sinks: r.eventSinks, Events: part})
+		if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("events of this batch could not be handed over for delivery", "error", err)
+		}
+	}
+	r.events = nil
+}

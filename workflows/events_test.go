@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -107,5 +109,32 @@ func TestReplicatedEventOnlyWhenSomethingWasWritten(t *testing.T) {
 				t.Fatalf("events %+v, want %d replicated", got, c.events)
 			}
 		})
+	}
+}
+
+func TestBatchHandsItsChunksEventsToDelivery(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(wire.DescribePolicyName, mock.Anything, mock.Anything).Return(describe("eventual"), nil).Once()
+	env.OnActivity(wire.ReplicateChunkName, mock.Anything, mock.Anything).Return(func(ctx context.Context, in wire.ChunkInput) (*wire.ChunkResult, error) {
+		res, _ := chunk(1)(ctx, in)
+		res.Events = []wire.ObjectEvent{{ID: fmt.Sprintf("p%d-%s", in.Page, in.Destinations[0]), Type: wire.EventReplicated}}
+		res.EventSinks = 1
+		return res, nil
+	}).Times(6)
+	sent := &sentEvents{bySink: map[int][]wire.ObjectEvent{}}
+	env.OnWorkflow(wire.DeliverEventsName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in wire.DeliverEventsInput) error {
+		return sent.record(wire.SendEventsInput{Policy: in.Policy, Sink: 0, Events: in.Events})
+	})
+	env.ExecuteWorkflow(ReplicateBatch, wire.ReplicateBatchInput{Policy: "p", List: wire.KeyList{Pages: 3, Count: 192, PageSize: 64}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range sent.bySink[0] {
+		ids = append(ids, e.ID)
+	}
+	slices.Sort(ids)
+	if want := []string{"p0-azure", "p0-s3", "p1-azure", "p1-s3", "p2-azure", "p2-s3"}; !slices.Equal(ids, want) {
+		t.Fatalf("delivered %v, want %v", ids, want)
 	}
 }

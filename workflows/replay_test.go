@@ -1,12 +1,14 @@
 package workflows
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/cloudrepl/replicator/internal/wire"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 )
@@ -33,11 +35,37 @@ func histories(t *testing.T) []string {
 func TestReplayRecordedHistories(t *testing.T) {
 	for _, f := range histories(t) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			if err := replayer().ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+			if err := replay(f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}
 		})
 	}
+}
+
+// replay replays a recorded history, as the run it was recorded from when its
+// .execution file names it (workflows that derive IDs from their own need that; the
+// replayer makes one up otherwise).
+func replay(file string) error {
+	idFile := strings.TrimSuffix(file, ".json") + ".execution"
+	ids, err := os.ReadFile(idFile)
+	if os.IsNotExist(err) {
+		return replayer().ReplayWorkflowHistoryFromJSONFile(nil, file)
+	}
+	if err != nil {
+		return err
+	}
+	id, runID, _ := strings.Cut(strings.TrimSpace(string(ids)), "\n")
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	if err != nil {
+		return err
+	}
+	return replayer().ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{
+		OriginalExecution: workflow.Execution{ID: id, RunID: runID}})
 }
 
 // nonDeterministicReplicateFile is ReplicateFile with one change a careless edit could

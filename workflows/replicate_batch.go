@@ -31,6 +31,12 @@ type batchRun struct {
 	stageRun string
 	// direct: atomic pages go through AtomicChunk (see atomicDirectVersion).
 	direct bool
+	// events are outbound events chunks returned, not yet handed to a DeliverEvents
+	// child; eventSinks is the policy's number of sinks; deliveries counts the
+	// children started by this run.
+	events     []wire.ObjectEvent
+	eventSinks int
+	deliveries int
 }
 
 func (r *batchRun) setup(ctx workflow.Context) error {
@@ -120,6 +126,8 @@ func (r *batchRun) chunks(ctx workflow.Context, stop int) error {
 				r.in.Summary.Excluded += res.Excluded
 			}
 			r.in.Summary.Rejected += res.Rejected // per group: a destination may refuse a name
+			r.events = append(r.events, res.Events...)
+			r.eventSinks = max(r.eventSinks, res.EventSinks)
 		}
 	}
 	page := r.in.NextPage
@@ -127,6 +135,7 @@ func (r *batchRun) chunks(ctx workflow.Context, stop int) error {
 		for gi, g := range desc.Groups {
 			for inFlight >= r.in.Concurrency {
 				sel.Select(ctx)
+				r.deliverEvents(ctx)
 			}
 			actx := chunkOptions(ctx, desc, g.TaskQueue, fmt.Sprintf("chunk %d/%d → %v", page+1, r.in.List.Pages, g.Destinations))
 			f := workflow.ExecuteActivity(actx, wire.ReplicateChunkName, wire.ChunkInput{
@@ -139,6 +148,7 @@ func (r *batchRun) chunks(ctx workflow.Context, stop int) error {
 	}
 	for inFlight > 0 {
 		sel.Select(ctx)
+		r.deliverEvents(ctx)
 	}
 	if firstErr != nil {
 		return firstErr

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -102,6 +103,7 @@ func TestEventsOutReachASinkThatWasDown(t *testing.T) {
 	if replicated.ID == failed.ID {
 		t.Errorf("two events share the id %s", failed.ID)
 	}
+	recordHistory(t, "replicate/"+w.policy+"/ok/invoice.pdf", "replicate_file_events_out")
 	// The lag is the key's, once every routed destination holds it: one key did.
 	resp, err := http.Get(wk.metricsURL(t) + "/metrics")
 	must(t, err)
@@ -109,5 +111,44 @@ func TestEventsOutReachASinkThatWasDown(t *testing.T) {
 	resp.Body.Close()
 	if want := fmt.Sprintf(`replicator_lag_seconds_count{policy=%q} 1`, w.policy); !strings.Contains(string(metrics), want) {
 		t.Errorf("/metrics lacks %s", want)
+	}
+}
+
+// TestEventsOutOfABatch: every key a batch replicated everywhere reaches the sink as one
+// replicated event with its SHA-256.
+func TestEventsOutOfABatch(t *testing.T) {
+	sink := &eventSink{secret: []byte("batch-secret")}
+	srv := httptest.NewServer(sink)
+	defer srv.Close()
+	w := newWorld(t, worldOptions{extra: "    events_out: [{url: \"" + srv.URL + "\", secret_env: E2E_SINK_SECRET}]\n"})
+	w.extraEnv = append(w.extraEnv, "E2E_SINK_SECRET=batch-secret")
+	sums := map[string]string{}
+	var keys []string
+	for i := range 5 {
+		k := fmt.Sprintf("batch/file-%d.txt", i)
+		sums[k] = w.writeFile(k, randomBytes(1000+i))
+		keys = append(keys, k)
+	}
+	list := w.dir + "/keys.txt"
+	must(t, os.WriteFile(list, []byte(strings.Join(keys, "\n")+"\n"), 0o644))
+	w.startWorker()
+	if out, code := w.starter("batch", list, "--wait", "--json", "--id", "events"); code != 0 {
+		t.Fatalf("batch: exit %d %s", code, out)
+	}
+	recordHistory(t, "batch/"+w.policy+"/events", "replicate_batch_events_out")
+	deadline := time.Now().Add(time.Minute)
+	for len(sink.received()) < len(keys) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	got := sink.received()
+	if len(got) != len(keys) || sink.bad != 0 {
+		t.Fatalf("sink received %d events (%d badly signed), want %d", len(got), sink.bad, len(keys))
+	}
+	for _, e := range got {
+		if e.Type != wire.EventReplicated || sums[e.Subject] == "" || e.Data.SHA256 != sums[e.Subject] || len(e.Data.Destinations) != 3 {
+			t.Errorf("event %+v", e)
+		}
+		delete(sums, e.Subject)
 	}
 }

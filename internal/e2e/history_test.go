@@ -30,14 +30,20 @@ func history(t *testing.T, workflowID string) *historypb.History {
 
 // recordHistory writes the workflow's history to $REPLICATOR_RECORD_HISTORIES/name.json
 // when that variable is set: how the replay tests' testdata is made from real runs.
+// Beside it, name.execution holds the workflow and run ID (a history does not), which
+// the replay needs where a workflow derives IDs from its own.
 func recordHistory(t *testing.T, workflowID, name string) {
 	dir := os.Getenv("REPLICATOR_RECORD_HISTORIES")
 	if dir == "" {
 		return
 	}
+	desc, err := temporalClient(t).DescribeWorkflowExecution(context.Background(), workflowID, "")
+	must(t, err)
 	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(history(t, workflowID))
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(dir, name+".json"), b, 0o644))
+	exec := desc.WorkflowExecutionInfo.Execution
+	must(t, os.WriteFile(filepath.Join(dir, name+".execution"), []byte(exec.WorkflowId+"\n"+exec.RunId+"\n"), 0o644))
 	t.Logf("recorded the history of %s as %s.json", workflowID, name)
 }
 

@@ -164,6 +164,9 @@ type AtomicChunkResult struct {
 	Large []string `json:",omitempty"`
 	// Changed keys changed while they were read: each gets a ReplicateFile run too.
 	Changed []string `json:",omitempty"`
+	// Events are the page's outbound events, when the policy has EventSinks.
+	Events     []ObjectEvent `json:",omitempty"`
+	EventSinks int           `json:",omitempty"`
 }
 
 // RollbackInput asks to undo the commits of some keys on one destination: an atomic
@@ -214,6 +217,9 @@ type ChunkResult struct {
 	Large []string `json:",omitempty"`
 	// Excluded keys matched no rule or a filter.
 	Excluded int
+	// Events are the page's outbound events, when the policy has EventSinks.
+	Events     []ObjectEvent `json:",omitempty"`
+	EventSinks int           `json:",omitempty"`
 }
 
 // ReadKeyPageInput names a page of a key list.
