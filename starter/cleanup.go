@@ -85,7 +85,6 @@ func (e *env) noRunningWorkflows(ctx context.Context, olderThan time.Duration) e
 	if err != nil {
 		return err
 	}
-	defer c.Close()
 	query := fmt.Sprintf("%s = %q AND ExecutionStatus = 'Running'", workflows.PolicyAttr.GetName(), e.policy.Name)
 	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 5})
 	if err != nil {

@@ -3,8 +3,10 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -181,4 +183,38 @@ func TestReconcileCatchesUpWhatNoWatcherSaw(t *testing.T) {
 	everywhereNow("added.txt", added)
 	everywhereNow("changed.txt", changed)
 	everywhereNow("gone.txt", "")
+}
+
+// TestStarterWatchRunsTheWatcherOutsideAWorker runs `starter watch` beside a worker
+// without --watch: changes are replicated, and Ctrl-C (SIGINT) ends it cleanly.
+func TestStarterWatchRunsTheWatcherOutsideAWorker(t *testing.T) {
+	w := newWorld(t, worldOptions{extra: "    watch: {mode: inotify, debounce: 200ms}\n"})
+	w.startWorker()
+	_, bin := binaries(t)
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "--config", w.configPath, "--policy", w.policy, "watch")
+	cmd.Env = append(os.Environ(), w.extraEnv...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+	eventually(t, 30*time.Second, func() string {
+		if !strings.Contains(out.String(), "msg=watching") {
+			return "starter watch never started watching:\n" + out.String()
+		}
+		return ""
+	})
+	time.Sleep(time.Second)
+	sum := w.writeFile("from-starter-watch.txt", []byte("seen by starter watch"))
+	eventually(t, time.Minute, everywhere(t, w, "from-starter-watch.txt", sum))
+	must(t, cmd.Process.Signal(os.Interrupt))
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("starter watch ended with %v after SIGINT:\n%s", err, out.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("starter watch did not end after SIGINT")
+	}
 }

@@ -52,6 +52,10 @@ type Options struct {
 	BatchAbove int
 	// Mode, when set, overrides auto's choice ("inotify" or "poll").
 	Mode string
+	// DirStamp is a directory's recursive change stamp: a poll does not read a
+	// directory whose stamp did not change. Default: CephFS's ceph.dir.rctime, ""
+	// (always read) elsewhere.
+	DirStamp func(dir string) string
 }
 
 // watcher collects changed keys until they are ready.
@@ -63,6 +67,8 @@ type watcher struct {
 	pending map[string]time.Time
 	// lastChange is the time of the latest change recorded.
 	lastChange time.Time
+	// stamps are the directories' change stamps at the last poll.
+	stamps map[string]string
 	// outbox holds ready keys not started yet, since outboxSince: while changes keep
 	// coming they are gathered into batches.
 	outbox      []string
@@ -204,10 +210,23 @@ type fileState struct {
 }
 
 // scan lists the source (excluded trees left out, rejected entries skipped: the
-// reconcile reports them).
-func (w *watcher) scan(ctx context.Context) (snapshot, error) {
+// reconcile reports them). A directory whose change stamp is the one prev's scan saw
+// is not read: its files keep the states prev holds for them. On CephFS that makes a
+// poll of a large, quiet tree read a handful of directories.
+func (w *watcher) scan(ctx context.Context, prev snapshot) (snapshot, error) {
+	stamp := w.o.DirStamp
+	if stamp == nil {
+		stamp = rctime
+	}
+	pr := newPruner(w.o.Root, stamp, w.stamps)
+	if pr.unchanged("") && prev != nil {
+		return prev, nil // nothing under the root changed: every stamp holds
+	}
 	snap := snapshot{}
-	for o, err := range w.o.Source.List(ctx, store.ListOptions{SkipDir: w.o.Policy.ExcludesDir}) {
+	skip := func(dir string) bool {
+		return w.o.Policy.ExcludesDir(dir) || pr.unchanged(dir)
+	}
+	for o, err := range w.o.Source.List(ctx, store.ListOptions{SkipDir: skip}) {
 		if err != nil {
 			return nil, err
 		}
@@ -216,6 +235,12 @@ func (w *watcher) scan(ctx context.Context) (snapshot, error) {
 		}
 		snap[o.Key] = fileState{size: o.Size, mtime: o.ModTime, etag: o.ETag}
 	}
+	for k, st := range prev {
+		if pr.carried(k) {
+			snap[k] = st
+		}
+	}
+	w.stamps = pr.next
 	return snap, nil
 }
 
@@ -223,7 +248,7 @@ func (w *watcher) scan(ctx context.Context) (snapshot, error) {
 // the scan before. The first scan is the baseline: what changed before the watcher
 // started is the reconcile's.
 func (w *watcher) poll(ctx context.Context, interval time.Duration) error {
-	prev, err := w.scan(ctx)
+	prev, err := w.scan(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -235,7 +260,7 @@ func (w *watcher) poll(ctx context.Context, interval time.Duration) error {
 			return ctx.Err()
 		case <-tick.C:
 		}
-		cur, err := w.scan(ctx)
+		cur, err := w.scan(ctx, prev)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

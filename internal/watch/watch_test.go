@@ -185,3 +185,65 @@ func TestParseMountInfo(t *testing.T) {
 		t.Errorf("mount type of a temporary directory: %q %v", fs, err)
 	}
 }
+
+// TestPollSkipsDirectoriesWhoseStampHolds checks the poll's pruning with a stamp the
+// test controls, as CephFS's ceph.dir.rctime would be (no CephFS here): a directory
+// whose recursive stamp did not change is not read again, and one whose stamp changed
+// is.
+func TestPollSkipsDirectoriesWhoseStampHolds(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, "a/x.txt", "1")
+	write(t, root, "b/y.txt", "1")
+	stamps := map[string]string{"": "r1", "a": "a1", "b": "b1"}
+	var mu sync.Mutex
+	stamp := func(dir string) string {
+		rel, _ := filepath.Rel(root, dir)
+		if rel == "." {
+			rel = ""
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return stamps[rel]
+	}
+	stores := backends.NewCache()
+	t.Cleanup(func() { stores.Close() })
+	src, err := stores.Get(context.Background(), backends.Spec{Name: "p/source", URL: "file://" + root})
+	must(t, err)
+	w := &watcher{o: Options{Policy: &config.Policy{Name: "p"}, Root: root, Source: src, DirStamp: stamp}, pending: map[string]time.Time{}}
+	ctx := context.Background()
+	first, err := w.scan(ctx, nil)
+	must(t, err)
+	if len(first) != 2 {
+		t.Fatalf("first scan %v", first)
+	}
+	set := func(dir, s string) { mu.Lock(); stamps[dir] = s; mu.Unlock() }
+
+	// Nothing's stamp changed: the root is not read at all, so a change is not seen.
+	write(t, root, "b/y.txt", "22")
+	second, err := w.scan(ctx, first)
+	must(t, err)
+	if second["b/y.txt"] != first["b/y.txt"] {
+		t.Fatal("a tree whose root stamp held was read")
+	}
+	// b's stamp changed (and the root's, as CephFS's recursive stamps would): b is read,
+	// a is not.
+	write(t, root, "a/x.txt", "333")
+	set("", "r2")
+	set("b", "b2")
+	third, err := w.scan(ctx, second)
+	must(t, err)
+	if third["b/y.txt"] == first["b/y.txt"] {
+		t.Error("a directory whose stamp changed was not read")
+	}
+	if third["a/x.txt"] != first["a/x.txt"] {
+		t.Error("a directory whose stamp held was read")
+	}
+	// Without stamps (any file system but CephFS) every poll reads everything.
+	set("", "")
+	set("a", "")
+	fourth, err := w.scan(ctx, third)
+	must(t, err)
+	if fourth["a/x.txt"] == first["a/x.txt"] {
+		t.Error("a directory without a stamp was not read")
+	}
+}
