@@ -25,7 +25,7 @@ func (a *Activities) DescribePolicy(_ context.Context, in wire.DescribePolicyInp
 	if err != nil {
 		return nil, err
 	}
-	desc := &wire.PolicyDescription{Mode: p.Mode, Consistency: p.Consistency, Concurrency: p.Limits.Concurrency, Retry: retrySettings(p)}
+	desc := &wire.PolicyDescription{Mode: p.Mode, Consistency: p.Consistency, Concurrency: p.Limits.Concurrency, Retry: retrySettings(p), EventSinks: len(p.EventsOut)}
 	for _, d := range p.Destinations {
 		q := d.TaskQueue(wire.DefaultTaskQueue)
 		i := slices.IndexFunc(desc.Groups, func(g wire.QueueGroup) bool { return g.TaskQueue == q })

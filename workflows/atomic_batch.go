@@ -178,6 +178,7 @@ func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) 
 			for _, o := range k.outs {
 				r.record(o.Destination, wire.OutcomeFailed, 0)
 			}
+			r.stagedKeyEvents(ctx, k, k.outs, wire.RunCompensated)
 		default:
 			for i, o := range k.outs {
 				if o.Outcome != wire.OutcomeStaged {
@@ -201,6 +202,8 @@ func (r *batchRun) atomicPage(ctx workflow.Context, page int) ([]string, error) 
 	if err := r.cleanupStages(ctx, keys); err != nil {
 		errs = append(errs, err)
 	}
+	r.eventSinks = max(r.eventSinks, desc.EventSinks)
+	r.deliverEvents(ctx)
 	return later, errors.Join(errs...)
 }
 
@@ -270,6 +273,7 @@ func (r *batchRun) commitChunks(ctx workflow.Context, page int, keys []*keyRoute
 	}
 	for _, key := range byKey {
 		staged := stagedBytes(keys, key)
+		var final []wire.KeyDestination
 		for _, c := range results[key] {
 			outcome, n := c.out.Outcome, int64(0)
 			if o, ok := rolled[key+"\x00"+c.dest]; ok {
@@ -278,6 +282,20 @@ func (r *batchRun) commitChunks(ctx workflow.Context, page int, keys []*keyRoute
 				n = staged[c.dest]
 			}
 			r.record(c.dest, outcome, n)
+			final = append(final, wire.KeyDestination{Destination: c.dest, Outcome: outcome, Bytes: n, ErrorClass: c.out.ErrorClass, Error: c.out.Error})
+		}
+		if i := slices.IndexFunc(keys, func(k *keyRoute) bool { return k.key == key }); i >= 0 {
+			k := keys[i]
+			for _, o := range k.outs { // destinations that held the version already
+				if o.Outcome != wire.OutcomeStaged {
+					final = append(final, o)
+				}
+			}
+			outcome := wire.RunOK
+			if len(rolled) > 0 && slices.ContainsFunc(final, func(d wire.KeyDestination) bool { return d.Outcome == wire.OutcomeFailed }) {
+				outcome = wire.RunCompensated
+			}
+			r.stagedKeyEvents(ctx, k, final, outcome)
 		}
 	}
 	return errors.Join(errs...)

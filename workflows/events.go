@@ -141,3 +141,38 @@ func (r *batchRun) deliverEvents(ctx workflow.Context) {
 	}
 	r.events = nil
 }
+
+// stagedKeyEvents adds the events of a key of a staged atomic batch, with its final
+// outcome on each destination: replicated when every destination holds it and one was
+// written, failed for each destination that failed. Only for policies with sinks.
+func (r *batchRun) stagedKeyEvents(ctx workflow.Context, k *keyRoute, final []wire.KeyDestination, outcome wire.RunOutcome) {
+	if r.in.Description == nil || r.in.Description.EventSinks == 0 || !k.source.Exists {
+		return
+	}
+	info := workflow.GetInfo(ctx).WorkflowExecution
+	now := workflow.Now(ctx).UTC()
+	data := func() wire.ObjectEventData {
+		return wire.ObjectEventData{Policy: r.in.Policy, Key: k.key, Version: k.source.Version, SHA256: k.source.SHA256, Size: k.source.Size,
+			Outcome: string(outcome), WorkflowID: info.ID, RunID: info.RunID}
+	}
+	wrote, holds := false, true
+	var dests []wire.EventDestination
+	for _, d := range final {
+		dests = append(dests, wire.EventDestination{Destination: d.Destination, Outcome: string(d.Outcome), Bytes: d.Bytes})
+		wrote = wrote || d.Outcome == wire.OutcomeCopied
+		holds = holds && (d.Outcome == wire.OutcomeCopied || d.Outcome == wire.OutcomeSkipped)
+	}
+	if wrote && holds {
+		d := data()
+		d.Destinations = dests
+		r.events = append(r.events, wire.ObjectEvent{ID: wire.EventID(info.RunID, wire.EventReplicated, k.key, k.source.Version, ""), Type: wire.EventReplicated, Time: now, Data: d})
+	}
+	for _, o := range final {
+		if o.Outcome != wire.OutcomeFailed || o.ErrorClass == wire.ErrRejected {
+			continue
+		}
+		d := data()
+		d.Destination, d.ErrorClass, d.Error = o.Destination, o.ErrorClass, o.Error
+		r.events = append(r.events, wire.ObjectEvent{ID: wire.EventID(info.RunID, wire.EventFailed, k.key, k.source.Version, o.Destination), Type: wire.EventFailed, Time: now, Data: d})
+	}
+}

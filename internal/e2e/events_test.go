@@ -152,3 +152,42 @@ func TestEventsOutOfABatch(t *testing.T) {
 		delete(sums, e.Subject)
 	}
 }
+
+// TestEventsOutOfAStagedAtomicBatch: an atomic batch whose destinations are on two task
+// queues takes the staged path; each key it committed everywhere is one replicated
+// event.
+func TestEventsOutOfAStagedAtomicBatch(t *testing.T) {
+	sink := &eventSink{secret: []byte("staged-secret")}
+	srv := httptest.NewServer(sink)
+	defer srv.Close()
+	w := newWorld(t, worldOptions{consistency: "atomic", azureDedicated: true,
+		extra: "    events_out: [{url: \"" + srv.URL + "\", secret_env: E2E_SINK_SECRET}]\n"})
+	w.extraEnv = append(w.extraEnv, "E2E_SINK_SECRET=staged-secret")
+	sums := map[string]string{}
+	var keys []string
+	for i := range 3 {
+		k := fmt.Sprintf("staged/file-%d.txt", i)
+		sums[k] = w.writeFile(k, randomBytes(2000+i))
+		keys = append(keys, k)
+	}
+	list := w.dir + "/keys.txt"
+	must(t, os.WriteFile(list, []byte(strings.Join(keys, "\n")+"\n"), 0o644))
+	w.startWorker()
+	if out, code := w.starter("batch", list, "--wait", "--json"); code != 0 {
+		t.Fatalf("batch: exit %d %s", code, out)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for len(sink.received()) < len(keys) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	got := sink.received()
+	if len(got) != len(keys) {
+		t.Fatalf("sink received %d events, want %d: %+v", len(got), len(keys), got)
+	}
+	for _, e := range got {
+		if e.Type != wire.EventReplicated || e.Data.SHA256 != sums[e.Subject] || len(e.Data.Destinations) != 3 {
+			t.Errorf("event %+v", e)
+		}
+	}
+}

@@ -150,6 +150,8 @@ type PolicyDescription struct {
 	Groups      []QueueGroup
 	Concurrency int
 	Retry       RetrySettings
+	// EventSinks is the number of the policy's events_out sinks.
+	EventSinks int `json:",omitempty"`
 }
 
 // AtomicChunkResult sums up an AtomicChunk: one page of an atomic batch written to
