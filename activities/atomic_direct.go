@@ -84,13 +84,10 @@ func (a *Activities) AtomicChunk(ctx context.Context, in wire.ChunkInput) (*wire
 			}
 			allRoutes := len(job.targets) == len(p.Route(job.key))
 			var got []wire.Outcome
-			results := make([]keyResult, len(outs))
+			results := make([]wire.DestinationOutcome, len(outs))
 			for i, o := range outs {
 				got = append(got, o.Outcome)
-				results[i] = keyResult{destination: o.Destination, outcome: o.Outcome, bytes: o.Bytes}
-				if o.Outcome == wire.OutcomeFailed {
-					results[i].class, results[i].message = o.ErrorClass, o.Error
-				}
+				results[i] = wire.DestinationOutcome{Destination: o.Destination, Outcome: o.Outcome, Bytes: o.Bytes, ErrorClass: o.ErrorClass, Error: o.Error}
 			}
 			if err == nil && allRoutes && everyDestinationHolds(got) {
 				a.observeLag(p.Name, job.sv.ModTime, time.Now())

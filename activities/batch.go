@@ -250,8 +250,8 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 		w.mu.Unlock()
 	}
 	// replicateTo writes one key to one destination and returns its result (outcome
-	// "" when it failed or the activity ended first).
-	replicateTo := func(key, t string, sv wire.SourceVersion, data []byte) keyResult {
+	// failed, or "" when the activity ended first).
+	replicateTo := func(key, t string, sv wire.SourceVersion, data []byte) wire.DestinationOutcome {
 		d := w.dests[t]
 		var out *wire.TransferResult
 		var err error
@@ -284,17 +284,17 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 			}
 		})
 		if !ok {
-			return keyResult{destination: t}
+			return wire.DestinationOutcome{Destination: t}
 		}
 		if err != nil {
 			if ErrorClass(err) != wire.ErrRejected { // a rejected key is counted as such, not as a failure
 				record(t, wire.OutcomeFailed, 0)
 			}
 			w.deadLetter(ctx, key, t, err)
-			return keyResult{destination: t, class: ErrorClass(err), message: err.Error()}
+			return wire.DestinationOutcome{Destination: t, Outcome: wire.OutcomeFailed, ErrorClass: ErrorClass(err), Error: err.Error()}
 		}
 		record(t, out.Outcome, out.Bytes)
-		return keyResult{destination: t, outcome: out.Outcome, bytes: out.Bytes}
+		return wire.DestinationOutcome{Destination: t, Outcome: out.Outcome, Bytes: out.Bytes}
 	}
 	var events []wire.ObjectEvent
 	excluded, large := w.eachKey(ctx, in.LargeThreshold, func(job keyJob) {
@@ -310,7 +310,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 		// The destinations of a key move at once, each within its own limit of
 		// transfers in flight on this worker, shared with every other activity.
 		var kwg sync.WaitGroup
-		results := make([]keyResult, len(job.targets))
+		results := make([]wire.DestinationOutcome, len(job.targets))
 		for i, t := range job.targets {
 			kwg.Go(func() { results[i] = replicateTo(job.key, t, job.sv, job.data) })
 		}
@@ -318,7 +318,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 		allRoutes := len(job.targets) == len(p.Route(job.key))
 		outs := make([]wire.Outcome, len(results))
 		for i, r := range results {
-			outs[i] = r.outcome
+			outs[i] = r.Outcome
 		}
 		if job.sv.Exists && allRoutes && everyDestinationHolds(outs) {
 			a.observeLag(p.Name, job.sv.ModTime, time.Now())

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -124,58 +123,29 @@ func redactedSink(raw string) string {
 	return u.String()
 }
 
-// keyResult is one destination's result for a key in a chunk.
-type keyResult struct {
-	destination string
-	outcome     wire.Outcome // "" or failed when it failed
-	bytes       int64
-	// class and message of a failure ("" when it did not fail, or the activity ended
-	// before the destination was done).
-	class, message string
-}
-
-// keyEvents builds a chunk key's outbound events, as ReplicateFile does for its key: a
-// replicated event when every routed destination holds the version and one was
-// written now (all routes must be in this chunk), a failed event per destination that
-// failed for good. IDs derive from the batch run, key, version and destination, so a
-// retried chunk repeats them.
-func keyEvents(ctx context.Context, p *config.Policy, key string, sv wire.SourceVersion, results []keyResult, allRoutes bool) []wire.ObjectEvent {
+// keyEvents are a chunk key's outbound events (wire.KeyEvents), for policies with
+// sinks: the batch run's, so a retried chunk builds the same IDs.
+func keyEvents(ctx context.Context, p *config.Policy, key string, sv wire.SourceVersion, results []wire.DestinationOutcome, allRoutes bool) []wire.ObjectEvent {
 	if len(p.EventsOut) == 0 || !sv.Exists {
 		return nil
 	}
-	info := activity.GetInfo(ctx).WorkflowExecution
-	now := time.Now().UTC()
-	compensated := slices.ContainsFunc(results, func(r keyResult) bool { return r.outcome == wire.OutcomeRolledBack })
-	data := func(outcome wire.RunOutcome) wire.ObjectEventData {
-		return wire.ObjectEventData{Policy: p.Name, Key: key, Version: sv.Version, SHA256: sv.SHA256, Size: sv.Size, Outcome: string(outcome), WorkflowID: info.ID, RunID: info.RunID}
-	}
-	var events []wire.ObjectEvent
-	outs := make([]wire.Outcome, len(results))
-	var failed []keyResult
-	for i, r := range results {
-		outs[i] = r.outcome
-		if r.class != "" && r.class != wire.ErrRejected {
-			failed = append(failed, r)
-		}
-	}
-	if allRoutes && everyDestinationHolds(outs) {
-		d := data(wire.RunOK)
-		for _, r := range results {
-			d.Destinations = append(d.Destinations, wire.EventDestination{Destination: r.destination, Outcome: string(r.outcome), Bytes: r.bytes})
-		}
-		events = append(events, wire.ObjectEvent{ID: wire.EventID(info.RunID, wire.EventReplicated, key, sv.Version, ""), Type: wire.EventReplicated, Time: now, Data: d})
-	}
-	for _, r := range failed {
-		outcome := wire.RunPartial
-		switch {
-		case compensated:
+	outcome := wire.RunOK
+	failed := 0
+	for _, r := range results {
+		switch r.Outcome {
+		case wire.OutcomeRolledBack:
 			outcome = wire.RunCompensated
-		case len(failed) == len(results):
-			outcome = wire.RunFailed
+		case wire.OutcomeFailed:
+			failed++
 		}
-		d := data(outcome)
-		d.Destination, d.ErrorClass, d.Error = r.destination, r.class, r.message
-		events = append(events, wire.ObjectEvent{ID: wire.EventID(info.RunID, wire.EventFailed, key, sv.Version, r.destination), Type: wire.EventFailed, Time: now, Data: d})
 	}
-	return events
+	switch {
+	case outcome == wire.RunCompensated:
+	case failed == len(results):
+		outcome = wire.RunFailed
+	case failed > 0:
+		outcome = wire.RunPartial
+	}
+	info := activity.GetInfo(ctx).WorkflowExecution
+	return wire.KeyEvents(wire.EventRun{Policy: p.Name, WorkflowID: info.ID, RunID: info.RunID}, key, sv, outcome, results, allRoutes, time.Now().UTC())
 }

@@ -46,31 +46,8 @@ func (r *fileRun) sendEvents(ctx workflow.Context) {
 		return
 	}
 	info := workflow.GetInfo(ctx).WorkflowExecution
-	now := workflow.Now(ctx).UTC()
-	data := func() wire.ObjectEventData {
-		return wire.ObjectEventData{Policy: r.in.Policy, Key: r.in.Key, Version: r.result.Version, SHA256: r.result.SHA256, Size: r.result.Size,
-			Outcome: string(r.result.Outcome), WorkflowID: info.ID, RunID: info.RunID}
-	}
-	var events []wire.ObjectEvent
-	wrote := false
-	var dests []wire.EventDestination
-	for _, d := range r.result.Destinations {
-		dests = append(dests, wire.EventDestination{Destination: d.Destination, Outcome: string(d.Outcome), Bytes: d.Bytes})
-		wrote = wrote || d.Outcome == wire.OutcomeCopied
-	}
-	if r.result.Outcome == wire.RunOK && wrote {
-		d := data()
-		d.Destinations = dests
-		events = append(events, wire.ObjectEvent{ID: wire.EventID(info.RunID, wire.EventReplicated, r.in.Key, r.result.Version, ""), Type: wire.EventReplicated, Time: now, Data: d})
-	}
-	for _, o := range r.result.Destinations {
-		if o.Outcome != wire.OutcomeFailed {
-			continue
-		}
-		d := data()
-		d.Destination, d.ErrorClass, d.Error = o.Destination, o.ErrorClass, o.Error
-		events = append(events, wire.ObjectEvent{ID: wire.EventID(info.RunID, wire.EventFailed, r.in.Key, r.result.Version, o.Destination), Type: wire.EventFailed, Time: now, Data: d})
-	}
+	events := wire.KeyEvents(wire.EventRun{Policy: r.in.Policy, WorkflowID: info.ID, RunID: info.RunID}, r.in.Key, prep.Source,
+		r.result.Outcome, r.result.Destinations, true, workflow.Now(ctx).UTC())
 	if len(events) == 0 || workflow.GetVersion(ctx, eventsOutVersion, workflow.DefaultVersion, 1) != 1 {
 		return
 	}
@@ -142,37 +119,17 @@ func (r *batchRun) deliverEvents(ctx workflow.Context) {
 	r.events = nil
 }
 
-// stagedKeyEvents adds the events of a key of a staged atomic batch, with its final
-// outcome on each destination: replicated when every destination holds it and one was
-// written, failed for each destination that failed. Only for policies with sinks.
+// stagedKeyEvents adds the events of a key of a staged atomic batch, from its final
+// outcome on each destination. Only for policies with sinks.
 func (r *batchRun) stagedKeyEvents(ctx workflow.Context, k *keyRoute, final []wire.KeyDestination, outcome wire.RunOutcome) {
 	if r.in.Description == nil || r.in.Description.EventSinks == 0 || !k.source.Exists {
 		return
 	}
+	dests := make([]wire.DestinationOutcome, len(final))
+	for i, d := range final {
+		dests[i] = wire.DestinationOutcome{Destination: d.Destination, Outcome: d.Outcome, Bytes: d.Bytes, ErrorClass: d.ErrorClass, Error: d.Error}
+	}
 	info := workflow.GetInfo(ctx).WorkflowExecution
-	now := workflow.Now(ctx).UTC()
-	data := func() wire.ObjectEventData {
-		return wire.ObjectEventData{Policy: r.in.Policy, Key: k.key, Version: k.source.Version, SHA256: k.source.SHA256, Size: k.source.Size,
-			Outcome: string(outcome), WorkflowID: info.ID, RunID: info.RunID}
-	}
-	wrote, holds := false, true
-	var dests []wire.EventDestination
-	for _, d := range final {
-		dests = append(dests, wire.EventDestination{Destination: d.Destination, Outcome: string(d.Outcome), Bytes: d.Bytes})
-		wrote = wrote || d.Outcome == wire.OutcomeCopied
-		holds = holds && (d.Outcome == wire.OutcomeCopied || d.Outcome == wire.OutcomeSkipped)
-	}
-	if wrote && holds {
-		d := data()
-		d.Destinations = dests
-		r.events = append(r.events, wire.ObjectEvent{ID: wire.EventID(info.RunID, wire.EventReplicated, k.key, k.source.Version, ""), Type: wire.EventReplicated, Time: now, Data: d})
-	}
-	for _, o := range final {
-		if o.Outcome != wire.OutcomeFailed || o.ErrorClass == wire.ErrRejected {
-			continue
-		}
-		d := data()
-		d.Destination, d.ErrorClass, d.Error = o.Destination, o.ErrorClass, o.Error
-		r.events = append(r.events, wire.ObjectEvent{ID: wire.EventID(info.RunID, wire.EventFailed, k.key, k.source.Version, o.Destination), Type: wire.EventFailed, Time: now, Data: d})
-	}
+	r.events = append(r.events, wire.KeyEvents(wire.EventRun{Policy: r.in.Policy, WorkflowID: info.ID, RunID: info.RunID}, k.key, k.source,
+		outcome, dests, true, workflow.Now(ctx).UTC())...)
 }

@@ -33,15 +33,7 @@ func TestAtomicCommitFailureRollsBack(t *testing.T) {
 	for _, failing := range []string{"s3", "gcs", "azure"} {
 		t.Run(failing, func(t *testing.T) {
 			w := newWorld(t, worldOptions{consistency: "atomic"})
-			healthy := w.startWorker()
-			v1 := map[string]string{
-				"existing/file.txt":  w.writeFile("existing/file.txt", []byte("version 1 of the file replicated everywhere")),
-				"existing/batch.txt": w.writeFile("existing/batch.txt", []byte("version 1 of the batch file")),
-			}
-			if res, code := w.replicateWait("existing/file.txt", "existing/batch.txt"); code != 0 {
-				t.Fatalf("first replication: exit %d %+v", code, res)
-			}
-			healthy.stop(t)
+			v1 := replicateFirstVersions(t, w)
 			// Commits (server-side copies, the staged path) and puts (the direct path of
 			// batches whose destinations share a queue) onto user keys are denied.
 			w.startWorker("REPLICATOR_FAULTS=commit@" + failing + ",put@" + failing)
@@ -59,15 +51,7 @@ func TestAtomicCommitFailureRollsBack(t *testing.T) {
 func TestAtomicCommitRefusedByMinIOPolicy(t *testing.T) {
 	w := newWorld(t, worldOptions{consistency: "atomic", s3Profile: "good"})
 	writeAWSProfiles(t, w)
-	healthy := w.startWorker()
-	v1 := map[string]string{
-		"existing/file.txt":  w.writeFile("existing/file.txt", []byte("version 1 of the file replicated everywhere")),
-		"existing/batch.txt": w.writeFile("existing/batch.txt", []byte("version 1 of the batch file")),
-	}
-	if res, code := w.replicateWait("existing/file.txt", "existing/batch.txt"); code != 0 {
-		t.Fatalf("first replication: exit %d %+v", code, res)
-	}
-	healthy.stop(t)
+	v1 := replicateFirstVersions(t, w)
 
 	var denied []string
 	for _, folder := range []string{"existing", "new"} {
@@ -106,6 +90,22 @@ func TestAtomicCommitRefusedByMinIOPolicy(t *testing.T) {
 	must(t, os.WriteFile(w.configPath, bytes.Replace(cfg, []byte("aws_profile: good"), []byte("aws_profile: denied"), 1), 0o644))
 	w.startWorker()
 	checkCommitRefusalRollsBack(t, w, "s3", v1)
+}
+
+// replicateFirstVersions replicates version 1 of the two existing keys everywhere
+// with a healthy worker, stops it, and returns their SHA-256 by key.
+func replicateFirstVersions(t *testing.T, w *world) map[string]string {
+	t.Helper()
+	healthy := w.startWorker()
+	v1 := map[string]string{
+		"existing/file.txt":  w.writeFile("existing/file.txt", []byte("version 1 of the file replicated everywhere")),
+		"existing/batch.txt": w.writeFile("existing/batch.txt", []byte("version 1 of the batch file")),
+	}
+	if res, code := w.replicateWait("existing/file.txt", "existing/batch.txt"); code != 0 {
+		t.Fatalf("first replication: exit %d %+v", code, res)
+	}
+	healthy.stop(t)
+	return v1
 }
 
 // assumeRole asks MinIO's STS for temporary credentials of the root user narrowed by

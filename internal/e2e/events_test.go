@@ -117,77 +117,55 @@ func TestEventsOutReachASinkThatWasDown(t *testing.T) {
 // TestEventsOutOfABatch: every key a batch replicated everywhere reaches the sink as one
 // replicated event with its SHA-256.
 func TestEventsOutOfABatch(t *testing.T) {
-	sink := &eventSink{secret: []byte("batch-secret")}
-	srv := httptest.NewServer(sink)
-	defer srv.Close()
-	w := newWorld(t, worldOptions{extra: "    events_out: [{url: \"" + srv.URL + "\", secret_env: E2E_SINK_SECRET}]\n"})
-	w.extraEnv = append(w.extraEnv, "E2E_SINK_SECRET=batch-secret")
-	sums := map[string]string{}
-	var keys []string
-	for i := range 5 {
-		k := fmt.Sprintf("batch/file-%d.txt", i)
-		sums[k] = w.writeFile(k, randomBytes(1000+i))
-		keys = append(keys, k)
-	}
-	list := w.dir + "/keys.txt"
-	must(t, os.WriteFile(list, []byte(strings.Join(keys, "\n")+"\n"), 0o644))
-	w.startWorker()
-	if out, code := w.starter("batch", list, "--wait", "--json", "--id", "events"); code != 0 {
-		t.Fatalf("batch: exit %d %s", code, out)
-	}
+	w := checkBatchEvents(t, worldOptions{}, 5, "events")
 	recordHistory(t, "batch/"+w.policy+"/events", "replicate_batch_events_out")
-	deadline := time.Now().Add(time.Minute)
-	for len(sink.received()) < len(keys) && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
-	time.Sleep(time.Second)
-	got := sink.received()
-	if len(got) != len(keys) || sink.bad != 0 {
-		t.Fatalf("sink received %d events (%d badly signed), want %d", len(got), sink.bad, len(keys))
-	}
-	for _, e := range got {
-		if e.Type != wire.EventReplicated || sums[e.Subject] == "" || e.Data.SHA256 != sums[e.Subject] || len(e.Data.Destinations) != 3 {
-			t.Errorf("event %+v", e)
-		}
-		delete(sums, e.Subject)
-	}
 }
 
 // TestEventsOutOfAStagedAtomicBatch: an atomic batch whose destinations are on two task
 // queues takes the staged path; each key it committed everywhere is one replicated
 // event.
 func TestEventsOutOfAStagedAtomicBatch(t *testing.T) {
-	sink := &eventSink{secret: []byte("staged-secret")}
+	checkBatchEvents(t, worldOptions{consistency: "atomic", azureDedicated: true}, 3, "staged")
+}
+
+// checkBatchEvents runs a batch of n new files on a world made with o plus a signed
+// events_out sink, and checks that the sink gets exactly one replicated event per key,
+// with its SHA-256 and all three destinations. It returns the world.
+func checkBatchEvents(t *testing.T, o worldOptions, n int, id string) *world {
+	t.Helper()
+	sink := &eventSink{secret: []byte(id + "-secret")}
 	srv := httptest.NewServer(sink)
-	defer srv.Close()
-	w := newWorld(t, worldOptions{consistency: "atomic", azureDedicated: true,
-		extra: "    events_out: [{url: \"" + srv.URL + "\", secret_env: E2E_SINK_SECRET}]\n"})
-	w.extraEnv = append(w.extraEnv, "E2E_SINK_SECRET=staged-secret")
+	t.Cleanup(srv.Close)
+	o.extra += "    events_out: [{url: \"" + srv.URL + "\", secret_env: E2E_SINK_SECRET}]\n"
+	w := newWorld(t, o)
+	w.extraEnv = append(w.extraEnv, "E2E_SINK_SECRET="+id+"-secret")
 	sums := map[string]string{}
 	var keys []string
-	for i := range 3 {
-		k := fmt.Sprintf("staged/file-%d.txt", i)
-		sums[k] = w.writeFile(k, randomBytes(2000+i))
+	for i := range n {
+		k := fmt.Sprintf("%s/file-%d.txt", id, i)
+		sums[k] = w.writeFile(k, randomBytes(1000+i))
 		keys = append(keys, k)
 	}
 	list := w.dir + "/keys.txt"
 	must(t, os.WriteFile(list, []byte(strings.Join(keys, "\n")+"\n"), 0o644))
 	w.startWorker()
-	if out, code := w.starter("batch", list, "--wait", "--json"); code != 0 {
+	if out, code := w.starter("batch", list, "--wait", "--json", "--id", id); code != 0 {
 		t.Fatalf("batch: exit %d %s", code, out)
 	}
 	deadline := time.Now().Add(time.Minute)
-	for len(sink.received()) < len(keys) && time.Now().Before(deadline) {
+	for len(sink.received()) < n && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a duplicate or an extra event would arrive by now
 	got := sink.received()
-	if len(got) != len(keys) {
-		t.Fatalf("sink received %d events, want %d: %+v", len(got), len(keys), got)
+	if len(got) != n || sink.bad != 0 {
+		t.Fatalf("sink received %d events (%d badly signed), want %d: %+v", len(got), sink.bad, n, got)
 	}
 	for _, e := range got {
-		if e.Type != wire.EventReplicated || e.Data.SHA256 != sums[e.Subject] || len(e.Data.Destinations) != 3 {
+		if e.Type != wire.EventReplicated || sums[e.Subject] == "" || e.Data.SHA256 != sums[e.Subject] || len(e.Data.Destinations) != 3 {
 			t.Errorf("event %+v", e)
 		}
+		delete(sums, e.Subject) // a second event for one key finds no sum
 	}
+	return w
 }

@@ -65,6 +65,45 @@ func EventID(run, typ, key, version, destination string) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// EventRun names the run whose events are built: its policy, workflow and run ID.
+type EventRun struct {
+	Policy, WorkflowID, RunID string
+}
+
+// KeyEvents builds the outbound events of one key a run handled, the same way wherever
+// it was handled: a replicated event when every destination it is routed to (allRoutes:
+// dests covers them all) holds the version and at least one was written now, and a
+// failed event for each destination that failed for good (a rejected name is not news:
+// the reconcile reports it). outcome is the key's outcome in the run. IDs derive from
+// the run, key, version and destination, so building them again gives the same IDs.
+func KeyEvents(run EventRun, key string, sv SourceVersion, outcome RunOutcome, dests []DestinationOutcome, allRoutes bool, at time.Time) []ObjectEvent {
+	data := func() ObjectEventData {
+		return ObjectEventData{Policy: run.Policy, Key: key, Version: sv.Version, SHA256: sv.SHA256, Size: sv.Size, Outcome: string(outcome), WorkflowID: run.WorkflowID, RunID: run.RunID}
+	}
+	wrote, holds := false, true
+	var summary []EventDestination
+	for _, d := range dests {
+		summary = append(summary, EventDestination{Destination: d.Destination, Outcome: string(d.Outcome), Bytes: d.Bytes})
+		wrote = wrote || d.Outcome == OutcomeCopied
+		holds = holds && (d.Outcome == OutcomeCopied || d.Outcome == OutcomeSkipped)
+	}
+	var events []ObjectEvent
+	if allRoutes && wrote && holds {
+		d := data()
+		d.Destinations = summary
+		events = append(events, ObjectEvent{ID: EventID(run.RunID, EventReplicated, key, sv.Version, ""), Type: EventReplicated, Time: at, Data: d})
+	}
+	for _, o := range dests {
+		if o.Outcome != OutcomeFailed || o.ErrorClass == ErrRejected {
+			continue
+		}
+		d := data()
+		d.Destination, d.ErrorClass, d.Error = o.Destination, o.ErrorClass, o.Error
+		events = append(events, ObjectEvent{ID: EventID(run.RunID, EventFailed, key, sv.Version, o.Destination), Type: EventFailed, Time: at, Data: d})
+	}
+	return events
+}
+
 // DeliverEventsInput is the input of the DeliverEvents workflow.
 type DeliverEventsInput struct {
 	Policy string
