@@ -213,3 +213,16 @@ func TestConfigWithACredentialInAURLIsAUsageErrorThatHidesIt(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 }
+
+func TestDisplayKeyQuotesWhatATerminalWouldGarble(t *testing.T) {
+	for in, want := range map[string]string{
+		"photos/a b.jpg": "photos/a b.jpg",
+		"new\nline.txt":  `"new\nline.txt"`,
+		"bad\xffbyte":    `"bad\xffbyte"`,
+		"café.txt":       "café.txt",
+	} {
+		if got := displayKey(in); got != want {
+			t.Errorf("displayKey(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -65,7 +65,7 @@ func verifyCmd(g *globals) *cobra.Command {
 					t := e.table()
 					fmt.Fprintln(t, "KEY\tDESTINATION\tSTATUS\tDETAIL")
 					for _, r := range rows {
-						fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", r.Key, r.Destination, r.Status, r.Detail)
+						fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", displayKey(r.Key), r.Destination, r.Status, r.Detail)
 					}
 					t.Flush()
 				}
