@@ -42,6 +42,9 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 	if err != nil {
 		return nil, err
 	}
+	if p.Mode == config.ModeBidirectional {
+		return a.planBidirectional(ctx, p, in)
+	}
 	st := a.State
 	src, err := a.source(ctx, p)
 	if err != nil {
@@ -236,15 +239,15 @@ func (a *Activities) storePlan(ctx context.Context, st *state.State, policy, id 
 	return key, err
 }
 
-// sourceEntries turns the source listing into diff entries: filtered keys are
-// dropped first (a filter applies before any validation), rejected entries and
-// directories of unknown state become held entries, reported through reject, so that
-// no destination changes under them.
-func sourceEntries(list iter.Seq2[store.Object, error], p *config.Policy, count *int, reject func(store.Object)) iter.Seq2[reconcile.SourceEntry, error] {
-	return func(yield func(reconcile.SourceEntry, error) bool) {
+// selected filters a listing for a plan: keys the policy filters out are dropped
+// first (a filter applies before any validation); rejected entries and directories of
+// unknown state are reported through reject and passed on (the caller holds them, so
+// that nothing changes under them); the rest are counted.
+func selected(list iter.Seq2[store.Object, error], p *config.Policy, count *int, reject func(store.Object)) iter.Seq2[store.Object, error] {
+	return func(yield func(store.Object, error) bool) {
 		for o, err := range list {
 			if err != nil {
-				yield(reconcile.SourceEntry{}, err)
+				yield(store.Object{}, err)
 				return
 			}
 			if o.Unreadable && p.ExcludesDir(o.Key) || !o.Unreadable && !p.Selected(o.Key) {
@@ -252,13 +255,25 @@ func sourceEntries(list iter.Seq2[store.Object, error], p *config.Policy, count 
 			}
 			if o.Rejected != "" || o.Unreadable {
 				reject(o)
-				if !yield(reconcile.SourceEntry{Key: o.Key, Held: true, Subtree: o.Unreadable}, nil) {
-					return
-				}
-				continue
+			} else {
+				*count++
 			}
-			*count++
-			if !yield(reconcile.SourceEntry{Key: o.Key, Size: o.Size, Version: replica.VersionOf(o)}, nil) {
+			if !yield(o, nil) {
+				return
+			}
+		}
+	}
+}
+
+// sourceEntries turns the source listing into diff entries (see selected).
+func sourceEntries(list iter.Seq2[store.Object, error], p *config.Policy, count *int, reject func(store.Object)) iter.Seq2[reconcile.SourceEntry, error] {
+	return func(yield func(reconcile.SourceEntry, error) bool) {
+		for o, err := range selected(list, p, count, reject) {
+			e := reconcile.SourceEntry{Key: o.Key, Size: o.Size, Version: replica.VersionOf(o)}
+			if o.Rejected != "" || o.Unreadable {
+				e = reconcile.SourceEntry{Key: o.Key, Held: true, Subtree: o.Unreadable}
+			}
+			if !yield(e, err) || err != nil {
 				return
 			}
 		}
@@ -386,7 +401,7 @@ func (a *Activities) FinishReconcile(ctx context.Context, in wire.FinishReconcil
 	if in.Outcome == wire.RunOK && a.Metrics != nil {
 		a.Metrics.LastReconcile.WithLabelValues(p.Name).SetToCurrentTime()
 		for _, d := range p.Destinations {
-			for _, kind := range []string{"copy", "update", "delete", "adopt"} {
+			for _, kind := range []string{"copy", "update", "delete", "adopt", "copy-to-source", "delete-on-source", "both-changed"} {
 				a.Metrics.Drift.WithLabelValues(p.Name, d.Name, kind).Set(0)
 			}
 		}

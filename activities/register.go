@@ -37,6 +37,7 @@ func Register(r Registry, a *Activities) {
 		{wire.AtomicChunkName, a.AtomicChunk},
 		{wire.SendEventsName, a.SendEvents},
 		{wire.ObserveLagName, a.ObserveLag},
+		{wire.SyncChunkName, a.SyncChunk},
 	} {
 		r.RegisterActivityWithOptions(act.fn, activity.RegisterOptions{Name: act.name})
 	}

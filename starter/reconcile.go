@@ -25,7 +25,7 @@ func reconcileCmd(g *globals) *cobra.Command {
 	cmd := needs(&cobra.Command{
 		Use:   "reconcile",
 		Short: "Reconcile --policy now: diff the source with every destination and repair drift",
-		Long: "Reconcile --policy now. --dry-run prints the plan (copy, update, delete, adopt per destination) and changes nothing.\n" +
+		Long: "Reconcile --policy now. --dry-run prints the plan (copy, update, delete, adopt per destination; for a bidirectional policy, both directions with their conflicts) and changes nothing.\n" +
 			"Deletes obey the policy's safety limits; a plan over them, or an empty or unreadable source, stops with outcome\n" +
 			"'stopped' and deletes nothing unless --override-safety is given.",
 		Args: usageArgs(cobra.NoArgs),
@@ -117,12 +117,16 @@ func (e *env) printReconcile(ctx context.Context, id string, res *wire.Reconcile
 		if res.Reason != "" {
 			fmt.Fprintf(e.out, "reason: %s\n", res.Reason)
 		}
-		t := e.table()
-		fmt.Fprintln(t, "DESTINATION\tOBJECTS\tUNCHANGED\tCOPY\tUPDATE\tDELETE\tADOPT\tEXTRA\tVERIFY")
-		for _, d := range res.Destinations {
-			fmt.Fprintf(t, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", d.Destination, d.Objects, d.Unchanged, d.Copy, d.Update, d.Delete, d.Adopt, d.Extra, d.Verify)
+		if b := res.Bidirectional; b != nil {
+			e.printBidirectional(b, res.Synced)
+		} else {
+			t := e.table()
+			fmt.Fprintln(t, "DESTINATION\tOBJECTS\tUNCHANGED\tCOPY\tUPDATE\tDELETE\tADOPT\tEXTRA\tVERIFY")
+			for _, d := range res.Destinations {
+				fmt.Fprintf(t, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", d.Destination, d.Objects, d.Unchanged, d.Copy, d.Update, d.Delete, d.Adopt, d.Extra, d.Verify)
+			}
+			t.Flush()
 		}
-		t.Flush()
 		if len(res.Rejected) > 0 {
 			parts := make([]string, len(res.Rejected))
 			for i, r := range res.Rejected {
@@ -143,7 +147,7 @@ func (e *env) printReconcile(ctx context.Context, id string, res *wire.Reconcile
 		if len(lines) > 0 {
 			fmt.Fprintln(e.out, "\nplan:")
 			t := e.table()
-			fmt.Fprintln(t, "KEY\tDESTINATION\tACTION")
+			fmt.Fprintln(t, "KEY\tDESTINATION\tACTION\tCONFLICT")
 			for _, l := range lines {
 				dests := make([]string, 0, len(l.Actions))
 				for d := range l.Actions {
@@ -151,7 +155,7 @@ func (e *env) printReconcile(ctx context.Context, id string, res *wire.Reconcile
 				}
 				slices.Sort(dests)
 				for _, d := range dests {
-					fmt.Fprintf(t, "%s\t%s\t%s\n", l.Key, d, l.Actions[d])
+					fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", l.Key, sideName(res, d), l.Actions[d], l.Conflict)
 				}
 			}
 			t.Flush()
@@ -161,4 +165,37 @@ func (e *env) printReconcile(ctx context.Context, id string, res *wire.Reconcile
 		return errFailed
 	}
 	return nil
+}
+
+// sideName names a plan line's side of a bidirectional plan ("a", "b") as the
+// operator knows it; destinations' names stay as they are.
+func sideName(res *wire.ReconcileResult, d string) string {
+	if res.Bidirectional == nil {
+		return d
+	}
+	switch d {
+	case "a":
+		return "A (source)"
+	case "b":
+		return "B (" + res.Bidirectional.Destination + ")"
+	}
+	return d
+}
+
+// printBidirectional shows both directions of a bidirectional plan, and what the
+// sync did.
+func (e *env) printBidirectional(b *wire.BidirectionalPlan, done *wire.SyncCounts) {
+	t := e.table()
+	fmt.Fprintln(t, "SIDE\tOBJECTS\tCOPY TO\tDELETE ON")
+	fmt.Fprintf(t, "A (source)\t%d\t%d\t%d\n", b.A.Objects, b.A.Copy, b.A.Delete)
+	fmt.Fprintf(t, "B (%s)\t%d\t%d\t%d\n", b.Destination, b.B.Objects, b.B.Copy, b.B.Delete)
+	t.Flush()
+	fmt.Fprintf(e.out, "changed on both sides: %d, gone from both: %d, modify/delete conflicts: %d\n", b.BothChanged, b.Forget, b.Conflicts)
+	if done != nil {
+		fmt.Fprintf(e.out, "synced: %d copied to A, %d copied to B, %d deleted on A, %d deleted on B, %d already in sync, %d changed again (next run), %d conflicts, %d failed, %s\n",
+			done.CopiedToA, done.CopiedToB, done.DeletedOnA, done.DeletedOnB, done.InSync, done.Changed, done.Conflicts, done.Failed, humanBytes(done.Bytes))
+		if len(done.Kept) > 0 {
+			fmt.Fprintf(e.out, "kept both versions of concurrent edits; the losing ones are now: %s\n", strings.Join(done.Kept, ", "))
+		}
+	}
 }

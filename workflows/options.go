@@ -157,6 +157,17 @@ func deleteChunkOptions(ctx workflow.Context, summary string) workflow.Context {
 	})
 }
 
+// syncChunkOptions: SyncChunk syncs one page of a bidirectional plan; its heartbeat
+// carries the keys done, so a retry goes on from there.
+func syncChunkOptions(ctx workflow.Context, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 6 * time.Hour,
+		HeartbeatTimeout:    2 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: time.Minute, NonRetryableErrorTypes: wire.NonRetryable},
+		Summary:             summary,
+	})
+}
+
 // finishOptions: FinishReconcile records the outcome, removes the plan and purges
 // expired trash.
 func finishOptions(ctx workflow.Context, outcome wire.RunOutcome) workflow.Context {

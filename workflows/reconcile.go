@@ -58,6 +58,7 @@ func (r *reconcileRun) run(ctx workflow.Context) (*wire.ReconcileResult, error) 
 		r.in.Plan = &plan
 		res.PlanID, res.Plan, res.SourceKeys, res.Destinations, res.Reason = plan.PlanID, plan.Plan, plan.SourceKeys, plan.Destinations, plan.Reason
 		res.Rejected, res.Unknown = plan.Rejected, plan.Unknown
+		res.Bidirectional = plan.Bidirectional
 		r.in.NextDelete = make([]int, len(plan.Destinations))
 		switch {
 		case plan.Stopped:
@@ -79,6 +80,9 @@ func (r *reconcileRun) run(ctx workflow.Context) (*wire.ReconcileResult, error) 
 			}
 			res.Sync = &sum
 		}
+	}
+	if r.in.Plan.Bidirectional != nil {
+		return r.syncBoth(ctx)
 	}
 	if done, err := r.deletes(ctx); err != nil {
 		return nil, r.fail(ctx, err)
@@ -129,6 +133,51 @@ func (r *reconcileRun) deletes(ctx workflow.Context) (done bool, err error) {
 	return true, nil
 }
 
+// syncPagesInFlight is how many pages of a bidirectional plan sync at once.
+const syncPagesInFlight = 8
+
+// syncBoth carries out a bidirectional plan, page by page (SyncChunk), a bounded
+// number of pages per run before it continues as new.
+func (r *reconcileRun) syncBoth(ctx workflow.Context) (*wire.ReconcileResult, error) {
+	r.phase = "sync"
+	res := r.in.Result
+	items := r.in.Plan.Bidirectional.Items
+	if res.Synced == nil {
+		res.Synced = &wire.SyncCounts{}
+	}
+	launched := 0
+	for res.NextSyncPage < items.Pages {
+		if launched >= deletePagesPerRun {
+			return nil, workflow.NewContinueAsNewError(ctx, Reconcile, r.in)
+		}
+		var futures []workflow.Future
+		for res.NextSyncPage < items.Pages && len(futures) < syncPagesInFlight {
+			page := res.NextSyncPage
+			actx := syncChunkOptions(ctx, fmt.Sprintf("sync page %d/%d", page+1, items.Pages))
+			futures = append(futures, workflow.ExecuteActivity(actx, wire.SyncChunkName, wire.SyncChunkInput{Policy: r.in.Policy, List: items, Page: page}))
+			res.NextSyncPage++
+			launched++
+		}
+		var errs []error
+		for _, f := range futures {
+			var c wire.SyncCounts
+			if err := f.Get(ctx, &c); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			res.Synced.Add(c)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return nil, r.fail(ctx, fmt.Errorf("sync: %w", err))
+		}
+	}
+	outcome := wire.RunOK
+	if res.Synced.Failed > 0 {
+		outcome = wire.RunPartial
+	}
+	return r.finish(ctx, outcome)
+}
+
 func (r *reconcileRun) finish(ctx workflow.Context, outcome wire.RunOutcome) (*wire.ReconcileResult, error) {
 	r.phase = "done"
 	r.in.Result.Outcome = outcome
@@ -143,6 +192,10 @@ func (r *reconcileRun) finish(ctx workflow.Context, outcome wire.RunOutcome) (*w
 	var bytes int64
 	if r.in.Result.Sync != nil {
 		bytes = r.in.Result.Sync.Totals().Bytes
+	}
+	if s := r.in.Result.Synced; s != nil {
+		_ = workflow.UpsertTypedSearchAttributes(ctx, outcomeValue(outcome), BytesAttr.ValueSet(s.Bytes), ConflictsAttr.ValueSet(int64(s.Conflicts)))
+		return r.in.Result, nil
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, outcomeValue(outcome), BytesAttr.ValueSet(bytes))
 	return r.in.Result, nil

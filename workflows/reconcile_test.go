@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"context"
 	"testing"
 
 	"github.com/cloudrepl/replicator/internal/wire"
@@ -86,5 +87,36 @@ func TestReconcileContinuesAsNewThroughManyDeletes(t *testing.T) {
 	env.ExecuteWorkflow(Reconcile, wire.ReconcileInput{Policy: "p"})
 	if err := env.GetWorkflowError(); !workflow.IsContinueAsNewError(err) {
 		t.Fatalf("err = %v, want continue-as-new", err)
+	}
+}
+
+func bidirectionalPlan(pages int) *wire.PlanResult {
+	return &wire.PlanResult{PlanID: "p1", SourceKeys: 10, Bidirectional: &wire.BidirectionalPlan{Destination: "b",
+		A: wire.SidePlan{Objects: 10, Copy: 2}, B: wire.SidePlan{Objects: 9, Copy: 3}, Items: wire.KeyList{Pages: pages, Count: pages * 64}}}
+}
+
+func TestReconcileBidirectionalSyncsEveryPage(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(wire.PlanReconcileName, mock.Anything, mock.Anything).Return(bidirectionalPlan(11), nil).Once()
+	pages := map[int]bool{}
+	env.OnActivity(wire.SyncChunkName, mock.Anything, mock.Anything).Return(func(_ context.Context, in wire.SyncChunkInput) (*wire.SyncCounts, error) {
+		pages[in.Page] = true
+		return &wire.SyncCounts{CopiedToA: 1, Conflicts: 1, Bytes: 10}, nil
+	})
+	env.OnActivity(wire.FinishReconcileName, mock.Anything, wire.FinishReconcileInput{Policy: "p", Outcome: "ok", PlanID: "p1"}).Return(&wire.FinishReconcileResult{}, nil).Once()
+	res := runReconcile(t, env, wire.ReconcileInput{Policy: "p"})
+	if res.Outcome != wire.RunOK || res.Synced == nil || res.Synced.CopiedToA != 11 || res.Synced.Conflicts != 11 || len(pages) != 11 {
+		t.Fatalf("result %+v synced %+v pages %v", res, res.Synced, pages)
+	}
+	env.AssertNotCalled(t, wire.DeleteChunkName, mock.Anything, mock.Anything)
+}
+
+func TestReconcileBidirectionalFailedKeysArePartial(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(wire.PlanReconcileName, mock.Anything, mock.Anything).Return(bidirectionalPlan(1), nil).Once()
+	env.OnActivity(wire.SyncChunkName, mock.Anything, mock.Anything).Return(&wire.SyncCounts{CopiedToB: 3, Failed: 1}, nil).Once()
+	env.OnActivity(wire.FinishReconcileName, mock.Anything, wire.FinishReconcileInput{Policy: "p", Outcome: "partial", PlanID: "p1"}).Return(&wire.FinishReconcileResult{}, nil).Once()
+	if res := runReconcile(t, env, wire.ReconcileInput{Policy: "p"}); res.Outcome != wire.RunPartial {
+		t.Fatalf("outcome %s", res.Outcome)
 	}
 }

@@ -30,6 +30,14 @@ const (
 	ModeBidirectional = "bidirectional"
 )
 
+// Conflict rules of a bidirectional policy.
+const (
+	ConflictNewerWins = "newer-wins"
+	ConflictPreferA   = "prefer-a"
+	ConflictPreferB   = "prefer-b"
+	ConflictKeepBoth  = "keep-both"
+)
+
 // Consistency modes of a policy.
 const (
 	ConsistencyAtomic   = "atomic"
@@ -68,6 +76,10 @@ type Policy struct {
 	Mode string `yaml:"mode"`
 	// Consistency is atomic (all routed destinations or none) or eventual.
 	Consistency string `yaml:"consistency"`
+	// Conflict is the rule of a bidirectional policy for a key changed on both sides
+	// concurrently: newer-wins, prefer-a, prefer-b or keep-both (the default: no
+	// edit is ever lost).
+	Conflict string `yaml:"conflict"`
 	// Schedule of the reconcile.
 	Schedule Schedule `yaml:"schedule"`
 	// Safety limits deletes.
@@ -266,6 +278,9 @@ func (f *File) applyDefaults() {
 		p := &f.Policies[i]
 		if p.Mode == "" {
 			p.Mode = ModeCopy
+		}
+		if p.Mode == ModeBidirectional && p.Conflict == "" {
+			p.Conflict = ConflictKeepBoth
 		}
 		if p.Consistency == "" {
 			p.Consistency = ConsistencyEventual

@@ -123,7 +123,7 @@ policies:
 		`policies[2].name: duplicate policy name "ok"`,
 		"policies[2].destinations[0].url: is the policy's source",
 		`policies[2].rules[0].match: rule "*.tmp" matches nothing`,
-		"policies[2].mode: mode bidirectional is not supported yet (supported modes are copy (never delete) and mirror (propagate deletes))",
+		"policies[2].rules: a bidirectional policy syncs every selected key between its two sides",
 	}
 	msg := err.Error()
 	for _, w := range want {

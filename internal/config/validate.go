@@ -201,13 +201,13 @@ func (c *checker) policy(at string, p *Policy) {
 	}
 	switch p.Mode {
 	case ModeCopy, ModeMirror:
+		if p.Conflict != "" {
+			c.add(at+".conflict", "remove it, or use mode: bidirectional", "a conflict rule only applies to a bidirectional policy (mode is %s)", p.Mode)
+		}
 	case ModeBidirectional:
-		// Refused rather than run as a one-way copy: the workflows do not implement
-		// it (DESIGN section 6), and a policy that silently ignored changes on side B
-		// would lose them.
-		c.add(at+".mode", "supported modes are copy (never delete) and mirror (propagate deletes)", "mode bidirectional is not supported yet")
+		c.bidirectional(at, p)
 	default:
-		c.add(at+".mode", "copy or mirror", "unknown mode %q", p.Mode)
+		c.add(at+".mode", "copy, mirror or bidirectional", "unknown mode %q", p.Mode)
 	}
 	switch p.Consistency {
 	case ConsistencyAtomic, ConsistencyEventual:
@@ -332,4 +332,23 @@ func destinationNames(p *Policy) []string {
 		names[i] = d.Name
 	}
 	return names
+}
+
+// bidirectional checks what a bidirectional policy needs: one destination (side B)
+// that every key goes to, and a known conflict rule.
+func (c *checker) bidirectional(at string, p *Policy) {
+	if len(p.Destinations) != 1 {
+		c.add(at+".destinations", "list exactly one destination: the source is side A, the destination side B", "a bidirectional policy syncs two locations, %d destinations given", len(p.Destinations))
+	}
+	if len(p.Rules) > 0 {
+		c.add(at+".rules", "remove the rules (use include/exclude to choose keys)", "a bidirectional policy syncs every selected key between its two sides; rules route keys among several destinations")
+	}
+	switch p.Conflict {
+	case ConflictNewerWins, ConflictPreferA, ConflictPreferB, ConflictKeepBoth:
+	default:
+		c.add(at+".conflict", "newer-wins, prefer-a, prefer-b or keep-both", "unknown conflict rule %q", p.Conflict)
+	}
+	if p.Watch != nil {
+		c.add(at+".watch", "remove it: the scheduled reconcile syncs both sides", "a bidirectional policy cannot be watched (a watch sees one side only)")
+	}
 }

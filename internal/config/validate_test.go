@@ -21,27 +21,36 @@ func parseProblems(t *testing.T, body string) []Problem {
 	return ve.Problems
 }
 
-func TestBidirectionalIsRefused(t *testing.T) {
-	problems := parseProblems(t, `
-state: file:///state
-policies:
-  - name: p
-    source: file:///src
-    destinations: [{name: b, url: "gs://bucket/b"}]
-    mode: bidirectional
-`)
-	if len(problems) != 1 {
-		t.Fatalf("problems = %v, want one", problems)
+func TestBidirectionalPolicy(t *testing.T) {
+	policy := func(extra string) string {
+		return "state: file:///state\npolicies:\n  - name: p\n    source: file:///src\n    mode: bidirectional\n" + extra
 	}
-	p := problems[0]
-	if p.Path != "policies[0].mode" || !strings.Contains(p.Message, "not supported yet") ||
-		!strings.Contains(p.Hint, "copy") || !strings.Contains(p.Hint, "mirror") {
-		t.Errorf("problem = %s; want it on the mode, saying bidirectional is not supported yet and naming copy and mirror", p)
+	one := "    destinations: [{name: b, url: \"gs://bucket/b\"}]\n"
+	if problems := parseProblems(t, policy(one)); problems != nil {
+		t.Fatalf("a bidirectional policy with one destination refused: %v", problems)
 	}
-	for _, mode := range []string{"copy", "mirror", ""} {
-		if problems := parseProblems(t, "state: file:///state\npolicies: [{name: p, source: file:///src, destinations: [{name: b, url: \"gs://bucket/b\"}], mode: \""+mode+"\"}]\n"); problems != nil {
-			t.Errorf("mode %q refused: %v", mode, problems)
+	f, err := Parse(strings.NewReader(policy(one)))
+	if err != nil || f.Policies[0].Conflict != ConflictKeepBoth {
+		t.Fatalf("default conflict rule = %q, %v; want keep-both (no edit is lost)", f.Policies[0].Conflict, err)
+	}
+	for _, rule := range []string{"newer-wins", "prefer-a", "prefer-b", "keep-both"} {
+		if problems := parseProblems(t, policy(one+"    conflict: "+rule+"\n")); problems != nil {
+			t.Errorf("conflict %s refused: %v", rule, problems)
 		}
+	}
+	for _, c := range []struct{ extra, path, words string }{
+		{one + "    conflict: newest\n", "policies[0].conflict", "unknown conflict rule"},
+		{"    destinations: [{name: b, url: \"gs://bucket/b\"}, {name: c, url: \"gs://bucket/c\"}]\n", "policies[0].destinations", "2 destinations"},
+		{one + "    rules: [{match: \"**\", to: [b]}]\n", "policies[0].rules", "every selected key"},
+	} {
+		problems := parseProblems(t, policy(c.extra))
+		if len(problems) != 1 || problems[0].Path != c.path || !strings.Contains(problems[0].Message, c.words) {
+			t.Errorf("%q: problems = %v; want one on %s saying %q", c.extra, problems, c.path, c.words)
+		}
+	}
+	problems := parseProblems(t, "state: file:///state\npolicies: [{name: p, source: file:///src, destinations: [{name: b, url: \"gs://bucket/b\"}], conflict: prefer-a}]\n")
+	if len(problems) != 1 || problems[0].Path != "policies[0].conflict" {
+		t.Errorf("conflict on a copy policy: problems = %v; want one on the conflict", problems)
 	}
 }
 

@@ -37,6 +37,10 @@ type Metrics struct {
 	// policy could not replicate, by reason (name, special-file, link, unreadable,
 	// destination-name).
 	Rejected *prometheus.GaugeVec
+	// Conflicts counts keys of a bidirectional policy changed on both sides, by kind
+	// (concurrent: settled by the policy's rule; modify-delete: the modified version
+	// kept).
+	Conflicts *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them on reg.
@@ -70,8 +74,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		Rejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "replicator_rejected_objects", Help: "Source entries that cannot be replicated (reported by name in the dead letters, class Rejected), by reason.",
 		}, []string{"policy", "reason"}),
+		Conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "replicator_conflicts_total", Help: "Keys of a bidirectional policy changed on both sides, by kind (concurrent, modify-delete).",
+		}, []string{"policy", "kind"}),
 	}
-	reg.MustRegister(m.Bytes, m.Objects, m.Lag, m.DeadLetters, m.Drift, m.LastReconcile, m.Requests, m.SentBytes, m.Rejected)
+	reg.MustRegister(m.Bytes, m.Objects, m.Lag, m.DeadLetters, m.Drift, m.LastReconcile, m.Requests, m.SentBytes, m.Rejected, m.Conflicts)
 	return m
 }
 

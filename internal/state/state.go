@@ -114,6 +114,9 @@ type ManifestEntry struct {
 	ETag string `json:"etag,omitempty"`
 	// Size in bytes.
 	Size int64 `json:"size"`
+	// Vector is, in a bidirectional side's records, the version vector of the
+	// synced version (bisync.Vector's string form).
+	Vector string `json:"vector,omitempty"`
 	// Deleted marks a propagated delete.
 	Deleted bool `json:"deleted,omitempty"`
 	// Time of the commit.

@@ -26,6 +26,10 @@ const (
 	MetaSHA256        = "replicator-sha256"
 	MetaSourceSize    = "replicator-source-size"
 	MetaSourceVersion = "replicator-source-version"
+	// MetaVector is the version vector a bidirectional sync writes with each replica
+	// (package bisync). It travels in Attributes.Metadata like user metadata, and
+	// like the replicator's own entries it describes the bytes it was written with.
+	MetaVector = "replicator-vector"
 )
 
 // Object is one entry of a listing: what every backend returns without an extra

@@ -32,6 +32,7 @@ const (
 	AtomicChunkName      = "AtomicChunk"
 	SendEventsName       = "SendEvents"
 	ObserveLagName       = "ObserveLag"
+	SyncChunkName        = "SyncChunk"
 )
 
 // Signal and query names.

@@ -54,12 +54,17 @@ type PlanResult struct {
 	Reason  string
 	// Checksum: the plan compares content, so the sync must read replicas.
 	Checksum bool `json:",omitempty"`
+	// Bidirectional is the plan of a bidirectional policy (Sync and the
+	// destinations' deletes are then empty).
+	Bidirectional *BidirectionalPlan `json:",omitempty"`
 }
 
 // PlanLine is one line of a plan file.
 type PlanLine struct {
 	Key     string            `json:"key"`
 	Actions map[string]string `json:"actions"`
+	// Conflict names a conflict known when planning (bidirectional policies).
+	Conflict string `json:"conflict,omitempty"`
 }
 
 // DeleteChunkInput asks to delete one page of a destination's delete list.
@@ -118,4 +123,79 @@ type SweepReport struct {
 // FinishReconcileResult says what FinishReconcile cleaned up.
 type FinishReconcileResult struct {
 	Swept []SweepReport `json:",omitempty"`
+}
+
+// SidePlan counts one side's part of a bidirectional plan.
+type SidePlan struct {
+	// Objects the side listed (the replicator's own subtree excluded).
+	Objects int
+	// Copy is the keys to copy to this side from the other, Delete the deletes made
+	// on the other side to propagate here.
+	Copy   int
+	Delete int
+}
+
+// BidirectionalPlan is the plan of a bidirectional policy: both directions, with the
+// conflicts known when planning.
+type BidirectionalPlan struct {
+	// A is the policy's source, B its destination (named).
+	A, B        SidePlan
+	Destination string
+	// BothChanged counts keys changed on both sides: the sync compares their content
+	// and vectors, and settles concurrent changes by the policy's rule.
+	BothChanged int
+	// Forget counts keys gone from both sides whose records are dropped.
+	Forget int
+	// Conflicts known at planning time (modified on one side, deleted on the other).
+	Conflicts int
+	// Items lists the keys to sync, one JSON object per key (replica.Planned).
+	Items KeyList
+}
+
+// Pending is the number of keys the sync changes.
+func (p BidirectionalPlan) Pending() int {
+	return p.A.Copy + p.A.Delete + p.B.Copy + p.B.Delete + p.BothChanged + p.Forget
+}
+
+// SyncChunkInput asks to sync one page of a bidirectional plan.
+type SyncChunkInput struct {
+	Policy string
+	List   KeyList
+	Page   int
+}
+
+// SyncCounts is what a bidirectional sync did.
+type SyncCounts struct {
+	CopiedToA, CopiedToB   int
+	DeletedOnA, DeletedOnB int
+	// InSync counts keys both sides had changed to the same bytes.
+	InSync int
+	// Changed counts keys a side changed again after the plan: left for the next run.
+	Changed   int
+	Conflicts int
+	// Kept lists (the first few) conflict names a keep-both resolution kept.
+	Kept   []string `json:",omitempty"`
+	Failed int
+	Bytes  int64
+}
+
+// maxKept bounds SyncCounts.Kept.
+const maxKept = 20
+
+// Add adds o to c.
+func (c *SyncCounts) Add(o SyncCounts) {
+	c.CopiedToA += o.CopiedToA
+	c.CopiedToB += o.CopiedToB
+	c.DeletedOnA += o.DeletedOnA
+	c.DeletedOnB += o.DeletedOnB
+	c.InSync += o.InSync
+	c.Changed += o.Changed
+	c.Conflicts += o.Conflicts
+	c.Failed += o.Failed
+	c.Bytes += o.Bytes
+	for _, k := range o.Kept {
+		if len(c.Kept) < maxKept {
+			c.Kept = append(c.Kept, k)
+		}
+	}
 }

@@ -139,6 +139,12 @@ type ReconcileResult struct {
 	// Sync and Deletes are what the execution did.
 	Sync    *BatchSummary `json:",omitempty"`
 	Deleted Counts        `json:",omitzero"`
+	// Bidirectional is a bidirectional policy's plan, and Synced what its sync did.
+	Bidirectional *BidirectionalPlan `json:",omitempty"`
+	Synced        *SyncCounts        `json:",omitempty"`
+	// NextSyncPage is the next page of the bidirectional plan to sync (carried over
+	// continue-as-new).
+	NextSyncPage int `json:",omitempty"`
 }
 
 // ReconcileProgress answers the progress query of Reconcile.

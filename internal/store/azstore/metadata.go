@@ -17,6 +17,7 @@ var replicatorNames = map[string]string{
 	azureName(store.MetaSHA256):        store.MetaSHA256,
 	azureName(store.MetaSourceSize):    store.MetaSourceSize,
 	azureName(store.MetaSourceVersion): store.MetaSourceVersion,
+	azureName(store.MetaVector):        store.MetaVector,
 }
 
 // azureName turns a metadata name into a C# identifier, as Azure requires: ASCII
@@ -47,7 +48,7 @@ func toAzureMetadata(m map[string]string) map[string]*string {
 	}
 	slices.Sort(names)
 	isOwn := func(k string) bool {
-		return k == store.MetaSHA256 || k == store.MetaSourceSize || k == store.MetaSourceVersion
+		return k == store.MetaSHA256 || k == store.MetaSourceSize || k == store.MetaSourceVersion || k == store.MetaVector
 	}
 	for _, k := range names {
 		if n := azureName(k); !isOwn(k) && out[n] == nil {

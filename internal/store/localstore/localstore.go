@@ -21,6 +21,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,6 +54,16 @@ type Store struct {
 type xattrValue struct {
 	ContentType string            `json:"content_type,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
+	// Written is the file's modification time and size when the metadata was
+	// stored (writtenStamp). The attribute outlives an edit in place, which leaves
+	// its SHA-256 and version describing bytes the file no longer holds: a file
+	// whose stamp differs is no longer the replica that was written.
+	Written string `json:"written,omitempty"`
+}
+
+// writtenStamp is what xattrValue.Written records of a file.
+func writtenStamp(fi fs.FileInfo) string {
+	return strconv.FormatInt(fi.ModTime().UnixNano(), 10) + ":" + strconv.FormatInt(fi.Size(), 10)
 }
 
 // New returns a store rooted at the absolute directory of a file:// URL. The directory
@@ -280,6 +291,12 @@ func (s *Store) Stat(_ context.Context, key string) (*store.Attributes, error) {
 		if x.ContentType != "" {
 			a.ContentType = x.ContentType
 		}
+		if x.Written != "" && x.Written != writtenStamp(fi) {
+			// Edited since it was written: what the replicator recorded no longer
+			// describes it (user metadata and the content type still do).
+			a.SHA256, a.SourceVersion, a.SourceSize = "", "", -1
+			delete(a.Metadata, store.MetaVector)
+		}
 	}
 	return a, nil
 }
@@ -397,6 +414,12 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // instant are not excluded here; the replicator's per-key workflows keep them apart.
 func (s *Store) commit(root *os.Root, f *os.File, tmp, key string, meta xattrValue, pre store.Precondition) (*store.Object, error) {
 	defer func() { _ = root.Remove(tmp) }()
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, s.classify("put", key, err)
+	}
+	meta.Written = writtenStamp(fi)
 	b, err := json.Marshal(meta)
 	if err != nil {
 		f.Close()
@@ -443,7 +466,7 @@ func (s *Store) commit(root *os.Root, f *os.File, tmp, key string, meta xattrVal
 		_ = d.Sync() // make the rename durable
 		d.Close()
 	}
-	fi, err := root.Stat(key)
+	fi, err = root.Stat(key)
 	if err != nil {
 		return nil, s.classify("put", key, err)
 	}
