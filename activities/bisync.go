@@ -269,25 +269,12 @@ func (a *Activities) SyncChunk(ctx context.Context, in wire.SyncChunkInput) (*wi
 	// A large file's copy reports no progress of its own: the heartbeat goes on
 	// meanwhile, with the keys done so far.
 	var mu sync.Mutex
-	beat := func() {
+	snapshot := func() []any {
 		mu.Lock()
 		defer mu.Unlock()
-		activity.RecordHeartbeat(ctx, prog)
+		return []any{prog}
 	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		t := time.NewTicker(20 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				beat()
-			}
-		}
-	}()
+	defer keepAlive(ctx, snapshot)()
 	for i := prog.Done; i < len(lines); i++ {
 		var pl replica.Planned
 		if err := json.Unmarshal([]byte(lines[i]), &pl); err != nil {
@@ -312,7 +299,6 @@ func (a *Activities) SyncChunk(ctx context.Context, in wire.SyncChunkInput) (*wi
 		}
 		prog.Done = i + 1
 		mu.Unlock()
-		beat()
 	}
 	mu.Lock()
 	defer mu.Unlock()

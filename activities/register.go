@@ -38,6 +38,8 @@ func Register(r Registry, a *Activities) {
 		{wire.SendEventsName, a.SendEvents},
 		{wire.ObserveLagName, a.ObserveLag},
 		{wire.SyncChunkName, a.SyncChunk},
+		{wire.PlanRestoreName, a.PlanRestore},
+		{wire.RestoreChunkName, a.RestoreChunk},
 	} {
 		r.RegisterActivityWithOptions(act.fn, activity.RegisterOptions{Name: act.name})
 	}

@@ -97,7 +97,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, dialer func()
 	// easy to compare when a deployment mixes builds.
 	root.SetVersionTemplate("starter {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(replicateCmd(g), batchCmd(g), statusCmd(g), failedCmd(g), policyCmd(g), reconcileCmd(g), scheduleCmd(g), verifyCmd(g), cleanupCmd(g), watchCmd(g))
+	root.AddCommand(replicateCmd(g), batchCmd(g), statusCmd(g), failedCmd(g), policyCmd(g), reconcileCmd(g), scheduleCmd(g), verifyCmd(g), cleanupCmd(g), watchCmd(g), restoreCmd(g))
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)

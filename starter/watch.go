@@ -86,6 +86,8 @@ func (f *follower) poll(ctx context.Context) {
 			f.batch(r.id).poll(ctx, f)
 		case wire.ReconcileName:
 			f.reconcile(ctx, r.id, r.runID)
+		case wire.RestoreName:
+			f.restore(ctx, r.id)
 		}
 	}
 }
@@ -106,6 +108,24 @@ func (f *follower) batch(id string) *batchFollow {
 		f.batches[id] = bf
 	}
 	return bf
+}
+
+// restore shows a restore's phase and the pages of its key list done. By ID alone:
+// a long restore continues as new.
+func (f *follower) restore(ctx context.Context, id string) {
+	l := f.b.line(id, func(l *progressLine) { l.kind, l.workflowID, l.phase = kindPhase, id, "plan" })
+	if v, err := f.c.QueryWorkflow(ctx, id, "", wire.ProgressQuery); err == nil {
+		var p wire.RestoreProgress
+		if v.Get(&p) == nil && p.Phase != "" {
+			l.phase = p.Phase
+			if p.Pages > 0 && p.Result != nil {
+				l.phase = fmt.Sprintf("%s: page %d of %d started, %d restored, %d skipped, %d failed", p.Phase, p.Done, p.Pages, p.Result.Restored, p.Result.Skipped, p.Result.Failed)
+			}
+		}
+	}
+	if d, err := f.c.DescribeWorkflowExecution(ctx, id, ""); err == nil && d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		l.finished = true
+	}
 }
 
 // reconcile shows a reconcile's phase, and its sync batch once it runs.

@@ -18,5 +18,6 @@ func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(ReplicateFile, workflow.RegisterOptions{Name: wire.ReplicateFileName})
 	r.RegisterWorkflowWithOptions(ReplicateBatch, workflow.RegisterOptions{Name: wire.ReplicateBatchName})
 	r.RegisterWorkflowWithOptions(Reconcile, workflow.RegisterOptions{Name: wire.ReconcileName})
+	r.RegisterWorkflowWithOptions(Restore, workflow.RegisterOptions{Name: wire.RestoreName})
 	r.RegisterWorkflowWithOptions(DeliverEvents, workflow.RegisterOptions{Name: wire.DeliverEventsName})
 }

@@ -257,6 +257,13 @@ func (p *proc) kill() {
 // starter runs the starter binary and returns its stdout and exit code.
 func (w *world) starter(args ...string) (string, int) {
 	w.t.Helper()
+	out, _, code := w.starterErr(args...)
+	return out, code
+}
+
+// starterErr runs the starter binary and returns its stdout, stderr and exit code.
+func (w *world) starterErr(args ...string) (string, string, int) {
+	w.t.Helper()
 	_, bin := binaries(w.t)
 	cmd := exec.Command(bin, append([]string{"--config", w.configPath, "--policy", w.policy}, args...)...)
 	cmd.Env = append(os.Environ(), w.extraEnv...)
@@ -272,7 +279,7 @@ func (w *world) starter(args ...string) (string, int) {
 	if code != 0 {
 		w.t.Logf("starter %v exited %d; stderr:\n%s", args, code, stderr.String())
 	}
-	return stdout.String(), code
+	return stdout.String(), stderr.String(), code
 }
 
 // fileResult is the JSON of one `starter replicate --wait --json` entry.

@@ -34,3 +34,22 @@ type KeyRules interface {
 	// name, else an error naming the key, the backend's rule and what to do.
 	CheckName(key string) error
 }
+
+// Versioned is an optional interface of a driver whose bucket keeps earlier versions
+// of its objects (S3 with versioning on). Callers find it with VersionsOf.
+type Versioned interface {
+	// AsOf returns a read-only view of the location as it was at t: it lists, stats
+	// and opens, for each key, the latest version written at or before t, and no key
+	// whose latest version by then was a delete. Its Check fails when the bucket
+	// keeps no versions. Writes fail with CodeInvalid.
+	AsOf(t time.Time) Store
+}
+
+// VersionsOf returns s's driver as a Versioned when it is one.
+func VersionsOf(s Store) (Versioned, bool) {
+	if c, ok := s.(interface{ checkedDriver() Store }); ok {
+		s = c.checkedDriver()
+	}
+	v, ok := s.(Versioned)
+	return v, ok
+}

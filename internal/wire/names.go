@@ -5,6 +5,9 @@ const (
 	ReplicateFileName  = "ReplicateFile"
 	ReplicateBatchName = "ReplicateBatch"
 	ReconcileName      = "Reconcile"
+	// RestoreName copies a destination's replicas back to the source (or another
+	// location): `starter restore`.
+	RestoreName = "Restore"
 	// DeliverEventsName delivers a run's outbound events, apart from the run so
 	// that a sink that is down never holds the replication up.
 	DeliverEventsName = "DeliverEvents"
@@ -33,6 +36,8 @@ const (
 	SendEventsName       = "SendEvents"
 	ObserveLagName       = "ObserveLag"
 	SyncChunkName        = "SyncChunk"
+	PlanRestoreName      = "PlanRestore"
+	RestoreChunkName     = "RestoreChunk"
 )
 
 // Signal and query names.
