@@ -228,7 +228,8 @@ func (e *Engine) keepLoser(ctx context.Context, win, lose *syncSide, key string,
 		sv.Metadata = map[string]string{}
 	}
 	sv.Metadata[store.MetaVector] = vec.String()
-	attrs := &store.Attributes{ContentType: sv.ContentType, SHA256: sv.SHA256, SourceVersion: sv.Version, SourceSize: sv.Size, Metadata: sv.Metadata}
+	attrs := &store.Attributes{ContentType: sv.ContentType, SHA256: sv.SHA256, SourceVersion: sv.Version, SourceSize: sv.Size, Metadata: sv.Metadata,
+		CacheControl: sv.CacheControl, Tags: sv.Tags}
 	local, err := lose.t.Store.Copy(ctx, kept, key, store.CopyOptions{Attributes: attrs, Precondition: store.Precondition{IfNoneMatch: true}})
 	if store.IsPrecondition(err) {
 		local, err = e.heldAlready(ctx, lose.t.Store, kept, sv.SHA256)

@@ -93,6 +93,7 @@ func (e *Engine) put(ctx context.Context, t Target, b Body, key, target string, 
 	opts := store.PutOptions{
 		SHA256: sv.SHA256, Size: sv.Size, ContentType: sv.ContentType,
 		SourceVersion: sv.Version, Metadata: sv.Metadata, Precondition: pre,
+		CacheControl: sv.CacheControl, Tags: sv.Tags,
 	}
 	if b.Hooks != nil {
 		h := b.Hooks(target)

@@ -21,9 +21,12 @@ const hashCacheMinSize = 4 << 20
 // Empty metadata is nil, so that histories do not depend on how a driver returns none.
 func SourceOf(attrs *store.Attributes) wire.SourceVersion {
 	sv := wire.SourceVersion{Exists: true, Version: VersionOf(attrs.Object), Size: attrs.Size, ModTime: attrs.ModTime,
-		ContentType: attrs.ContentType, Metadata: attrs.Metadata}
+		ContentType: attrs.ContentType, Metadata: attrs.Metadata, CacheControl: attrs.CacheControl, Tags: attrs.Tags}
 	if len(sv.Metadata) == 0 {
 		sv.Metadata = nil
+	}
+	if len(sv.Tags) == 0 {
+		sv.Tags = nil
 	}
 	return sv
 }

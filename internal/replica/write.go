@@ -159,7 +159,7 @@ func (e *Engine) Stage(ctx context.Context, t Target, r WriteRequest, stagingKey
 // no retry brings the stage back, the key must be staged again.
 func (e *Engine) Commit(ctx context.Context, t Target, r WriteRequest, stagingKey string) (*wire.TransferResult, error) {
 	attrs := &store.Attributes{ContentType: r.Source.ContentType, SHA256: r.Source.SHA256, SourceVersion: r.Source.Version,
-		SourceSize: r.Source.Size, Metadata: r.Source.Metadata}
+		SourceSize: r.Source.Size, Metadata: r.Source.Metadata, CacheControl: r.Source.CacheControl, Tags: r.Source.Tags}
 	for looks := 1; ; looks++ {
 		var current *store.Attributes
 		if looks == 1 && r.Seen != nil {

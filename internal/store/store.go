@@ -30,6 +30,9 @@ const (
 	// (package bisync). It travels in Attributes.Metadata like user metadata, and
 	// like the replicator's own entries it describes the bytes it was written with.
 	MetaVector = "replicator-vector"
+	// MetaTags holds an object's tags (EncodeTags) on backends whose objects have
+	// none of their own (GCS).
+	MetaTags = "replicator-tags"
 )
 
 // Object is one entry of a listing: what every backend returns without an extra
@@ -79,6 +82,12 @@ type Attributes struct {
 	SourceSize int64
 	// Metadata holds user metadata other than the replicator's own entries.
 	Metadata map[string]string
+	// CacheControl is the object's Cache-Control, "" when it has none.
+	CacheControl string
+	// Tags are the object's tags (S3 object tags, Azure blob index tags; on GCS and
+	// directories, where objects have no tags, they are kept in the replicator's
+	// own metadata so that they come back), nil when it has none.
+	Tags map[string]string
 }
 
 // Precondition states which destination state a write expects. The zero value means
@@ -108,6 +117,9 @@ type PutOptions struct {
 	SourceVersion string
 	// Metadata is user metadata carried from the source.
 	Metadata map[string]string
+	// CacheControl and Tags are carried from the source (see Attributes).
+	CacheControl string
+	Tags         map[string]string
 	// Precondition guards the write.
 	Precondition Precondition
 	// Progress, when set, is called after each part or chunk is durably stored, with
@@ -160,8 +172,9 @@ func (rs *ResumeState) Matches(key, sha string, partSize int64) bool {
 
 // CopyOptions describe a server-side copy within one store.
 type CopyOptions struct {
-	// Attributes, when set, replace the copy's content type and metadata (SHA256,
-	// SourceVersion, SourceSize and Metadata). When nil the source's are kept.
+	// Attributes, when set, replace the copy's content type, metadata (SHA256,
+	// SourceVersion, SourceSize and Metadata), Cache-Control and tags. When nil the
+	// source's are kept.
 	Attributes *Attributes
 	// Precondition guards the destination key.
 	Precondition Precondition

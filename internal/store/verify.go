@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -194,13 +195,50 @@ func DecodeMetadata(stored map[string]string, a *Attributes) {
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 				a.SourceSize = n
 			}
+		case MetaTags:
+			a.Tags = DecodeTags(v)
 		default:
 			a.Metadata[strings.ToLower(k)] = v
 		}
 	}
 }
 
-// MetadataOf is the inverse of DecodeMetadata: the stored map for a's fields.
+// MetadataOf is the inverse of DecodeMetadata: the stored map for a's fields, its
+// tags excluded (WithTags adds them where the backend keeps tags in metadata).
 func MetadataOf(a *Attributes) map[string]string {
 	return EncodeMetadata(a.SHA256, a.SourceSize, a.SourceVersion, a.Metadata)
+}
+
+// WithTags adds tags to a stored-metadata map under MetaTags, for backends whose
+// objects have no tags of their own.
+func WithTags(m map[string]string, tags map[string]string) map[string]string {
+	if len(tags) > 0 {
+		m[MetaTags] = EncodeTags(tags)
+	}
+	return m
+}
+
+// EncodeTags is the URL query form of tags ("k=v&k2=v2", keys sorted), "" for none.
+func EncodeTags(tags map[string]string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	v := url.Values{}
+	for k, t := range tags {
+		v.Set(k, t)
+	}
+	return v.Encode()
+}
+
+// DecodeTags reads EncodeTags' form; what does not parse is dropped.
+func DecodeTags(s string) map[string]string {
+	v, err := url.ParseQuery(s)
+	if err != nil || len(v) == 0 {
+		return nil
+	}
+	tags := make(map[string]string, len(v))
+	for k := range v {
+		tags[k] = v.Get(k)
+	}
+	return tags
 }

@@ -22,6 +22,9 @@ type SourceVersion struct {
 	ModTime     time.Time
 	ContentType string
 	Metadata    map[string]string `json:",omitempty"`
+	// CacheControl and Tags of a bucket source, carried to destinations.
+	CacheControl string            `json:",omitempty"`
+	Tags         map[string]string `json:",omitempty"`
 }
 
 // Route is one destination a key goes to, with the task queue of its activities.

@@ -48,6 +48,10 @@ func (f *fakeCopyService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Length", "42")
 		h.Set("Content-Type", "application/octet-stream")
 		w.WriteHeader(http.StatusOK)
+	case r.Method == http.MethodGet && r.URL.Query().Get("comp") == "tags":
+		// The copy reads the source's index tags first: it has none.
+		h.Set("Content-Type", "application/xml")
+		_, _ = w.Write([]byte(`<?xml version="1.0" encoding="utf-8"?><Tags><TagSet></TagSet></Tags>`))
 	case r.Method == http.MethodDelete:
 		f.deleted = r.Header.Get("If-Match")
 		if f.deleted == "" {

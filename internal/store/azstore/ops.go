@@ -41,10 +41,22 @@ func (s *blobStore) Stat(ctx context.Context, key string) (*store.Attributes, er
 		return nil, s.fail(op, key, err)
 	}
 	a := &store.Attributes{
-		Object:      store.Object{Key: key, Size: deref(p.ContentLength), ETag: etagToken(p.ETag), ModTime: deref(p.LastModified)},
-		ContentType: deref(p.ContentType),
+		Object:       store.Object{Key: key, Size: deref(p.ContentLength), ETag: etagToken(p.ETag), ModTime: deref(p.LastModified)},
+		ContentType:  deref(p.ContentType),
+		CacheControl: deref(p.CacheControl),
 	}
 	store.DecodeMetadata(fromAzureMetadata(p.Metadata), a)
+	if deref(p.TagCount) > 0 {
+		// Index tags cost a request of their own: asked only of blobs that have some.
+		t, err := s.client.NewBlobClient(s.blobName(key)).GetTags(ctx, nil)
+		if err != nil {
+			return nil, s.fail(op, key, err)
+		}
+		a.Tags = make(map[string]string, len(t.BlobTagSet))
+		for _, tag := range t.BlobTagSet {
+			a.Tags[deref(tag.Key)] = deref(tag.Value)
+		}
+	}
 	if st := deref(p.CopyStatus); st != "" && st != blob.CopyStatusTypeSuccess {
 		// A copy still pending, failed or aborted: the bytes are not (yet) those the
 		// recorded SHA-256 describes, so the blob must not pass for a replica.
@@ -175,11 +187,26 @@ func (s *blobStore) Copy(ctx context.Context, dstKey, srcKey string, opts store.
 	src := s.client.NewBlobClient(s.blobName(srcKey))
 	dst := s.client.NewBlobClient(s.blobName(dstKey))
 	var meta map[string]*string
+	var tags map[string]string
 	if opts.Attributes != nil {
 		meta = toAzureMetadata(store.MetadataOf(opts.Attributes))
+		tags = opts.Attributes.Tags
+	} else {
+		// Copy Blob carries metadata and headers, not index tags: read the source's.
+		t, err := src.GetTags(ctx, nil)
+		if err != nil {
+			return nil, s.fail(op, srcKey, err)
+		}
+		for _, tag := range t.BlobTagSet {
+			if tags == nil {
+				tags = map[string]string{}
+			}
+			tags[deref(tag.Key)] = deref(tag.Value)
+		}
 	}
 	start, err := dst.StartCopyFromURL(ctx, src.URL(), &blob.StartCopyFromURLOptions{
 		Metadata:         meta,
+		BlobTags:         tags,
 		Tier:             s.tierFor(dstKey),
 		AccessConditions: conditions(opts.Precondition),
 	})
@@ -205,18 +232,18 @@ func (s *blobStore) Copy(ctx context.Context, dstKey, srcKey string, opts store.
 		return obj, nil
 	}
 	ifMatch := &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: p.ETag}}
-	if ct := contentType(dstKey, opts.Attributes.ContentType); ct != deref(p.ContentType) {
+	if ct, cc := contentType(dstKey, opts.Attributes.ContentType), opts.Attributes.CacheControl; ct != deref(p.ContentType) || cc != deref(p.CacheControl) {
 		// Set Blob Properties replaces every header: carry the copied ones over.
 		r, err := dst.SetHTTPHeaders(ctx, blob.HTTPHeaders{
 			BlobContentType:        &ct,
 			BlobContentMD5:         p.ContentMD5,
-			BlobCacheControl:       p.CacheControl,
+			BlobCacheControl:       optional(cc),
 			BlobContentDisposition: p.ContentDisposition,
 			BlobContentEncoding:    p.ContentEncoding,
 			BlobContentLanguage:    p.ContentLanguage,
 		}, &blob.SetHTTPHeadersOptions{AccessConditions: ifMatch})
 		if err != nil {
-			return nil, s.writeFailure(op, dstKey, fmt.Errorf("setting the content type after the copy: %w", err), true)
+			return nil, s.writeFailure(op, dstKey, fmt.Errorf("setting the content type and cache control after the copy: %w", err), true)
 		}
 		obj.ETag, obj.ModTime = etagToken(r.ETag), deref(r.LastModified)
 		ifMatch.ModifiedAccessConditions.IfMatch = r.ETag

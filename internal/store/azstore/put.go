@@ -88,7 +88,8 @@ func (s *blobStore) putSingle(ctx context.Context, bb *blockblob.Client, key str
 		Metadata:                toAzureMetadata(store.EncodeMetadata(opts.SHA256, int64(len(data)), opts.SourceVersion, opts.Metadata)),
 		Tier:                    s.tierFor(key),
 		TransactionalValidation: blob.TransferValidationTypeMD5(sum[:]),
-		HTTPHeaders:             &blob.HTTPHeaders{BlobContentType: &ct, BlobContentMD5: sum[:]},
+		HTTPHeaders:             &blob.HTTPHeaders{BlobContentType: &ct, BlobContentMD5: sum[:], BlobCacheControl: optional(opts.CacheControl)},
+		Tags:                    opts.Tags,
 		AccessConditions:        conditions(opts.Precondition),
 	})
 	if err != nil {
@@ -159,7 +160,8 @@ func (s *blobStore) putBlocks(ctx context.Context, bb *blockblob.Client, key str
 	resp, err := s.commitBlocks(ctx, bb, ids[:parts], &blockblob.CommitBlockListOptions{
 		Metadata:         toAzureMetadata(store.EncodeMetadata(opts.SHA256, v.BytesRead(), opts.SourceVersion, opts.Metadata)),
 		Tier:             s.tierFor(key),
-		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: &ct},
+		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: &ct, BlobCacheControl: optional(opts.CacheControl)},
+		Tags:             opts.Tags,
 		AccessConditions: conditions(opts.Precondition),
 	})
 	if err != nil {
@@ -379,4 +381,12 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
+}
+
+// optional is nil for "", so that an absent header is not sent empty.
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

@@ -403,6 +403,7 @@ func (s *gcsStore) Stat(ctx context.Context, key string) (*store.Attributes, err
 	}
 	attrs := &store.Attributes{Object: *s.objectOf(key, a), ContentType: a.ContentType}
 	store.DecodeMetadata(a.Metadata, attrs)
+	attrs.CacheControl = a.CacheControl
 	return attrs, nil
 }
 
@@ -464,7 +465,8 @@ func (s *gcsStore) Copy(ctx context.Context, dstKey, srcKey string, opts store.C
 		if c.ContentType == "" {
 			c.ContentType = store.ContentTypeOf(dstKey)
 		}
-		c.Metadata = store.MetadataOf(a)
+		c.Metadata = store.WithTags(store.MetadataOf(a), a.Tags)
+		c.CacheControl = a.CacheControl
 	}
 	attrs, err := c.Run(ctx)
 	if err != nil {

@@ -90,7 +90,8 @@ func (s *gcsStore) newWriter(ctx context.Context, obj *storage.ObjectHandle, key
 	if w.ContentType == "" {
 		w.ContentType = store.ContentTypeOf(key)
 	}
-	w.Metadata = store.EncodeMetadata(opts.SHA256, opts.Size, opts.SourceVersion, opts.Metadata)
+	w.Metadata = store.WithTags(store.EncodeMetadata(opts.SHA256, opts.Size, opts.SourceVersion, opts.Metadata), opts.Tags)
+	w.CacheControl = opts.CacheControl
 	w.StorageClass = s.classFor(key)
 	w.KMSKeyName = s.kmsKey
 	return w

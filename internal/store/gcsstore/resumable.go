@@ -201,7 +201,10 @@ func (s *gcsStore) openSession(ctx context.Context, key string, v *store.Verifie
 	resource := map[string]any{
 		"name":        s.objectName(key),
 		"contentType": opts.ContentType,
-		"metadata":    store.EncodeMetadata(opts.SHA256, opts.Size, opts.SourceVersion, opts.Metadata),
+		"metadata":    store.WithTags(store.EncodeMetadata(opts.SHA256, opts.Size, opts.SourceVersion, opts.Metadata), opts.Tags),
+	}
+	if opts.CacheControl != "" {
+		resource["cacheControl"] = opts.CacheControl
 	}
 	if opts.ContentType == "" {
 		resource["contentType"] = store.ContentTypeOf(key)

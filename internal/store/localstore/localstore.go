@@ -54,6 +54,10 @@ type Store struct {
 type xattrValue struct {
 	ContentType string            `json:"content_type,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
+	// CacheControl and Tags are carried from a bucket source, so that a restore
+	// or a sync back to a bucket gives them back.
+	CacheControl string            `json:"cache_control,omitempty"`
+	Tags         map[string]string `json:"tags,omitempty"`
 	// Written is the file's modification time and size when the metadata was
 	// stored (writtenStamp). The attribute outlives an edit in place, which leaves
 	// its SHA-256 and version describing bytes the file no longer holds: a file
@@ -291,6 +295,7 @@ func (s *Store) Stat(_ context.Context, key string) (*store.Attributes, error) {
 		if x.ContentType != "" {
 			a.ContentType = x.ContentType
 		}
+		a.CacheControl, a.Tags = x.CacheControl, x.Tags
 		if x.Written != "" && x.Written != writtenStamp(fi) {
 			// Edited since it was written: what the replicator recorded no longer
 			// describes it (user metadata and the content type still do).
@@ -384,7 +389,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	if contentType == "" {
 		contentType = store.ContentTypeOf(key)
 	}
-	meta := xattrValue{ContentType: contentType, Metadata: store.EncodeMetadata(opts.SHA256, v.BytesRead(), opts.SourceVersion, opts.Metadata)}
+	meta := xattrValue{ContentType: contentType, Metadata: store.EncodeMetadata(opts.SHA256, v.BytesRead(), opts.SourceVersion, opts.Metadata),
+		CacheControl: opts.CacheControl, Tags: opts.Tags}
 	obj, err := s.commit(root, f, tmp, key, meta, opts.Precondition)
 	if err != nil {
 		return nil, err
@@ -505,7 +511,7 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.Copy
 	if contentType == "" {
 		contentType = store.ContentTypeOf(dstKey)
 	}
-	return s.commit(root, f, tmp, dstKey, xattrValue{ContentType: contentType, Metadata: store.MetadataOf(attrs)}, opts.Precondition)
+	return s.commit(root, f, tmp, dstKey, xattrValue{ContentType: contentType, Metadata: store.MetadataOf(attrs), CacheControl: attrs.CacheControl, Tags: attrs.Tags}, opts.Precondition)
 }
 
 // Delete removes the file and then any parent directories it leaves empty, so a

@@ -186,7 +186,7 @@ func (v *asOfView) List(ctx context.Context, opts store.ListOptions) iter.Seq2[s
 			if key == "" || strings.HasSuffix(key, "/") || !opts.IncludeInternal && store.IsInternal(key) {
 				continue
 			}
-			if !yield(store.Object{Key: key, Size: e.size, ETag: e.etag, ModTime: e.modTime}, nil) {
+			if !yield(store.Object{Key: key, Size: e.size, ETag: e.etag, ModTime: e.modTime, Order: orderOf(e.modTime)}, nil) {
 				return
 			}
 		}

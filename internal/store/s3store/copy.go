@@ -30,13 +30,21 @@ func (s *s3Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.Co
 	pre := opts.Precondition
 	conditional := pre.IfNoneMatch || pre.IfMatch != ""
 
-	hdr := objectHeaders{contentType: aws.ToString(src.ContentType), metadata: src.Metadata}
+	hdr := objectHeaders{contentType: aws.ToString(src.ContentType), metadata: src.Metadata, cacheControl: aws.ToString(src.CacheControl)}
+	if aws.ToInt32(src.TagCount) > 0 {
+		// A multipart copy does not carry the source's tags as CopyObject does.
+		tags, err := s.tags(ctx, "copy", srcKey)
+		if err != nil {
+			return nil, err
+		}
+		hdr.tagging = store.EncodeTags(tags)
+	}
 	if opts.Attributes != nil {
 		meta, err := encodeMetadata(store.MetadataOf(opts.Attributes))
 		if err != nil {
 			return nil, store.Errorf(store.CodeInvalid, "copy", s.name, dstKey, "rename the metadata entry", "%v", err)
 		}
-		hdr = objectHeaders{contentType: opts.Attributes.ContentType, metadata: meta}
+		hdr = objectHeaders{contentType: opts.Attributes.ContentType, metadata: meta, cacheControl: opts.Attributes.CacheControl, tagging: store.EncodeTags(opts.Attributes.Tags)}
 		if hdr.contentType == "" {
 			hdr.contentType = store.ContentTypeOf(dstKey)
 		}
@@ -68,6 +76,9 @@ func (s *s3Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.Co
 		in.MetadataDirective = types.MetadataDirectiveReplace
 		in.ContentType = &hdr.contentType
 		in.Metadata = hdr.metadata
+		in.CacheControl = optional(hdr.cacheControl)
+		in.TaggingDirective = types.TaggingDirectiveReplace
+		in.Tagging = optional(hdr.tagging)
 	}
 	s.applyStorageOptions(dstKey, &in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 	out, err := s.client.CopyObject(ctx, in)
@@ -93,6 +104,8 @@ func (s *s3Store) putEmpty(ctx context.Context, key string, pre store.Preconditi
 		ContentLength: aws.Int64(0),
 		ContentType:   &hdr.contentType,
 		Metadata:      hdr.metadata,
+		CacheControl:  optional(hdr.cacheControl),
+		Tagging:       optional(hdr.tagging),
 	}
 	s.applyStorageOptions(key, &in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 	in.IfNoneMatch, in.IfMatch = preconditionHeaders(pre)

@@ -30,8 +30,18 @@ const cleanupTimeout = 30 * time.Second
 
 // objectHeaders are what a new object carries besides its bytes.
 type objectHeaders struct {
-	contentType string
-	metadata    map[string]string // already encoded for S3
+	contentType  string
+	metadata     map[string]string // already encoded for S3
+	cacheControl string
+	tagging      string // tags as S3 takes them: a URL query string
+}
+
+// optional is nil for "", so that an absent header is not sent empty.
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // Put streams r to key: one PutObject up to the threshold, a multipart upload above.
@@ -40,7 +50,7 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, opts store.P
 	if err != nil {
 		return nil, store.Errorf(store.CodeInvalid, "put", s.name, key, "rename the metadata entry", "%v", err)
 	}
-	hdr := objectHeaders{contentType: opts.ContentType, metadata: meta}
+	hdr := objectHeaders{contentType: opts.ContentType, metadata: meta, cacheControl: opts.CacheControl, tagging: store.EncodeTags(opts.Tags)}
 	if hdr.contentType == "" {
 		hdr.contentType = store.ContentTypeOf(key)
 	}
@@ -119,6 +129,8 @@ func (s *s3Store) putSingle(ctx context.Context, key string, data []byte, opts s
 		ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum)),
 		ContentType:    &hdr.contentType,
 		Metadata:       hdr.metadata,
+		CacheControl:   optional(hdr.cacheControl),
+		Tagging:        optional(hdr.tagging),
 	}
 	s.applyStorageOptions(key, &in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 	in.IfNoneMatch, in.IfMatch = preconditionHeaders(opts.Precondition)
@@ -393,10 +405,12 @@ type upload struct {
 // cost (about 18 GB/s against 0.55 GB/s on this project's machines).
 func (s *s3Store) createUpload(ctx context.Context, key string, hdr objectHeaders, withCRC32C bool) (*upload, error) {
 	in := &s3.CreateMultipartUploadInput{
-		Bucket:      &s.bucket,
-		Key:         aws.String(s.full(key)),
-		ContentType: &hdr.contentType,
-		Metadata:    hdr.metadata,
+		Bucket:       &s.bucket,
+		Key:          aws.String(s.full(key)),
+		ContentType:  &hdr.contentType,
+		Metadata:     hdr.metadata,
+		CacheControl: optional(hdr.cacheControl),
+		Tagging:      optional(hdr.tagging),
 	}
 	if withCRC32C {
 		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32c

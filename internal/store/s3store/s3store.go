@@ -303,7 +303,27 @@ func (s *s3Store) Stat(ctx context.Context, key string) (*store.Attributes, erro
 	if err != nil {
 		return nil, s.classify("stat", key, false, err)
 	}
-	return attributesOf(key, out), nil
+	a := attributesOf(key, out)
+	if aws.ToInt32(out.TagCount) > 0 {
+		// Tags cost a request of their own: asked only of objects that have some.
+		if a.Tags, err = s.tags(ctx, "stat", key); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// tags reads an object's tags.
+func (s *s3Store) tags(ctx context.Context, op, key string) (map[string]string, error) {
+	out, err := s.client.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &s.bucket, Key: aws.String(s.full(key))})
+	if err != nil {
+		return nil, s.classify(op, key, false, err)
+	}
+	tags := make(map[string]string, len(out.TagSet))
+	for _, t := range out.TagSet {
+		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return tags, nil
 }
 
 func (s *s3Store) head(ctx context.Context, fullKey string) (*s3.HeadObjectOutput, error) {
@@ -317,8 +337,10 @@ func attributesOf(key string, out *s3.HeadObjectOutput) *store.Attributes {
 			Size:    aws.ToInt64(out.ContentLength),
 			ETag:    quoteETag(aws.ToString(out.ETag)),
 			ModTime: aws.ToTime(out.LastModified),
+			Order:   orderOf(aws.ToTime(out.LastModified)),
 		},
-		ContentType: aws.ToString(out.ContentType),
+		ContentType:  aws.ToString(out.ContentType),
+		CacheControl: aws.ToString(out.CacheControl),
 	}
 	store.DecodeMetadata(decodeMetadata(out.Metadata), a)
 	return a
@@ -454,6 +476,7 @@ func (s *s3Store) List(ctx context.Context, opts store.ListOptions) iter.Seq2[st
 					Size:    aws.ToInt64(o.Size),
 					ETag:    quoteETag(aws.ToString(o.ETag)),
 					ModTime: aws.ToTime(o.LastModified),
+					Order:   orderOf(aws.ToTime(o.LastModified)),
 				}
 				if !yield(obj, nil) {
 					return
@@ -470,6 +493,17 @@ func (s *s3Store) List(ctx context.Context, opts store.ListOptions) iter.Seq2[st
 		}
 	}
 	return seq
+}
+
+// orderOf is the order of an object's states: its modification time to the second.
+// Listings give milliseconds and HEAD (an HTTP date) whole seconds, so the finer
+// time would make one version look like two, and a bucket source replan every key
+// on every reconcile.
+func orderOf(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Truncate(time.Second).UnixNano()
 }
 
 // quoteETag keeps ETags in one form whatever the server or the call returned: S3

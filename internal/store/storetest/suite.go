@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -105,6 +106,8 @@ func Run(t *testing.T, h Harness) {
 	if h.CopyLargeSize > 0 {
 		t.Run("CopyMultipart", func(t *testing.T) { testCopy(t, newStore(t), h.CopyLargeSize) })
 	}
+	t.Run("CacheControlAndTags", func(t *testing.T) { testCacheControlAndTags(t, newStore(t), 100) })
+	t.Run("CacheControlAndTagsMultipart", func(t *testing.T) { testCacheControlAndTags(t, newStore(t), 2*h.PartSize+17) })
 	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
 	t.Run("DeleteIfMatch", func(t *testing.T) { testDeleteIfMatch(t, newStore(t)) })
 	t.Run("ListOrder", func(t *testing.T) { testListOrder(t, newStore(t)) })
@@ -429,6 +432,45 @@ func testCopy(t *testing.T, s store.Store, size int64) {
 	}
 	_, err = s.Copy(ctx(t), "dst/x", "src/missing", store.CopyOptions{})
 	WantCode(t, "copy of a missing source", err, store.CodeNotFound)
+}
+
+// testCacheControlAndTags: what a bucket source carries besides metadata comes back
+// from Stat after a put, a copy that keeps the source's attributes, and a copy that
+// replaces them.
+func testCacheControlAndTags(t *testing.T, s store.Store, size int64) {
+	const seed = 11
+	sum := StreamSHA256(seed, size)
+	tags := map[string]string{"project": "atlas", "retention": "7y"}
+	if _, err := s.Put(ctx(t), "tagged/obj.bin", Stream(seed, size), store.PutOptions{SHA256: sum, Size: size,
+		CacheControl: "max-age=3600", Tags: tags}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(key, cacheControl string, tags map[string]string) {
+		t.Helper()
+		a, err := s.Stat(ctx(t), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.CacheControl != cacheControl || !maps.Equal(a.Tags, tags) {
+			t.Errorf("%s: cache control %q, tags %v; want %q, %v", key, a.CacheControl, a.Tags, cacheControl, tags)
+		}
+		if _, ok := a.Metadata[store.MetaTags]; ok {
+			t.Errorf("%s: tags leak into user metadata: %v", key, a.Metadata)
+		}
+	}
+	check("tagged/obj.bin", "max-age=3600", tags)
+	if _, err := s.Copy(ctx(t), "tagged/kept.bin", "tagged/obj.bin", store.CopyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	check("tagged/kept.bin", "max-age=3600", tags)
+	other := map[string]string{"project": "borealis"}
+	if _, err := s.Copy(ctx(t), "tagged/replaced.bin", "tagged/obj.bin", store.CopyOptions{Attributes: &store.Attributes{
+		SHA256: sum, SourceSize: size, CacheControl: "no-cache", Tags: other}}); err != nil {
+		t.Fatal(err)
+	}
+	check("tagged/replaced.bin", "no-cache", other)
+	Put(t, s, "tagged/plain.txt", []byte("no tags"), store.PutOptions{})
+	check("tagged/plain.txt", "", nil)
 }
 
 func testDelete(t *testing.T, s store.Store) {
