@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cloudrepl/replicator/internal/backends"
@@ -20,6 +21,8 @@ import (
 //
 //	commit   a server-side copy onto a user key (the atomic commit) is denied
 //	put      a put onto a user key is denied
+//	crash    the worker kills itself (SIGKILL) right after a put onto a user key
+//	         succeeded: a worker dying between a write and what follows it
 func init() {
 	spec := os.Getenv("REPLICATOR_FAULTS")
 	if spec == "" {
@@ -30,10 +33,10 @@ func init() {
 		faults[strings.TrimSpace(f)] = true
 	}
 	wrapDriver = func(s backends.Spec, d store.Store) store.Store {
-		if !faults["commit@"+s.Name] && !faults["put@"+s.Name] {
+		if !faults["commit@"+s.Name] && !faults["put@"+s.Name] && !faults["crash@"+s.Name] {
 			return d
 		}
-		return &faultyDriver{Store: d, commit: faults["commit@"+s.Name], put: faults["put@"+s.Name]}
+		return &faultyDriver{Store: d, commit: faults["commit@"+s.Name], put: faults["put@"+s.Name], crash: faults["crash@"+s.Name]}
 	}
 }
 
@@ -41,7 +44,7 @@ func init() {
 // retention lock on the final prefix would, and passes everything else through.
 type faultyDriver struct {
 	store.Store
-	commit, put bool
+	commit, put, crash bool
 }
 
 func denied(op, name, key string) error {
@@ -60,7 +63,11 @@ func (f *faultyDriver) Put(ctx context.Context, key string, r io.Reader, opts st
 	if f.put && !store.IsInternal(key) {
 		return nil, denied("put", f.Name(), key)
 	}
-	return f.Store.Put(ctx, key, r, opts)
+	obj, err := f.Store.Put(ctx, key, r, opts)
+	if err == nil && f.crash && !store.IsInternal(key) {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
+	return obj, err
 }
 
 // KeyPrefixLen and CheckName keep the driver's name rules in force.

@@ -315,3 +315,52 @@ func TestBidirectionalSafety(t *testing.T) {
 		t.Errorf("side B holds %d objects after a stopped run; want all 5", n)
 	}
 }
+
+// TestBidirectionalCrashBetweenSides kills the worker (SIGKILL) right after it wrote a
+// key to side B, before the key's records: the next run completes, and neither
+// side's change is lost.
+func TestBidirectionalCrashBetweenSides(t *testing.T) {
+	w, a, b := bidiWorld(t, "local", "s3", "newer-wins")
+	worker := w.startWorker()
+	a.write("from-a.txt", "v1 a")
+	a.write("from-b.txt", "v1 b")
+	w.sync()
+	worker.stop(t)
+
+	a.write("from-a.txt", "v2 edited on A")
+	b.write("from-b.txt", "v2 edited on B")
+	crashing := w.startWorker("REPLICATOR_FAULTS=crash@b")
+	out, code := w.starter("reconcile", "--json")
+	if code != 0 {
+		t.Fatalf("start reconcile: exit %d %s", code, out)
+	}
+	var started struct {
+		WorkflowID string `json:"workflow_id"`
+	}
+	must(t, json.Unmarshal([]byte(out), &started))
+	select {
+	case <-crashing.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the worker did not crash after writing side B:\n%s", crashing.out.String())
+	}
+	if got := b.contents()["from-a.txt"]; got != "v2 edited on A" {
+		t.Fatalf("side B holds %q after the crash; want A's edit written before it", got)
+	}
+	// The operator gives up on the run that lost its worker and starts another.
+	must(t, temporalClient(t).TerminateWorkflow(context.Background(), started.WorkflowID, "", "its worker was killed"))
+
+	w.startWorker()
+	r := w.sync()
+	if r.Result.Synced == nil || r.Result.Synced.CopiedToA != 1 || r.Result.Synced.Conflicts != 0 {
+		t.Errorf("run after the crash: %+v; want B's edit copied to A, no conflict", r.Result.Synced)
+	}
+	ca, cb := a.contents(), b.contents()
+	for k, want := range map[string]string{"from-a.txt": "v2 edited on A", "from-b.txt": "v2 edited on B"} {
+		if ca[k] != want || cb[k] != want {
+			t.Errorf("%s: A %q, B %q; want %q on both", k, ca[k], cb[k], want)
+		}
+	}
+	if again := w.sync(); again.Result.Bidirectional.BothChanged+again.Result.Bidirectional.A.Copy+again.Result.Bidirectional.B.Copy != 0 {
+		t.Errorf("third run is not a no-op: %+v", again.Result.Bidirectional)
+	}
+}
