@@ -183,6 +183,9 @@ func (a *Activities) Prepare(ctx context.Context, in wire.PrepareInput) (*wire.P
 	if err != nil {
 		return nil, err
 	}
+	if err := p.OneWayRefusal(); err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrInvalid, nil)
+	}
 	res := &wire.PrepareResult{Mode: p.Mode, Consistency: p.Consistency, Retry: retrySettings(p), EventSinks: len(p.EventsOut)}
 	res.Routes = routes(p, in.Key)
 	for _, r := range res.Routes {

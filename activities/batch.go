@@ -25,6 +25,9 @@ func (a *Activities) DescribePolicy(_ context.Context, in wire.DescribePolicyInp
 	if err != nil {
 		return nil, err
 	}
+	if err := p.OneWayRefusal(); err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), wire.ErrInvalid, nil)
+	}
 	desc := &wire.PolicyDescription{Mode: p.Mode, Consistency: p.Consistency, Concurrency: p.Limits.Concurrency, Retry: retrySettings(p), EventSinks: len(p.EventsOut)}
 	for _, d := range p.Destinations {
 		q := d.TaskQueue(wire.DefaultTaskQueue)

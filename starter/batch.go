@@ -33,6 +33,9 @@ func batchCmd(g *globals) *cobra.Command {
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e := g.env
+			if err := e.policy.OneWayRefusal(); err != nil {
+				return usageError{err}
+			}
 			in := g.stdin
 			if len(args) == 1 && args[0] != "-" {
 				f, err := os.Open(args[0])

@@ -23,6 +23,9 @@ func replicateCmd(g *globals) *cobra.Command {
 		Args:  keyArgs,
 		RunE: func(cmd *cobra.Command, keys []string) error {
 			e := g.env
+			if err := e.policy.OneWayRefusal(); err != nil {
+				return usageError{err}
+			}
 			c, err := e.client()
 			if err != nil {
 				return err

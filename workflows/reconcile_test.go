@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/cloudrepl/replicator/internal/wire"
@@ -98,8 +99,11 @@ func bidirectionalPlan(pages int) *wire.PlanResult {
 func TestReconcileBidirectionalSyncsEveryPage(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(wire.PlanReconcileName, mock.Anything, mock.Anything).Return(bidirectionalPlan(11), nil).Once()
+	var mu sync.Mutex // the test environment runs activities concurrently
 	pages := map[int]bool{}
 	env.OnActivity(wire.SyncChunkName, mock.Anything, mock.Anything).Return(func(_ context.Context, in wire.SyncChunkInput) (*wire.SyncCounts, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		pages[in.Page] = true
 		return &wire.SyncCounts{CopiedToA: 1, Conflicts: 1, Bytes: 10}, nil
 	})

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/mock"
@@ -28,8 +29,11 @@ func runRestore(t *testing.T, pages int, chunk func(wire.RestoreChunkInput) *wir
 }
 
 func TestRestoreEveryPage(t *testing.T) {
+	var mu sync.Mutex // the test environment runs activities concurrently
 	seen := map[int]bool{}
 	res := runRestore(t, 20, func(in wire.RestoreChunkInput) *wire.RestoreResult {
+		mu.Lock()
+		defer mu.Unlock()
 		if in.From != "s3" || in.Policy != "p" {
 			t.Errorf("chunk input %+v", in)
 		}

@@ -30,6 +30,16 @@ const (
 	ModeBidirectional = "bidirectional"
 )
 
+// OneWayRefusal is why a bidirectional policy refuses one-way replication of a key
+// (starter replicate and batch, the ReplicateFile and ReplicateBatch workflows):
+// a copy from side A could overwrite an edit on side B that no sync has seen yet.
+func (p *Policy) OneWayRefusal() error {
+	if p.Mode != ModeBidirectional {
+		return nil
+	}
+	return fmt.Errorf("policy %s is bidirectional: its keys are synced both ways by its reconcile (starter reconcile --policy %s, or its schedule), never copied one way, which could overwrite an edit made on side B", p.Name, p.Name)
+}
+
 // Conflict rules of a bidirectional policy.
 const (
 	ConflictNewerWins = "newer-wins"

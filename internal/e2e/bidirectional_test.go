@@ -314,6 +314,10 @@ func TestBidirectionalSafety(t *testing.T) {
 	if n := len(b.contents()); n != 5 {
 		t.Errorf("side B holds %d objects after a stopped run; want all 5", n)
 	}
+	// A one-way copy could overwrite an edit on side B: refused, saying what to use.
+	if _, stderr, code := w.starterErr("replicate", "--wait", "f0"); code != 2 || !strings.Contains(stderr, "starter reconcile") {
+		t.Errorf("replicate on a bidirectional policy: exit %d, stderr %s", code, stderr)
+	}
 }
 
 // TestBidirectionalCrashBetweenSides kills the worker (SIGKILL) right after it wrote a

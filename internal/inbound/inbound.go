@@ -127,6 +127,9 @@ func (h *Handler) apply(ctx context.Context, c change) error {
 		return nil
 	}
 	for _, p := range h.cfg.Policies {
+		if p.Mode == config.ModeBidirectional {
+			continue // synced both ways by its reconcile, never copied one way
+		}
 		key, ok := keyUnder(p.Source, c)
 		if !ok || !p.Selected(key) {
 			continue
