@@ -479,9 +479,13 @@ func (a *Activities) observeDelete(policy, destination string, res *wire.Transfe
 	}
 }
 
-// RefreshDeadLetterGauge sets replicator_dead_letters from the state location, so the
-// gauge counts the records that exist, whichever worker wrote or cleared them.
-func (a *Activities) RefreshDeadLetterGauge(ctx context.Context) error {
+// RefreshSharedGauges sets the gauges that describe shared state from the state
+// location: replicator_dead_letters (the records that exist, whichever worker wrote or
+// cleared them), and replicator_drift_objects and
+// replicator_last_reconcile_success_timestamp_seconds (each policy's reconcile status,
+// whichever worker ran the reconcile). Every worker therefore reports the same values,
+// after a restart too. A policy never reconciled reports a last success of 0.
+func (a *Activities) RefreshSharedGauges(ctx context.Context) error {
 	if a.Metrics == nil {
 		return nil
 	}
@@ -492,6 +496,20 @@ func (a *Activities) RefreshDeadLetterGauge(ctx context.Context) error {
 		}
 		for _, d := range p.Destinations {
 			a.Metrics.DeadLetters.WithLabelValues(p.Name, d.Name).Set(float64(counts[d.Name]))
+		}
+		s, err := a.State.ReconcileStatus(ctx, p.Name)
+		if err != nil {
+			return err
+		}
+		last := 0.0
+		if !s.LastSuccess.IsZero() {
+			last = float64(s.LastSuccess.UnixNano()) / 1e9
+		}
+		a.Metrics.LastReconcile.WithLabelValues(p.Name).Set(last)
+		for dest, kinds := range s.Drift {
+			for kind, n := range kinds {
+				a.Metrics.Drift.WithLabelValues(p.Name, dest, kind).Set(float64(n))
+			}
 		}
 	}
 	return nil

@@ -163,10 +163,9 @@ func (a *Activities) planBidirectional(ctx context.Context, p *config.Policy, in
 	if res.Stopped && in.OverrideSafety {
 		res.Stopped, res.Reason = false, "safety overridden by the operator: "+res.Reason
 	}
-	if a.Metrics != nil {
-		for kind, n := range map[string]int{"copy": bp.B.Copy, "delete": bp.B.Delete, "copy-to-source": bp.A.Copy, "delete-on-source": bp.A.Delete, "both-changed": bp.BothChanged} {
-			a.Metrics.Drift.WithLabelValues(p.Name, dest.Name, kind).Set(float64(n))
-		}
+	if err := a.recordDrift(ctx, p.Name, map[string]map[string]int{dest.Name: {"copy": bp.B.Copy, "delete": bp.B.Delete,
+		"copy-to-source": bp.A.Copy, "delete-on-source": bp.A.Delete, "both-changed": bp.BothChanged}}); err != nil {
+		return nil, asActivityError(err)
 	}
 	if in.DryRun || res.Stopped {
 		return res, nil

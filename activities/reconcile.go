@@ -204,12 +204,12 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 	if res.Stopped && in.OverrideSafety {
 		res.Stopped, res.Reason = false, "safety overridden by the operator: "+res.Reason
 	}
-	if a.Metrics != nil {
-		for _, d := range res.Destinations {
-			for kind, n := range map[string]int{"copy": d.Copy, "update": d.Update, "delete": d.Delete, "adopt": d.Adopt, "extra": d.Extra} {
-				a.Metrics.Drift.WithLabelValues(p.Name, d.Destination, kind).Set(float64(n))
-			}
-		}
+	drift := map[string]map[string]int{}
+	for _, d := range res.Destinations {
+		drift[d.Destination] = map[string]int{"copy": d.Copy, "update": d.Update, "delete": d.Delete, "adopt": d.Adopt, "extra": d.Extra}
+	}
+	if err := a.recordDrift(ctx, p.Name, drift); err != nil {
+		return nil, asActivityError(err)
 	}
 	if in.DryRun || res.Stopped {
 		return res, nil // manifests stay as they were: nothing changes
@@ -389,6 +389,26 @@ func (a *Activities) DeleteChunk(ctx context.Context, in wire.DeleteChunkInput) 
 	return c, nil
 }
 
+// driftKinds are the kinds of replicator_drift_objects.
+var driftKinds = []string{"copy", "update", "delete", "adopt", "extra", "copy-to-source", "delete-on-source", "both-changed"}
+
+// recordDrift stores what a plan found out of sync in the policy's reconcile status
+// and shows it in this worker's gauges at once (the others read it within their
+// refresh interval).
+func (a *Activities) recordDrift(ctx context.Context, policy string, drift map[string]map[string]int) error {
+	if err := a.State.UpdateReconcileStatus(ctx, policy, func(s *state.ReconcileStatus) { s.Drift = drift }); err != nil {
+		return fmt.Errorf("record the plan's drift: %w", err)
+	}
+	if a.Metrics != nil {
+		for dest, kinds := range drift {
+			for kind, n := range kinds {
+				a.Metrics.Drift.WithLabelValues(policy, dest, kind).Set(float64(n))
+			}
+		}
+	}
+	return nil
+}
+
 // FinishReconcile records a successful reconcile's time and clears the drift gauges
 // it repaired, removes the plan, purges expired trash and sweeps every destination of
 // stages and undo copies older than replica.SweepGrace (what terminated or failed
@@ -398,11 +418,27 @@ func (a *Activities) FinishReconcile(ctx context.Context, in wire.FinishReconcil
 	if err != nil {
 		return nil, err
 	}
-	if in.Outcome == wire.RunOK && a.Metrics != nil {
-		a.Metrics.LastReconcile.WithLabelValues(p.Name).SetToCurrentTime()
-		for _, d := range p.Destinations {
-			for _, kind := range []string{"copy", "update", "delete", "adopt", "copy-to-source", "delete-on-source", "both-changed"} {
-				a.Metrics.Drift.WithLabelValues(p.Name, d.Name, kind).Set(0)
+	if in.Outcome == wire.RunOK {
+		// The time and the repaired drift go to the state location, which every
+		// worker's gauges read (RefreshSharedGauges); this worker's at once.
+		now := time.Now()
+		err := a.State.UpdateReconcileStatus(ctx, p.Name, func(s *state.ReconcileStatus) {
+			s.LastSuccess = now
+			for _, kinds := range s.Drift {
+				for kind := range kinds {
+					kinds[kind] = 0
+				}
+			}
+		})
+		if err != nil {
+			return nil, asActivityError(err)
+		}
+		if a.Metrics != nil {
+			a.Metrics.LastReconcile.WithLabelValues(p.Name).Set(float64(now.UnixNano()) / 1e9)
+			for _, d := range p.Destinations {
+				for _, kind := range driftKinds {
+					a.Metrics.Drift.WithLabelValues(p.Name, d.Name, kind).Set(0)
+				}
 			}
 		}
 	}

@@ -180,8 +180,8 @@ func refreshGauges(ctx context.Context, log *slog.Logger, acts *activities.Activ
 	defer tick.Stop()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
-		if err := acts.RefreshDeadLetterGauge(rctx); err != nil && ctx.Err() == nil {
-			log.Warn("count dead letters", "err", err)
+		if err := acts.RefreshSharedGauges(rctx); err != nil && ctx.Err() == nil {
+			log.Warn("refresh the gauges of shared state (dead letters, drift, last reconcile)", "err", err)
 		}
 		cancel()
 		select {

@@ -60,10 +60,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "replicator_dead_letters", Help: "Replications that failed permanently and wait for a retry.",
 		}, []string{"policy", "destination"}),
 		Drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "replicator_drift_objects", Help: "Objects the last reconcile found out of sync, by kind.",
+			Name: "replicator_drift_objects", Help: "Objects the last reconcile plan found out of sync, by kind (0 once a reconcile succeeded); read from the state location, so every worker reports the same.",
 		}, []string{"policy", "destination", "kind"}),
 		LastReconcile: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "replicator_last_reconcile_success_timestamp_seconds", Help: "Time of the last successful reconcile.",
+			Name: "replicator_last_reconcile_success_timestamp_seconds", Help: "Time of the last successful reconcile (0: none yet); read from the state location, so every worker reports the same.",
 		}, []string{"policy"}),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "replicator_backend_requests_total", Help: "HTTP requests sent to storage backends, by store, method and kind (list, object).",

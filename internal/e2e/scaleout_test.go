@@ -1,0 +1,137 @@
+//go:build integration
+
+package e2e
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// gauge reads one sample of the worker's /metrics: the metric with exactly these
+// labels (in the exposition's order), or -1 when absent.
+func gauge(t *testing.T, base, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	must(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, series)), 64)
+			must(t, err)
+			return v
+		}
+	}
+	return -1
+}
+
+// TestGaugesOfSharedStateAgreeAcrossWorkers: drift and the last reconcile's time come
+// from the state location, so a worker that ran nothing (started after the reconcile,
+// as after a restart or a scale-out) reports what the one that ran it reports.
+func TestGaugesOfSharedStateAgreeAcrossWorkers(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	first := w.startWorker()
+	w.writeFile("a.txt", []byte("a"))
+	w.writeFile("b.txt", []byte("b"))
+	if r, code := w.reconcile("--dry-run"); code != 0 || r.dest("s3").Copy != 2 {
+		t.Fatalf("dry run: exit %d %+v", code, r.Result)
+	}
+	drift := fmt.Sprintf(`replicator_drift_objects{destination="s3",kind="copy",policy=%q}`, w.policy)
+	last := fmt.Sprintf(`replicator_last_reconcile_success_timestamp_seconds{policy=%q}`, w.policy)
+	if got := gauge(t, first.metricsURL(t), drift); got != 2 {
+		t.Fatalf("drift on the worker that planned: %v; want 2", got)
+	}
+	second := w.startWorker()
+	second.waitFor(t, "polling")
+	if got := gauge(t, second.metricsURL(t), drift); got != 2 {
+		t.Errorf("drift on a worker that ran nothing: %v; want 2, as the first reports", got)
+	}
+	if got := gauge(t, second.metricsURL(t), last); got != 0 {
+		t.Errorf("last success before any reconcile succeeded: %v; want 0", got)
+	}
+	first.stop(t)
+	second.stop(t)
+
+	before := time.Now()
+	w.startWorker()
+	if r, code := w.reconcile(); code != 0 || r.Result.Outcome != "ok" {
+		t.Fatalf("reconcile: exit %d %+v", code, r.Result)
+	}
+	restarted := w.startWorker()
+	restarted.waitFor(t, "polling")
+	if got := gauge(t, restarted.metricsURL(t), last); got < float64(before.Unix()) || got > float64(time.Now().Unix()+1) {
+		t.Errorf("last success on a worker started after the reconcile: %v; want the reconcile's time (after %d)", got, before.Unix())
+	}
+	if got := gauge(t, restarted.metricsURL(t), drift); got != 0 {
+		t.Errorf("drift after a successful reconcile: %v; want 0", got)
+	}
+}
+
+// TestTwoWorkersOneKilledMidBatch runs a batch on two worker processes and kills one
+// with SIGKILL while it transfers: its activities time out on their heartbeats and
+// the other worker takes them over; every file ends on every destination with its
+// SHA-256, read back from the servers.
+func TestTwoWorkersOneKilledMidBatch(t *testing.T) {
+	// A bandwidth limit keeps the batch running long enough to kill a worker in it.
+	w := newWorld(t, worldOptions{extra: "    limits: {bandwidth: 8MiB/s}\n"})
+	var keys []string
+	want := map[string]string{}
+	for i := range 60 {
+		size := 64 << 10
+		if i%10 == 0 {
+			size = 6 << 20
+		}
+		b := make([]byte, size)
+		_, _ = rand.Read(b)
+		k := fmt.Sprintf("batch/%02d/file-%03d.bin", i%7, i)
+		want[k] = w.writeFile(k, b)
+		keys = append(keys, k)
+	}
+	list := filepath.Join(w.dir, "keys.txt")
+	must(t, os.WriteFile(list, []byte(strings.Join(keys, "\n")+"\n"), 0o644))
+	victim := w.startWorker()
+	w.startWorker()
+	type result struct {
+		out  string
+		code int
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, code := w.starter("batch", list, "--wait", "--json", "--id", "scale-out")
+		done <- result{out, code}
+	}()
+	// Kill the first worker once it is sending bytes.
+	deadline := time.Now().Add(60 * time.Second)
+	for gauge(t, victim.metricsURL(t), `replicator_backend_sent_bytes_total{store="s3"}`) <= 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first worker never sent a byte:\n%s", victim.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	victim.kill()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(5 * time.Minute):
+		t.Fatal("the batch did not end within 5 minutes of the kill")
+	}
+	if r.code != 0 {
+		t.Fatalf("batch after a worker was killed: exit %d %s", r.code, r.out)
+	}
+	for _, dest := range []string{"s3", "gcs", "azure"} {
+		s := w.destination(dest)
+		for _, k := range keys {
+			if got := readSHA(t, s, k); got != want[k] {
+				t.Errorf("%s on %s: SHA-256 %s; want %s", k, dest, got, want[k])
+			}
+		}
+	}
+}
