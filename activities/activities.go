@@ -10,7 +10,6 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/time/rate"
 
 	"github.com/cloudrepl/replicator/internal/backends"
 	"github.com/cloudrepl/replicator/internal/config"
@@ -37,12 +36,6 @@ type Activities struct {
 	// sharedReads bounds the bytes of small sources held in memory at once for all
 	// their destinations (ReplicateChunk).
 	sharedReads *semaphore.Weighted
-}
-
-// destLimits bound one destination's transfers in this worker.
-type destLimits struct {
-	slots   chan struct{}
-	limiter *rate.Limiter
 }
 
 // New returns the activities for a config, over opened stores and state location.
@@ -101,26 +94,9 @@ func (a *Activities) limitsFor(p *config.Policy, d *config.Destination) *destLim
 	if l, ok := a.limits[id]; ok {
 		return l
 	}
-	lim := p.LimitsFor(d)
-	l := &destLimits{slots: make(chan struct{}, max(lim.Concurrency, 1)), limiter: rate.NewLimiter(rate.Inf, 0)}
-	if lim.Bandwidth > 0 {
-		l.limiter = rate.NewLimiter(rate.Limit(lim.Bandwidth), int(min(int64(lim.Bandwidth), 4<<20)))
-	}
+	l := newDestLimits(p.LimitsFor(d))
 	a.limits[id] = l
 	return l
-}
-
-// withSlot runs fn within one of the destination's transfer slots on this worker,
-// shared with every other activity; it returns false when ctx ended first.
-func (l *destLimits) withSlot(ctx context.Context, fn func()) bool {
-	select {
-	case l.slots <- struct{}{}:
-		defer func() { <-l.slots }()
-	case <-ctx.Done():
-		return false
-	}
-	fn()
-	return true
 }
 
 // asActivityError turns an engine or store error into what Temporal should do with

@@ -8,10 +8,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -25,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/state"
 	"github.com/cloudrepl/replicator/internal/store"
 	"github.com/cloudrepl/replicator/internal/wire"
 
@@ -62,6 +66,7 @@ func run() error {
 	showVersion := flag.Bool("version", false, "print the version stamped at build time and exit")
 	eventsAddr := flag.String("events-addr", os.Getenv("REPLICATOR_EVENTS_ADDR"), "serve object-change notifications of bucket sources (S3 and MinIO webhooks, GCS Pub/Sub push, Azure Event Grid) on this address, under /events/s3, /events/gcs and /events/azure; requests must carry $REPLICATOR_EVENTS_SECRET; off when empty")
 	watchSources := flag.Bool("watch", false, "also watch the source directory of every policy with watch settings and replicate changes as they happen (one watcher per policy among all workers)")
+	membershipInterval := flag.Duration("membership-interval", 10*time.Second, "how often the worker renews its membership record in the state location and re-reads the others', to share each destination's limits between the workers polling its queue (a record expires after three intervals)")
 	memoryLimit := flag.String("memory-limit", "512MiB", "soft memory limit of the Go runtime (GOMEMLIMIT, when set, wins): the GC works harder near it instead of letting upload buffers pile up; 0 turns it off")
 	flag.Parse()
 	if *showVersion {
@@ -127,7 +132,17 @@ func run() error {
 	defer srv.Close()
 	log.Info("serving /metrics and /healthz", "addr", srv.Addr)
 
-	for _, q := range taskQueues(cfg, *queues) {
+	polled := taskQueues(cfg, *queues)
+	// The limits in replicator.yaml hold for the cluster: the worker joins before
+	// it polls, so it starts with its share, not with the whole.
+	members := &membership{st: st, acts: acts, log: log, interval: *membershipInterval, self: state.Member{ID: workerID()}}
+	for _, q := range polled {
+		members.self.Queues = append(members.self.Queues, q.name)
+	}
+	if err := members.refresh(context.Background()); err != nil {
+		log.Warn("join the cluster's membership (limits stay this worker's alone until it succeeds)", "err", err)
+	}
+	for _, q := range polled {
 		w := worker.New(c, q.name, worker.Options{
 			MaxConcurrentActivityExecutionSize: q.concurrency,
 			WorkerStopTimeout:                  *stopTimeout,
@@ -152,6 +167,11 @@ func run() error {
 		defer close(gauges)
 		refreshGauges(ctx, log, acts)
 	}()
+	membershipDone := make(chan struct{})
+	go func() {
+		defer close(membershipDone)
+		members.run(ctx)
+	}()
 	if *eventsAddr != "" {
 		stopEvents, err := serveEvents(*eventsAddr, os.Getenv("REPLICATOR_EVENTS_SECRET"), cfg, c, log)
 		if err != nil {
@@ -171,7 +191,78 @@ func run() error {
 	log.Info("stopping: running activities get the stop timeout to finish", "timeout", *stopTimeout)
 	healthy.Store(false)
 	<-gauges
+	<-membershipDone
 	return nil
+}
+
+// membership keeps this worker's record in the state location and shares every
+// destination's limits between the workers polling its queue.
+type membership struct {
+	st       *state.State
+	acts     *activities.Activities
+	log      *slog.Logger
+	interval time.Duration
+	self     state.Member
+	last     map[string]int
+}
+
+// refresh renews the record, counts the members per queue and applies the share.
+func (m *membership) refresh(ctx context.Context) error {
+	now := time.Now()
+	m.self.Expires = now.Add(3 * m.interval)
+	if err := m.st.Renew(ctx, m.self); err != nil {
+		return err
+	}
+	members, err := m.st.Members(ctx, now)
+	if err != nil {
+		return err
+	}
+	counts := state.WorkersPerQueue(members)
+	for _, q := range m.self.Queues {
+		counts[q] = max(counts[q], 1) // this worker, whatever a listing lagging behind says
+		if m.acts.Metrics != nil {
+			m.acts.Metrics.ClusterWorkers.WithLabelValues(q).Set(float64(counts[q]))
+		}
+	}
+	if !maps.Equal(counts, m.last) {
+		m.log.Info("sharing limits between workers", "workers_per_queue", counts)
+		m.last = counts
+	}
+	m.acts.ApplyShare(counts)
+	return nil
+}
+
+// run refreshes every interval until ctx ends, then leaves, so the others take this
+// worker's share at their next refresh.
+func (m *membership) run(ctx context.Context) {
+	tick := time.NewTicker(m.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := m.st.Leave(lctx, m.self.ID); err != nil {
+				m.log.Warn("leave the membership", "err", err)
+			}
+			return
+		case <-tick.C:
+			rctx, cancel := context.WithTimeout(ctx, m.interval)
+			if err := m.refresh(rctx); err != nil && ctx.Err() == nil {
+				m.log.Warn("refresh the membership (the limits' share stays as it was)", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// workerID names this worker process in the membership: host, process and a random
+// part, so two workers on one host never share a record.
+func workerID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 // refreshGauges keeps the gauges that describe shared state current until ctx ends.

@@ -135,3 +135,66 @@ func TestTwoWorkersOneKilledMidBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitsHoldForTheCluster: two workers share each destination's limits (the
+// gauges of both show half, summing to the policy's), the bytes both send to one
+// destination during a batch stay near the policy's bandwidth and far below what two
+// unshared workers would send (an upper bound only: a slow machine sends less), and a
+// worker killed without leaving gives its share back once its record expires.
+func TestLimitsHoldForTheCluster(t *testing.T) {
+	const limit = 4 << 20
+	w := newWorld(t, worldOptions{extra: "    limits: {bandwidth: 4MiB/s, concurrency: 4}\n"})
+	w.workerArgs = []string{"--membership-interval", "1s"}
+	first, second := w.startWorker(), w.startWorker()
+	bw := fmt.Sprintf(`replicator_limit_bandwidth_bytes_per_second{destination="s3",policy=%q}`, w.policy)
+	conc := fmt.Sprintf(`replicator_limit_concurrency{destination="s3",policy=%q}`, w.policy)
+	waitGauge := func(p *proc, series string, want float64) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for gauge(t, p.metricsURL(t), series) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s stayed %v; want %v", series, gauge(t, p.metricsURL(t), series), want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for _, p := range []*proc{first, second} {
+		waitGauge(p, bw, limit/2)
+		waitGauge(p, conc, 2)
+	}
+
+	// 24 MiB in 128 files: two pages of the batch's key list, so both workers run
+	// chunks of it at once (a page goes to one activity).
+	var keys []string
+	for i := range 128 {
+		b := make([]byte, 192<<10)
+		_, _ = rand.Read(b)
+		k := fmt.Sprintf("limited/file-%03d.bin", i)
+		w.writeFile(k, b)
+		keys = append(keys, k)
+	}
+	list := filepath.Join(w.dir, "keys.txt")
+	must(t, os.WriteFile(list, []byte(strings.Join(keys, "\n")+"\n"), 0o644))
+	sent := func() float64 {
+		return gauge(t, first.metricsURL(t), `replicator_backend_sent_bytes_total{store="s3"}`) +
+			gauge(t, second.metricsURL(t), `replicator_backend_sent_bytes_total{store="s3"}`)
+	}
+	before, start := sent(), time.Now()
+	if out, code := w.starter("batch", list, "--wait", "--json"); code != 0 {
+		t.Fatalf("batch: exit %d %s", code, out)
+	}
+	rate := (sent() - before) / time.Since(start).Seconds()
+	if gauge(t, first.metricsURL(t), `replicator_backend_sent_bytes_total{store="s3"}`) <= 0 || gauge(t, second.metricsURL(t), `replicator_backend_sent_bytes_total{store="s3"}`) <= 0 {
+		t.Fatalf("one worker sent nothing: the test would not show two workers sharing the limit")
+	}
+	// Each worker's limiter starts with a burst of its share's second: 24 MiB at the
+	// shared 4 MiB/s take at least 5 s, unshared (8 MiB/s) 2 s.
+	if rate > 1.5*limit {
+		t.Errorf("two workers sent %.1f MiB/s to s3; the policy's limit is %d MiB/s for the cluster", rate/(1<<20), limit>>20)
+	}
+	t.Logf("two workers sent %.1f MiB/s to s3 under a cluster-wide limit of %d MiB/s", rate/(1<<20), limit>>20)
+
+	first.kill() // no leave: its record expires after three intervals
+	waitGauge(second, bw, limit)
+	waitGauge(second, conc, 4)
+}

@@ -41,6 +41,13 @@ type Metrics struct {
 	// (concurrent: settled by the policy's rule; modify-delete: the modified version
 	// kept).
 	Conflicts *prometheus.CounterVec
+	// ClusterWorkers is the number of workers polling each task queue, as the
+	// membership records in the state location say.
+	ClusterWorkers *prometheus.GaugeVec
+	// LimitBandwidth and LimitConcurrency are this worker's share of each
+	// destination's cluster-wide limits.
+	LimitBandwidth   *prometheus.GaugeVec
+	LimitConcurrency *prometheus.GaugeVec
 }
 
 // New creates the metrics and registers them on reg.
@@ -78,7 +85,17 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "replicator_conflicts_total", Help: "Keys of a bidirectional policy changed on both sides, by kind (concurrent, modify-delete).",
 		}, []string{"policy", "kind"}),
 	}
-	reg.MustRegister(m.Bytes, m.Objects, m.Lag, m.DeadLetters, m.Drift, m.LastReconcile, m.Requests, m.SentBytes, m.Rejected, m.Conflicts)
+	m.ClusterWorkers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "replicator_cluster_workers", Help: "Workers polling each task queue, from their membership records in the state location.",
+	}, []string{"task_queue"})
+	m.LimitBandwidth = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "replicator_limit_bandwidth_bytes_per_second", Help: "This worker's share of a destination's bandwidth limit (0: unlimited).",
+	}, []string{"policy", "destination"})
+	m.LimitConcurrency = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "replicator_limit_concurrency", Help: "This worker's share of a destination's concurrent transfers.",
+	}, []string{"policy", "destination"})
+	reg.MustRegister(m.Bytes, m.Objects, m.Lag, m.DeadLetters, m.Drift, m.LastReconcile, m.Requests, m.SentBytes, m.Rejected, m.Conflicts,
+		m.ClusterWorkers, m.LimitBandwidth, m.LimitConcurrency)
 	return m
 }
 
