@@ -1,7 +1,7 @@
 # The two commands of the README are `make run` and `make test`.
 SHELL := /bin/bash
 
-.PHONY: run test unit bench bench-transfers bench-reconcile bench-lag stack-up stack-down stack-health tools lint
+.PHONY: run test unit bench bench-transfers bench-reconcile bench-lag stack-up stack-down stack-health tools lint fuzz
 
 ## run: the demo on the embedded default: local stack, worker, replication of samples.
 run:
@@ -42,6 +42,10 @@ stack-down:
 
 stack-health:
 	bash deploy/local/health.sh
+
+## fuzz: every fuzz target (policy parser, key and driver name rules, key lists, the reconcile and bidirectional merges, event payloads) for FUZZTIME each (default 60s).
+fuzz:
+	bash deploy/local/fuzz.sh
 
 ## lint: gofmt, go vet, and shellcheck on every deploy/**/*.sh (fails when shellcheck is missing).
 lint:
