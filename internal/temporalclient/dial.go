@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
@@ -41,7 +42,22 @@ func Dial(adjust func(*client.Options)) (client.Client, error) {
 	}
 	c, err := client.Dial(opts)
 	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s (namespace %q): %w; check TEMPORAL_ADDRESS or start the local stack with `make run`", opts.HostPort, opts.Namespace, err)
+		return nil, fmt.Errorf("connect to Temporal at %s (namespace %q): %w; %s", opts.HostPort, opts.Namespace, err, dialHint(err, opts))
 	}
 	return c, nil
+}
+
+// dialHint says what to check after a failed connection: the TLS settings when TLS
+// is in play (a certificate the other side does not trust, or none where one is
+// required), else the address.
+func dialHint(err error, opts client.Options) string {
+	msg := strings.ToLower(err.Error())
+	tlsFailure := strings.Contains(msg, "tls") || strings.Contains(msg, "x509") || strings.Contains(msg, "certificate") ||
+		strings.Contains(msg, "handshake") || strings.Contains(msg, "authentication handshake")
+	if opts.ConnectionOptions.TLS != nil || tlsFailure {
+		return "check the TLS settings: TEMPORAL_TLS_SERVER_CA_CERT_PATH (the CA that signed the server's certificate), " +
+			"TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH (this client's certificate, which the server must trust; " +
+			"required by servers that ask for mutual TLS), and TEMPORAL_TLS_SERVER_NAME (a name the server's certificate holds)"
+	}
+	return "check TEMPORAL_ADDRESS or start the local stack with `make run`"
 }
