@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -354,13 +355,32 @@ func serve(addr string, reg *prometheus.Registry, c client.Client, healthy *atom
 	if err != nil {
 		return nil, fmt.Errorf("listen for metrics on %s: %w (set --metrics-addr or REPLICATOR_METRICS_ADDR)", addr, err)
 	}
-	srv := &http.Server{Addr: ln.Addr().String(), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	var handler http.Handler = mux
+	if token := os.Getenv("REPLICATOR_METRICS_TOKEN"); token != "" {
+		handler = requireBearer(token, mux)
+	}
+	srv := &http.Server{Addr: ln.Addr().String(), Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("metrics server", "err", err)
 		}
 	}()
 	return srv, nil
+}
+
+// requireBearer serves next only to requests that carry the token as a bearer
+// token (compared in constant time): on an address other workloads reach, the
+// metrics, the health check and the profiler are not everyone's.
+func requireBearer(token string, next http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="replicator worker"`)
+			http.Error(w, "this endpoint requires the bearer token of REPLICATOR_METRICS_TOKEN (Authorization: Bearer <token>)", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // wrapDriver is set only in builds with the faultinject tag (worker/faults.go).

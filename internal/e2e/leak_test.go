@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,8 +17,9 @@ import (
 
 // TestNoCredentialOrContentInHistories plants unique credentials (the S3 secret of
 // this test run, a refused AWS key pair and a refused Azure account key, each used
-// by a real destination) and unique file contents, runs replications that succeed
-// and fail, and searches the raw histories for any of them.
+// by a real destination, the metrics token and the events secret) and unique file
+// contents, runs replications that succeed and fail, and searches the raw histories
+// and everything the worker and the starter printed for any of them.
 func TestNoCredentialOrContentInHistories(t *testing.T) {
 	w := newWorld(t, worldOptions{consistency: "atomic", s3Profile: "planted", azureConnEnv: "PLANTED_AZURE_CONN"})
 	var tok [12]byte
@@ -28,7 +30,11 @@ func TestNoCredentialOrContentInHistories(t *testing.T) {
 	creds := filepath.Join(w.dir, "aws-credentials")
 	must(t, os.WriteFile(creds, []byte(fmt.Sprintf("[planted]\naws_access_key_id = %s\naws_secret_access_key = %s\n", awsKeyID, awsSecret)), 0o600))
 	azConn := fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;BlobEndpoint=%s;", azKey, os.Getenv("REPLICATOR_AZURE_ENDPOINT"))
-	w.extraEnv = append(w.extraEnv, "AWS_SHARED_CREDENTIALS_FILE="+creds, "AWS_CONFIG_FILE="+filepath.Join(w.dir, "aws-config"), "PLANTED_AZURE_CONN="+azConn)
+	metricsToken := "planted-metrics-token-" + hex.EncodeToString(tok[4:])
+	eventsSecret := "planted-events-secret-" + hex.EncodeToString(tok[2:])
+	w.extraEnv = append(w.extraEnv, "AWS_SHARED_CREDENTIALS_FILE="+creds, "AWS_CONFIG_FILE="+filepath.Join(w.dir, "aws-config"), "PLANTED_AZURE_CONN="+azConn,
+		"REPLICATOR_METRICS_TOKEN="+metricsToken, "REPLICATOR_EVENTS_SECRET="+eventsSecret)
+	w.workerArgs = []string{"--events-addr", "127.0.0.1:0"}
 
 	secrets := map[string]string{
 		"planted AWS key ID":        awsKeyID,
@@ -36,7 +42,11 @@ func TestNoCredentialOrContentInHistories(t *testing.T) {
 		"planted Azure account key": azKey,
 		"the stack's S3 secret":     os.Getenv("AWS_SECRET_ACCESS_KEY"),
 		"Azurite's account key":     connField(os.Getenv("AZURE_STORAGE_CONNECTION_STRING"), "AccountKey"),
+		"planted metrics token":     metricsToken,
+		"planted events secret":     eventsSecret,
 	}
+	// Everything the worker and the starter print goes here, to be searched too.
+	var logs bytes.Buffer
 	contents := map[string][]byte{}
 	for i, size := range []int{200, 64 << 10, 20 << 20} {
 		marker := fmt.Sprintf("CONTENT-MARKER-%d-%s", i, hex.EncodeToString(tok[:]))
@@ -48,15 +58,23 @@ func TestNoCredentialOrContentInHistories(t *testing.T) {
 	wk := w.startWorker()
 	var ids []string
 	for key := range contents {
-		res, _ := w.replicateWait(key)
+		out, stderr, _ := w.starterErr("replicate", "--wait", "--json", key)
+		logs.WriteString(out + stderr)
+		var res []fileResult
+		must(t, json.Unmarshal([]byte(out), &res))
 		if len(res) != 1 || res[0].Outcome != "compensated" {
 			t.Fatalf("%s: %+v; want compensated (S3 and Azure refuse the planted credentials)", key, res)
 		}
 		ids = append(ids, "replicate/"+w.policy+"/"+key)
 	}
+	for _, args := range [][]string{{"failed", "list"}, {"status"}, {"policy", "validate", "--check"}} {
+		out, stderr, _ := w.starterErr(args...)
+		logs.WriteString(out + stderr)
+	}
 	// The same files replicated with working credentials, in eventual mode, and as a
 	// batch. Workers share the task queue, so the first one stops first.
 	wk.stop(t)
+	logs.WriteString(wk.out.String())
 	w2 := newWorld(t, worldOptions{})
 	for key, marker := range contents {
 		w2.writeFile(key, bytes.Repeat(append(marker, '\n'), 1000))
@@ -75,6 +93,14 @@ func TestNoCredentialOrContentInHistories(t *testing.T) {
 	}
 	ids = append(ids, "batch/"+w2.policy+"/leak")
 
+	if logs.Len() < 1000 {
+		t.Fatalf("the logs searched are suspiciously small (%d bytes)", logs.Len())
+	}
+	for what, s := range secrets {
+		if bytes.Contains(logs.Bytes(), []byte(s)) {
+			t.Errorf("the worker's or the starter's output contains %s", what)
+		}
+	}
 	for _, id := range ids {
 		raw := rawHistory(t, id)
 		if len(raw) < 1000 {

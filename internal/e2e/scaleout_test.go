@@ -198,3 +198,37 @@ func TestLimitsHoldForTheCluster(t *testing.T) {
 	waitGauge(second, bw, limit)
 	waitGauge(second, conc, 4)
 }
+
+// TestMetricsRequireTheBearerToken: with REPLICATOR_METRICS_TOKEN set, /metrics and
+// /healthz answer only requests that carry it.
+func TestMetricsRequireTheBearerToken(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	p := w.startWorker("REPLICATOR_METRICS_TOKEN=let-me-in")
+	p.waitFor(t, "polling")
+	base := p.metricsURL(t)
+	get := func(path, auth string) (int, string) {
+		req, err := http.NewRequest(http.MethodGet, base+path, nil)
+		must(t, err)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, path := range []string{"/metrics", "/healthz"} {
+		for _, auth := range []string{"", "Bearer wrong", "let-me-in"} {
+			if code, body := get(path, auth); code != http.StatusUnauthorized || !strings.Contains(body, "REPLICATOR_METRICS_TOKEN") {
+				t.Errorf("%s with %q: %d %q; want 401 naming the setting", path, auth, code, body)
+			}
+		}
+	}
+	if code, body := get("/metrics", "Bearer let-me-in"); code != http.StatusOK || !strings.Contains(body, "replicator_") {
+		t.Errorf("/metrics with the token: %d", code)
+	}
+	if code, body := get("/healthz", "Bearer let-me-in"); code != http.StatusOK || strings.TrimSpace(body) != "ok" {
+		t.Errorf("/healthz with the token: %d %q", code, body)
+	}
+}
