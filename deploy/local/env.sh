@@ -18,6 +18,8 @@ _vars=(
 	# Where MinIO's webhook posts: give it to one worker as --events-addr.
 	"REPLICATOR_LOCAL_EVENTS_ADDR=127.0.0.1:$EVENTS_PORT"
 	"REPLICATOR_EVENTS_SECRET=$EVENTS_SECRET"
+	# The key of MinIO's built-in KMS, for destinations with sse: aws:kms.
+	"REPLICATOR_MINIO_KMS_KEY_ID=$MINIO_KMS_KEY_ID"
 )
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
 	for v in "${_vars[@]}"; do printf 'export %q\n' "$v"; done

@@ -37,6 +37,9 @@ for part in "${wanted[@]}"; do
 		;;
 	minio)
 		mkdir -p "$STACK_DIR/minio" "$STACK_DIR/minio-events"
+		if [[ ! -s "$STACK_DIR/minio-kms-key" ]]; then
+			(umask 077 && head -c 32 /dev/urandom | base64 >"$STACK_DIR/minio-kms-key")
+		fi
 		# The webhook target "replicator" (ARN arn:minio:sqs::replicator:webhook) posts
 		# bucket notifications to a worker's --events-addr; its queue directory keeps
 		# them while no worker listens.
@@ -45,6 +48,7 @@ for part in "${wanted[@]}"; do
 			MINIO_NOTIFY_WEBHOOK_ENDPOINT_REPLICATOR="http://127.0.0.1:$EVENTS_PORT/events/s3" \
 			MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_REPLICATOR="Bearer $EVENTS_SECRET" \
 			MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_REPLICATOR="$STACK_DIR/minio-events" \
+			MINIO_KMS_SECRET_KEY="$MINIO_KMS_KEY_ID:$(cat "$STACK_DIR/minio-kms-key")" \
 			launch minio "$TOOLS_BIN/minio" server --quiet --address "127.0.0.1:$MINIO_PORT" \
 			--console-address "127.0.0.1:$MINIO_CONSOLE_PORT" "$STACK_DIR/minio"
 		;;

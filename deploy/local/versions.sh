@@ -30,6 +30,10 @@ EVENTS_PORT=${REPLICATOR_EVENTS_PORT:-9470}
 EVENTS_SECRET=${REPLICATOR_EVENTS_SECRET:-replicator-local-events-secret}
 MINIO_USER=replicator
 MINIO_PASSWORD=${REPLICATOR_MINIO_PASSWORD:-replicator-local-secret}
+# MinIO's built-in KMS key (the static-key KMS: one named key), so that SSE-S3 and
+# SSE-KMS can be tested; its secret is generated per stack and kept under its
+# directory (an object encrypted under it is unreadable without it).
+MINIO_KMS_KEY_ID=replicator-key
 # Azurite's published development account (not a secret: it is in Azure's docs).
 AZURITE_ACCOUNT=devstoreaccount1
 AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
