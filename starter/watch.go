@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/cloudrepl/replicator/internal/temporalclient"
 	"github.com/cloudrepl/replicator/internal/wire"
 )
 
@@ -223,7 +224,7 @@ func (ff *fileFollow) poll(ctx context.Context, f *follower) {
 			continue // commits and cleanups move no source bytes: the bar stays full
 		}
 		var p wire.Progress
-		if pa.GetHeartbeatDetails() == nil || converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p) != nil {
+		if pa.GetHeartbeatDetails() == nil || payloadConverter().FromPayloads(pa.GetHeartbeatDetails(), &p) != nil {
 			// No heartbeat yet: a new attempt still counts as a retry.
 			l.bytes.observe(now, l.bytes.last, pa.GetAttempt())
 			continue
@@ -246,7 +247,7 @@ func (ff *fileFollow) line(b *board, dest string) *progressLine {
 // transfers completed, and how the run ended. Replaying it again is harmless: every
 // step only moves a line forward.
 func (ff *fileFollow) readHistory(ctx context.Context, f *follower) error {
-	dc := converter.GetDefaultDataConverter()
+	dc := payloadConverter()
 	byEvent := map[int64]*scheduled{}
 	now := f.now()
 	it := f.c.GetWorkflowHistory(ctx, ff.id, ff.runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
@@ -481,8 +482,17 @@ func (f *follower) batchKeys(ctx context.Context, id string) int {
 		return 0
 	}
 	var in wire.ReplicateBatchInput
-	if a := ev.GetWorkflowExecutionStartedEventAttributes(); a != nil && decodeFirst(converter.GetDefaultDataConverter(), a.GetInput(), &in) == nil {
+	if a := ev.GetWorkflowExecutionStartedEventAttributes(); a != nil && decodeFirst(payloadConverter(), a.GetInput(), &in) == nil {
 		return in.List.Count
 	}
 	return 0
+}
+
+// payloadConverter decodes what workflows carry (heartbeat details, inputs) as the
+// client does: through the payload codec when one is configured.
+func payloadConverter() converter.DataConverter {
+	if dc, err := temporalclient.DataConverter(); err == nil {
+		return dc
+	}
+	return converter.GetDefaultDataConverter() // the client refused the codec settings already
 }

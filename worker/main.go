@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloudrepl/replicator/internal/codec"
 	"github.com/cloudrepl/replicator/internal/state"
 	"github.com/cloudrepl/replicator/internal/store"
 	"github.com/cloudrepl/replicator/internal/wire"
@@ -67,6 +68,7 @@ func run() error {
 	showVersion := flag.Bool("version", false, "print the version stamped at build time and exit")
 	eventsAddr := flag.String("events-addr", os.Getenv("REPLICATOR_EVENTS_ADDR"), "serve object-change notifications of bucket sources (S3 and MinIO webhooks, GCS Pub/Sub push, Azure Event Grid) on this address, under /events/s3, /events/gcs and /events/azure; requests must carry $REPLICATOR_EVENTS_SECRET; off when empty")
 	watchSources := flag.Bool("watch", false, "also watch the source directory of every policy with watch settings and replicate changes as they happen (one watcher per policy among all workers)")
+	codecAddr := flag.String("codec-addr", os.Getenv("REPLICATOR_CODEC_ADDR"), "serve the payload codec of REPLICATOR_CODEC_KEYS on this address (POST /encode, /decode: Temporal's remote codec, for the Web UI's codec endpoint setting); $REPLICATOR_CODEC_TOKEN, when set, is required as a bearer token; $REPLICATOR_CODEC_CORS_ORIGINS lists the Web UI origins allowed (default the local UI); off when empty")
 	membershipInterval := flag.Duration("membership-interval", 10*time.Second, "how often the worker renews its membership record in the state location and re-reads the others', to share each destination's limits between the workers polling its queue (a record expires after three intervals)")
 	memoryLimit := flag.String("memory-limit", "512MiB", "soft memory limit of the Go runtime (GOMEMLIMIT, when set, wins): the GC works harder near it instead of letting upload buffers pile up; 0 turns it off")
 	flag.Parse()
@@ -173,6 +175,13 @@ func run() error {
 		defer close(membershipDone)
 		members.run(ctx)
 	}()
+	if *codecAddr != "" {
+		stopCodec, err := serveCodec(*codecAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopCodec()
+	}
 	if *eventsAddr != "" {
 		stopEvents, err := serveEvents(*eventsAddr, os.Getenv("REPLICATOR_EVENTS_SECRET"), cfg, c, log)
 		if err != nil {
@@ -366,6 +375,30 @@ func serve(addr string, reg *prometheus.Registry, c client.Client, healthy *atom
 		}
 	}()
 	return srv, nil
+}
+
+// serveCodec serves the payload codec for the Web UI.
+func serveCodec(addr string, log *slog.Logger) (stop func(), err error) {
+	c, err := codec.FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, fmt.Errorf("--codec-addr needs the codec's keys: set %s (id=base64 32-byte key, the first encrypts) or %s", codec.KeysEnv, codec.KeysFileEnv)
+	}
+	origins := strings.Split(envOr("REPLICATOR_CODEC_CORS_ORIGINS", "http://127.0.0.1:8233,http://localhost:8233"), ",")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--codec-addr %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: c.Handler(os.Getenv("REPLICATOR_CODEC_TOKEN"), origins), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("codec server stopped", "err", err)
+		}
+	}()
+	log.Info("serving the payload codec", "addr", ln.Addr().String(), "active_key", c.ActiveKeyID(), "token_required", os.Getenv("REPLICATOR_CODEC_TOKEN") != "")
+	return func() { _ = srv.Close() }, nil
 }
 
 // requireBearer serves next only to requests that carry the token as a bearer

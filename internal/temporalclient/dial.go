@@ -13,7 +13,11 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/cloudrepl/replicator/internal/codec"
 )
 
 // Options loads the client options from the environment and config profile.
@@ -28,7 +32,31 @@ func Options() (client.Options, error) {
 	if opts.Logger == nil {
 		opts.Logger = log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	}
+	dc, err := DataConverter()
+	if err != nil {
+		return opts, err
+	}
+	opts.DataConverter = dc
+	// Failure messages and stack traces name keys and paths too: with the codec on,
+	// they travel encoded like every other payload.
+	if _, encrypted := dc.(*converter.CodecDataConverter); encrypted {
+		opts.FailureConverter = temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{DataConverter: dc, EncodeCommonAttributes: true})
+	}
 	return opts, nil
+}
+
+// DataConverter is the data converter of every client: Temporal's default, with the
+// payload codec when REPLICATOR_CODEC_KEYS (or _FILE) configures one. The starter's
+// own decoding of histories and heartbeats uses it too.
+func DataConverter() (converter.DataConverter, error) {
+	c, err := codec.FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return converter.GetDefaultDataConverter(), nil
+	}
+	return c.DataConverter(), nil
 }
 
 // Dial connects with Options, adjusted by adjust when it is not nil.
