@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/cloudrepl/replicator/internal/backends"
+	"github.com/cloudrepl/replicator/internal/bisync"
 	"github.com/cloudrepl/replicator/internal/config"
 	"github.com/cloudrepl/replicator/internal/metrics"
 	"github.com/cloudrepl/replicator/internal/replica"
@@ -482,6 +483,13 @@ func (a *Activities) RefreshSharedGauges(ctx context.Context) error {
 			last = float64(s.LastSuccess.UnixNano()) / 1e9
 		}
 		a.Metrics.LastReconcile.WithLabelValues(p.Name).Set(last)
+		if p.Mode == config.ModeBidirectional {
+			// Counted from zero, so that a rate or an alert sees the series before
+			// the first conflict.
+			for _, kind := range []string{replica.ConflictBoth, bisync.ConflictModifyDelete} {
+				a.Metrics.Conflicts.WithLabelValues(p.Name, kind).Add(0)
+			}
+		}
 		for dest, kinds := range s.Drift {
 			for kind, n := range kinds {
 				a.Metrics.Drift.WithLabelValues(p.Name, dest, kind).Set(float64(n))

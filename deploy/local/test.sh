@@ -16,6 +16,7 @@ if [[ -n "$unformatted" ]]; then
 fi
 go vet -tags integration ./...
 go vet -tags faultinject ./worker
+(cd deploy/validate && go vet ./...)
 "$REPLICATOR_TOOLS_BIN/workflowcheck" ./...
 # The unit tests (no integration tag: no servers) under the race detector, so a data
 # race in workflow logic, the engine or a driver fails the run.
@@ -23,3 +24,7 @@ echo "test: go test -race ./... (unit tests)"
 go test -race -count=1 -timeout 20m ./...
 echo "test: go test -tags integration ./..."
 go test -tags integration -count=1 -timeout 45m "$@" ./...
+# The deployment artifacts, checked with the parsers of the tools that read them
+# (a module of its own: their dependencies stay out of the replicator's).
+echo "test: deploy/validate (Dockerfile, Compose, alert rules, dashboard)"
+(cd deploy/validate && go test -count=1 -timeout 20m ./...)
