@@ -1,0 +1,92 @@
+locals {
+  internal = var.prefix == "" ? "${var.container}/.replicator/" : "${var.container}/${var.prefix}/.replicator/"
+}
+
+resource "azurerm_storage_account" "this" {
+  name                              = var.account_name
+  resource_group_name               = var.resource_group_name
+  location                          = var.location
+  account_tier                      = "Standard"
+  account_replication_type          = "ZRS"
+  min_tls_version                   = "TLS1_2"
+  https_traffic_only_enabled        = true
+  allow_nested_items_to_be_public   = false
+  shared_access_key_enabled         = false
+  infrastructure_encryption_enabled = true
+
+  blob_properties {
+    versioning_enabled = true
+    delete_retention_policy {
+      days = 7
+    }
+  }
+}
+
+resource "azurerm_storage_container" "this" {
+  name                  = var.container
+  storage_account_id    = azurerm_storage_account.this.id
+  container_access_type = "private"
+}
+
+resource "azurerm_storage_management_policy" "this" {
+  storage_account_id = azurerm_storage_account.this.id
+
+  rule {
+    name    = "replicator-staging-and-undo"
+    enabled = true
+    filters {
+      blob_types   = ["blockBlob"]
+      prefix_match = ["${local.internal}staging/", "${local.internal}undo/"]
+    }
+    actions {
+      base_blob {
+        delete_after_days_since_modification_greater_than = var.stage_expiry_days
+      }
+    }
+  }
+
+  rule {
+    name    = "replicator-trash"
+    enabled = true
+    filters {
+      blob_types   = ["blockBlob"]
+      prefix_match = ["${local.internal}trash/"]
+    }
+    actions {
+      base_blob {
+        delete_after_days_since_modification_greater_than = var.trash_retention_days
+      }
+    }
+  }
+
+  rule {
+    name    = "old-versions"
+    enabled = true
+    filters {
+      blob_types = ["blockBlob"]
+    }
+    actions {
+      version {
+        delete_after_days_since_creation = var.noncurrent_version_days
+      }
+    }
+  }
+}
+
+# The workers' identity (Azure workload identity on AKS: federate it with their
+# Kubernetes service account).
+resource "azurerm_user_assigned_identity" "worker" {
+  name                = "replicator-worker-${var.account_name}"
+  resource_group_name = var.resource_group_name
+  location            = var.location
+}
+
+# Read, write and delete blobs of this container only. Blob index tags (which the
+# replicator carries from tagged sources) need "Storage Blob Data Owner" or a custom
+# role with the tags actions; this module grants the narrower Contributor role, so
+# tags are not written until such a role is added.
+resource "azurerm_role_assignment" "worker" {
+  scope                = azurerm_storage_container.this.id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = azurerm_user_assigned_identity.worker.principal_id
+}
