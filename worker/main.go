@@ -142,9 +142,11 @@ func run() error {
 	for _, q := range polled {
 		members.self.Queues = append(members.self.Queues, q.name)
 	}
-	if err := members.refresh(context.Background()); err != nil {
+	joinCtx, cancelJoin := context.WithTimeout(context.Background(), 30*time.Second)
+	if err := members.refresh(joinCtx); err != nil {
 		log.Warn("join the cluster's membership (limits stay this worker's alone until it succeeds)", "err", err)
 	}
+	cancelJoin()
 	for _, q := range polled {
 		w := worker.New(c, q.name, worker.Options{
 			MaxConcurrentActivityExecutionSize: q.concurrency,
