@@ -17,6 +17,7 @@ fi
 go vet -tags integration ./...
 go vet -tags faultinject ./worker
 (cd deploy/validate && go vet ./...)
+(cd deploy/compose && go vet ./...)
 "$REPLICATOR_TOOLS_BIN/workflowcheck" ./...
 # The unit tests (no integration tag: no servers) under the race detector, so a data
 # race in workflow logic, the engine or a driver fails the run.
@@ -26,5 +27,7 @@ echo "test: go test -tags integration ./..."
 go test -tags integration -count=1 -timeout 45m "$@" ./...
 # The deployment artifacts, checked with the parsers of the tools that read them
 # (a module of its own: their dependencies stay out of the replicator's).
-echo "test: deploy/validate (Dockerfile, Compose, alert rules, dashboard)"
+echo "test: deploy/compose (Dockerfile, Compose, sample policy, static binaries)"
+(cd deploy/compose && go test -count=1 -timeout 20m ./...)
+echo "test: deploy/validate (Terraform, alert rules, dashboard, metric names)"
 (cd deploy/validate && go test -count=1 -timeout 20m ./...)
