@@ -45,7 +45,7 @@ npm_azurite() {
 	echo "$AZURITE_VERSION" >"$stamp"
 }
 
-wanted=${*:-temporal minio fake-gcs-server azurite rclone workflowcheck promtool}
+wanted=${*:-temporal minio fake-gcs-server azurite rclone workflowcheck promtool helm}
 pids=()
 for tool in $wanted; do
 	case $tool in
@@ -55,8 +55,9 @@ for tool in $wanted; do
 	rclone) go_tool rclone "github.com/rclone/rclone@$RCLONE_VERSION" & ;;
 	workflowcheck) go_tool workflowcheck "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION" & ;;
 	promtool) go_tool promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" & ;;
+	helm) go_tool helm "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" & ;;
 	azurite) npm_azurite & ;;
-	*) echo "install: unknown tool $tool (known: temporal minio fake-gcs-server azurite rclone workflowcheck promtool)" >&2; exit 2 ;;
+	*) echo "install: unknown tool $tool (known: temporal minio fake-gcs-server azurite rclone workflowcheck promtool helm)" >&2; exit 2 ;;
 	esac
 	pids+=($!)
 done

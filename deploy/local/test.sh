@@ -18,6 +18,7 @@ go vet -tags integration ./...
 go vet -tags faultinject ./worker
 (cd deploy/validate && go vet ./...)
 (cd deploy/compose && go vet ./...)
+(cd deploy/helm && go vet ./...)
 "$REPLICATOR_TOOLS_BIN/workflowcheck" ./...
 # The unit tests (no integration tag: no servers) under the race detector, so a data
 # race in workflow logic, the engine or a driver fails the run.
@@ -31,3 +32,5 @@ echo "test: deploy/compose (Dockerfile, Compose, sample policy, static binaries)
 (cd deploy/compose && go test -count=1 -timeout 20m ./...)
 echo "test: deploy/validate (Terraform, alert rules, dashboard, metric names)"
 (cd deploy/validate && go test -count=1 -timeout 20m ./...)
+echo "test: deploy/helm (the worker's chart, rendered by helm, strictly decoded, and run)"
+(cd deploy/helm && go test -count=1 -timeout 20m ./...)

@@ -13,6 +13,8 @@ AZURITE_VERSION=3.35.0
 WORKFLOWCHECK_VERSION=v0.6.0
 # promtool checks and unit-tests the Prometheus alert rules (deploy/observability).
 PROMTOOL_VERSION=v0.316.0
+# helm renders and lints the worker's chart (deploy/helm).
+HELM_VERSION=v4.3.2
 
 # Built tools are kept outside the clone so that fresh clones (CI) reuse them.
 TOOLS_DIR=${REPLICATOR_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/replicator-tools}
