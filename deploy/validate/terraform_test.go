@@ -209,6 +209,11 @@ func checkModule(files []*tfFile) []string {
 			}
 		}
 	}
+	for _, r := range resources(files, "resource", "azurerm_role_definition") {
+		if strings.Contains(attr(r.f, r.b, "permissions.actions")+attr(r.f, r.b, "permissions.data_actions"), "*") {
+			add("Azure: wildcard action in role %s", r.b.Labels[1])
+		}
+	}
 	for _, r := range resources(files, "resource", "azurerm_role_assignment") {
 		if role := attr(r.f, r.b, "role_definition_name"); role == `"Owner"` || role == `"Contributor"` || role == `"Storage Account Contributor"` {
 			add("Azure: role %s is broader than blob data access", role)

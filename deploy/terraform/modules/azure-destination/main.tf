@@ -81,12 +81,32 @@ resource "azurerm_user_assigned_identity" "worker" {
   location            = var.location
 }
 
-# Read, write and delete blobs of this container only. Blob index tags (which the
-# replicator carries from tagged sources) need "Storage Blob Data Owner" or a custom
-# role with the tags actions; this module grants the narrower Contributor role, so
-# tags are not written until such a role is added.
+# Read, write and delete blobs of this container only.
 resource "azurerm_role_assignment" "worker" {
   scope                = azurerm_storage_container.this.id
   role_definition_name = "Storage Blob Data Contributor"
   principal_id         = azurerm_user_assigned_identity.worker.principal_id
+}
+
+# Blob index tags (carried from tagged bucket sources) are outside Storage Blob Data
+# Contributor; Storage Blob Data Owner would add them but also ACL and ownership
+# rights. A role with only the two tag actions, on this container only.
+resource "azurerm_role_definition" "blob_tags" {
+  name        = "replicator-blob-tags-${var.account_name}"
+  scope       = azurerm_storage_account.this.id
+  description = "Read and write blob index tags (the replicator carries its sources' tags)."
+  permissions {
+    actions = []
+    data_actions = [
+      "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/read",
+      "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write",
+    ]
+  }
+  assignable_scopes = [azurerm_storage_account.this.id]
+}
+
+resource "azurerm_role_assignment" "worker_tags" {
+  scope              = azurerm_storage_container.this.id
+  role_definition_id = azurerm_role_definition.blob_tags.role_definition_resource_id
+  principal_id       = azurerm_user_assigned_identity.worker.principal_id
 }
