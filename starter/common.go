@@ -13,6 +13,7 @@ import (
 	"github.com/cloudrepl/replicator/internal/config"
 	"github.com/cloudrepl/replicator/internal/state"
 	"github.com/cloudrepl/replicator/internal/store"
+	"github.com/cloudrepl/replicator/internal/trigger"
 )
 
 // env is what a command works with once the config is loaded.
@@ -66,6 +67,16 @@ func (e *env) client() (client.Client, error) {
 		e.g.client = c
 	}
 	return e.g.client, nil
+}
+
+// naming is how workflow IDs name keys (private_keys policies need the ID secret
+// and the codec); a usage error when the environment lacks what the config asks.
+func (e *env) naming() (trigger.Naming, error) {
+	n, err := trigger.NewNaming(e.cfg)
+	if err != nil {
+		return n, usageError{err}
+	}
+	return n, nil
 }
 
 func (e *env) state(ctx context.Context) (*state.State, func(), error) {

@@ -13,7 +13,6 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/cloudrepl/replicator/internal/state"
-	"github.com/cloudrepl/replicator/internal/trigger"
 )
 
 func failedCmd(g *globals) *cobra.Command {
@@ -82,13 +81,17 @@ func failedCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(e.out, "no dead letters to retry")
 				return nil
 			}
+			naming, err := e.naming()
+			if err != nil {
+				return err
+			}
 			c, err := e.client()
 			if err != nil {
 				return err
 			}
 			runs := make([]client.WorkflowRun, len(keys))
 			for i, k := range keys {
-				if runs[i], err = trigger.File(cmd.Context(), c, e.policy.Name, k, "starter"); err != nil {
+				if runs[i], err = naming.File(cmd.Context(), c, e.policy.Name, k, "starter"); err != nil {
 					return err
 				}
 			}

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/cloudrepl/replicator/internal/trigger"
 	"github.com/cloudrepl/replicator/internal/wire"
 
 	"github.com/spf13/cobra"
@@ -26,6 +25,10 @@ func replicateCmd(g *globals) *cobra.Command {
 			if err := e.policy.OneWayRefusal(); err != nil {
 				return usageError{err}
 			}
+			naming, err := e.naming()
+			if err != nil {
+				return err
+			}
 			c, err := e.client()
 			if err != nil {
 				return err
@@ -33,7 +36,7 @@ func replicateCmd(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			runs := make([]client.WorkflowRun, len(keys))
 			for i, key := range keys {
-				if runs[i], err = trigger.File(ctx, c, e.policy.Name, key, "starter"); err != nil {
+				if runs[i], err = naming.File(ctx, c, e.policy.Name, key, "starter"); err != nil {
 					return err
 				}
 				if !e.g.json && !wait {

@@ -29,6 +29,10 @@ over within 30 s when it stops. Stop it with Ctrl-C or SIGTERM.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			naming, err := e.naming()
+			if err != nil {
+				return err
+			}
 			c, err := e.client()
 			if err != nil {
 				return err
@@ -41,7 +45,7 @@ over within 30 s when it stops. Stop it with Ctrl-C or SIGTERM.`,
 			stores := backends.NewCache()
 			defer stores.Close()
 			log := slog.New(slog.NewTextHandler(e.errOut, nil))
-			o, err := watch.ForPolicy(ctx, log, e.policy, c, st, stores)
+			o, err := watch.ForPolicy(ctx, log, e.policy, c, st, stores, naming)
 			if err != nil {
 				return usageError{err}
 			}

@@ -18,12 +18,12 @@ import (
 
 // serveEvents serves the notification endpoint on addr until the returned stop is
 // called. Every request must carry secret; slow or oversized requests are cut off.
-func serveEvents(addr, secret string, cfg *config.File, c client.Client, log *slog.Logger) (stop func(), err error) {
+func serveEvents(addr, secret string, cfg *config.File, naming trigger.Naming, c client.Client, log *slog.Logger) (stop func(), err error) {
 	if secret == "" {
 		return nil, errors.New("--events-addr needs REPLICATOR_EVENTS_SECRET in the environment: the shared secret every notification must carry (Authorization: Bearer <secret>, or ?token=<secret> in the URL given to Pub/Sub or Event Grid)")
 	}
 	h := inbound.New(cfg, secret, func(ctx context.Context, policy, key string) error {
-		_, err := trigger.File(ctx, c, policy, key, "event")
+		_, err := naming.File(ctx, c, policy, key, "event")
 		return err
 	}, log)
 	mux := http.NewServeMux()

@@ -32,6 +32,7 @@ import (
 	"github.com/cloudrepl/replicator/internal/codec"
 	"github.com/cloudrepl/replicator/internal/state"
 	"github.com/cloudrepl/replicator/internal/store"
+	"github.com/cloudrepl/replicator/internal/trigger"
 	"github.com/cloudrepl/replicator/internal/wire"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,6 +91,12 @@ func run() error {
 	}
 
 	cfg, path, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	// Checked here, not when the first event or watched change arrives: a worker that
+	// would name a private policy's workflows by their keys must not start.
+	naming, err := trigger.NewNaming(cfg)
 	if err != nil {
 		return err
 	}
@@ -185,14 +192,14 @@ func run() error {
 		defer stopCodec()
 	}
 	if *eventsAddr != "" {
-		stopEvents, err := serveEvents(*eventsAddr, os.Getenv("REPLICATOR_EVENTS_SECRET"), cfg, c, log)
+		stopEvents, err := serveEvents(*eventsAddr, os.Getenv("REPLICATOR_EVENTS_SECRET"), cfg, naming, c, log)
 		if err != nil {
 			return err
 		}
 		defer stopEvents()
 	}
 	if *watchSources {
-		waitWatchers, err := watchPolicies(ctx, log, cfg, c, st, stores)
+		waitWatchers, err := watchPolicies(ctx, log, cfg, naming, c, st, stores)
 		if err != nil {
 			return err
 		}

@@ -11,13 +11,14 @@ import (
 	"github.com/cloudrepl/replicator/internal/backends"
 	"github.com/cloudrepl/replicator/internal/config"
 	"github.com/cloudrepl/replicator/internal/state"
+	"github.com/cloudrepl/replicator/internal/trigger"
 	"github.com/cloudrepl/replicator/internal/watch"
 )
 
 // watchPolicies runs a watcher for every policy with watch settings until ctx ends,
 // and returns a function that waits for them to stop. Each policy has one watcher
 // among all workers and `starter watch` processes: the holder of its lease.
-func watchPolicies(ctx context.Context, log *slog.Logger, cfg *config.File, c client.Client, st *state.State, stores *backends.Cache) (func(), error) {
+func watchPolicies(ctx context.Context, log *slog.Logger, cfg *config.File, naming trigger.Naming, c client.Client, st *state.State, stores *backends.Cache) (func(), error) {
 	var watched []*config.Policy
 	for i := range cfg.Policies {
 		if cfg.Policies[i].Watch != nil {
@@ -30,7 +31,7 @@ func watchPolicies(ctx context.Context, log *slog.Logger, cfg *config.File, c cl
 	holder := watch.HolderID()
 	var wg sync.WaitGroup
 	for _, p := range watched {
-		o, err := watch.ForPolicy(ctx, log, p, c, st, stores)
+		o, err := watch.ForPolicy(ctx, log, p, c, st, stores, naming)
 		if err != nil {
 			return nil, fmt.Errorf("--watch: %w", err)
 		}

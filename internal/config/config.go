@@ -112,6 +112,11 @@ type Policy struct {
 	// Watch, for a directory source, makes a worker started with --watch trigger
 	// replication as files change instead of waiting for the reconcile.
 	Watch *Watch `yaml:"watch"`
+	// PrivateKeys keeps the policy's keys out of what the payload codec cannot
+	// encrypt: workflow IDs are named by an HMAC of the key (REPLICATOR_ID_KEY) and
+	// the ReplicationKey search attribute is left out. It needs the codec, which
+	// encrypts everything else the workflows carry.
+	PrivateKeys bool `yaml:"private_keys"`
 }
 
 // Watch modes.

@@ -26,17 +26,24 @@ import (
 // activity's share of a batch.
 const BatchPageSize = 64
 
-// File starts the key's ReplicateFile workflow (replicate/<policy>/<key>), or signals
-// the running one so that it looks at the key again before it ends (Signal-With-Start:
-// triggers from any origin coalesce into one run). origin says who triggered ("starter",
-// "watch", "event") and is carried by the signal.
-func File(ctx context.Context, c client.Client, policy, key, origin string) (client.WorkflowRun, error) {
+// File starts the key's ReplicateFile workflow (replicate/<policy>/<key>, or an HMAC
+// of the key for a private policy), or signals the running one so that it looks at
+// the key again before it ends (Signal-With-Start: triggers from any origin coalesce
+// into one run). origin says who triggered ("starter", "watch", "event") and is
+// carried by the signal.
+func (n Naming) File(ctx context.Context, c client.Client, policy, key, origin string) (client.WorkflowRun, error) {
+	attrs := []temporal.SearchAttributeUpdate{workflows.PolicyAttr.ValueSet(policy)}
+	summary := fmt.Sprintf("replicate a key of policy %s", policy)
+	if !n.Private(policy) {
+		attrs = append(attrs, workflows.KeyAttr.ValueSet(key))
+		summary = fmt.Sprintf("replicate %s (policy %s)", key, policy)
+	}
 	opts := client.StartWorkflowOptions{
-		ID:                    wire.FileWorkflowID(policy, key),
+		ID:                    n.FileWorkflowID(policy, key),
 		TaskQueue:             wire.DefaultTaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.PolicyAttr.ValueSet(policy), workflows.KeyAttr.ValueSet(key)),
-		StaticSummary:         fmt.Sprintf("replicate %s (policy %s)", key, policy),
+		TypedSearchAttributes: temporal.NewSearchAttributes(attrs...),
+		StaticSummary:         summary,
 	}
 	run, err := c.SignalWithStartWorkflow(ctx, opts.ID, wire.TriggerSignal, origin, opts,
 		wire.ReplicateFileName, wire.ReplicateFileInput{Policy: policy, Key: key})

@@ -38,12 +38,12 @@ func TestTriggersOfOneKeyJoinOneRun(t *testing.T) {
 	c := dial(t)
 	ctx := context.Background()
 	policy := "trigger-test-" + time.Now().UTC().Format("150405.000000000")
-	first, err := File(ctx, c, policy, "photos/a b.jpg", "watch")
+	first, err := Naming{}.File(ctx, c, policy, "photos/a b.jpg", "watch")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, first.GetID(), "", "test done") })
-	second, err := File(ctx, c, policy, "photos/a b.jpg", "event")
+	second, err := Naming{}.File(ctx, c, policy, "photos/a b.jpg", "event")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,12 +30,14 @@ type TemporalStarter struct {
 	Client client.Client
 	State  *state.State
 	Policy string
+	// Naming names the ReplicateFile runs as every other trigger does.
+	Naming trigger.Naming
 }
 
 // Files starts or joins each key's ReplicateFile.
 func (s TemporalStarter) Files(ctx context.Context, keys []string) error {
 	for _, k := range keys {
-		if _, err := trigger.File(ctx, s.Client, s.Policy, k, "watch"); err != nil {
+		if _, err := s.Naming.File(ctx, s.Client, s.Policy, k, "watch"); err != nil {
 			return err
 		}
 	}
@@ -114,7 +116,7 @@ func Hold(ctx context.Context, log *slog.Logger, st *state.State, holder string,
 
 // ForPolicy is the watcher options of policy p, whose source is a directory: its root,
 // its source store from stores, and a TemporalStarter.
-func ForPolicy(ctx context.Context, log *slog.Logger, p *config.Policy, c client.Client, st *state.State, stores *backends.Cache) (Options, error) {
+func ForPolicy(ctx context.Context, log *slog.Logger, p *config.Policy, c client.Client, st *state.State, stores *backends.Cache, naming trigger.Naming) (Options, error) {
 	u, err := url.Parse(p.Source)
 	if err != nil || u.Scheme != "file" {
 		return Options{}, fmt.Errorf("policy %s: only a directory source (file://) can be watched", p.Name)
@@ -123,5 +125,5 @@ func ForPolicy(ctx context.Context, log *slog.Logger, p *config.Policy, c client
 	if err != nil {
 		return Options{}, fmt.Errorf("policy %s: %w", p.Name, err)
 	}
-	return Options{Policy: p, Root: u.Path, Source: src, Starter: TemporalStarter{Client: c, State: st, Policy: p.Name}, Log: log}, nil
+	return Options{Policy: p, Root: u.Path, Source: src, Starter: TemporalStarter{Client: c, State: st, Policy: p.Name, Naming: naming}, Log: log}, nil
 }

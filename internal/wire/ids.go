@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
@@ -29,6 +30,20 @@ func FileWorkflowID(policy, key string) string {
 		cut = i // never cut an escape in two
 	}
 	return id[:cut] + suffix
+}
+
+// PrivateFileWorkflowID is the ID of a key's ReplicateFile for a policy with
+// private_keys: the key is replaced by an HMAC-SHA256 of it under secret, so the ID
+// (which Temporal stores and shows in the clear, codec or not) does not reveal the key
+// to anyone without the secret, while triggers for the same key still meet in one
+// workflow. The policy is part of the MAC so that two policies' IDs of one key cannot
+// be linked.
+func PrivateFileWorkflowID(policy, key string, secret []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(policy))
+	mac.Write([]byte{0})
+	mac.Write([]byte(key))
+	return "replicate/" + policy + "/~" + hex.EncodeToString(mac.Sum(nil))
 }
 
 // asciiID escapes what a gRPC header cannot carry.
