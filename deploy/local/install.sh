@@ -45,7 +45,23 @@ npm_azurite() {
 	echo "$AZURITE_VERSION" >"$stamp"
 }
 
-wanted=${*:-temporal minio fake-gcs-server azurite rclone workflowcheck promtool helm}
+# chromium: Debian's package, for the headless browser test of the Web UI.
+apt_chromium() {
+	if command -v chromium >/dev/null 2>&1; then
+		echo "install: chromium ($(chromium --version 2>/dev/null | head -1)) present"
+		return 0
+	fi
+	local sudo=()
+	[[ $(id -u) == 0 ]] || sudo=(sudo -n)
+	echo "install: chromium from Debian's packages"
+	if ! { "${sudo[@]}" apt-get install -y --no-install-recommends chromium ||
+		{ "${sudo[@]}" apt-get update && "${sudo[@]}" apt-get install -y --no-install-recommends chromium; }; } >"$TOOLS_DIR/logs/install-chromium.log" 2>&1; then
+		echo "install: apt-get install chromium failed; see $TOOLS_DIR/logs/install-chromium.log" >&2
+		return 1
+	fi
+}
+
+wanted=${*:-temporal minio fake-gcs-server azurite rclone workflowcheck promtool helm chromium}
 pids=()
 for tool in $wanted; do
 	case $tool in
@@ -57,7 +73,8 @@ for tool in $wanted; do
 	promtool) go_tool promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" & ;;
 	helm) go_tool helm "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" & ;;
 	azurite) npm_azurite & ;;
-	*) echo "install: unknown tool $tool (known: temporal minio fake-gcs-server azurite rclone workflowcheck promtool helm)" >&2; exit 2 ;;
+	chromium) apt_chromium & ;;
+	*) echo "install: unknown tool $tool (known: temporal minio fake-gcs-server azurite rclone workflowcheck promtool helm chromium)" >&2; exit 2 ;;
 	esac
 	pids+=($!)
 done
