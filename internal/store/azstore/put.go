@@ -84,21 +84,62 @@ func (s *blobStore) putSingle(ctx context.Context, bb *blockblob.Client, key str
 	}
 	sum := md5.Sum(data)
 	ct := contentType(key, opts.ContentType)
+	meta := toAzureMetadata(store.EncodeMetadata(opts.SHA256, int64(len(data)), opts.SourceVersion, opts.Metadata))
+	headers := &blob.HTTPHeaders{BlobContentType: &ct, BlobContentMD5: sum[:], BlobCacheControl: optional(opts.CacheControl)}
 	resp, err := bb.Upload(ctx, streaming.NopCloser(bytes.NewReader(data)), &blockblob.UploadOptions{
-		Metadata:                toAzureMetadata(store.EncodeMetadata(opts.SHA256, int64(len(data)), opts.SourceVersion, opts.Metadata)),
+		Metadata:                meta,
 		Tier:                    s.tierFor(key),
 		TransactionalValidation: blob.TransferValidationTypeMD5(sum[:]),
-		HTTPHeaders:             &blob.HTTPHeaders{BlobContentType: &ct, BlobContentMD5: sum[:], BlobCacheControl: optional(opts.CacheControl)},
+		HTTPHeaders:             headers,
 		Tags:                    opts.Tags,
 		AccessConditions:        conditions(opts.Precondition),
 	})
+	etag, modTime := resp.ETag, resp.LastModified
+	if err != nil && opts.Precondition.IfNoneMatch && bloberror.HasCode(err, bloberror.BlobAlreadyExists) && s.onlyUncommitted(ctx, bb) {
+		// The name holds nothing but the uncommitted blocks of an upload that
+		// failed (its source changed or shrank mid-way), and the service refuses a
+		// create-only Put Blob over them (Azurite does), while a block-list commit
+		// evaluates the same condition on the committed blob alone, and discards
+		// those blocks. Without this the key could not be written for a week.
+		var cresp blockblob.CommitBlockListResponse
+		if cresp, err = s.putOneBlock(ctx, bb, data, sum, &blockblob.CommitBlockListOptions{
+			Metadata: meta, Tier: s.tierFor(key), HTTPHeaders: headers, Tags: opts.Tags, AccessConditions: conditions(opts.Precondition),
+		}); err == nil {
+			etag, modTime = cresp.ETag, cresp.LastModified
+		}
+	}
 	if err != nil {
 		return nil, s.writeFailure(op, key, err, opts.Precondition.IfMatch != "")
 	}
 	if opts.Progress != nil {
 		opts.Progress(int64(len(data)))
 	}
-	return &store.Object{Key: key, Size: int64(len(data)), ETag: etagToken(resp.ETag), ModTime: deref(resp.LastModified)}, nil
+	return &store.Object{Key: key, Size: int64(len(data)), ETag: etagToken(etag), ModTime: deref(modTime)}, nil
+}
+
+// onlyUncommitted reports whether the blob does not exist as a committed blob (the
+// state in which a create-only Put Blob can still be refused, over uncommitted
+// blocks).
+func (s *blobStore) onlyUncommitted(ctx context.Context, bb *blockblob.Client) bool {
+	_, err := bb.GetProperties(ctx, nil)
+	return bloberror.HasCode(err, bloberror.BlobNotFound)
+}
+
+// putOneBlock writes data as a blob of one block: staged, then committed under opts.
+func (s *blobStore) putOneBlock(ctx context.Context, bb *blockblob.Client, data []byte, sum [md5.Size]byte, opts *blockblob.CommitBlockListOptions) (blockblob.CommitBlockListResponse, error) {
+	// An ID of the same length as the driver's other uploads: Azure refuses block
+	// IDs of different lengths among one blob's uncommitted blocks.
+	up, err := newUpload(int64(len(data)))
+	if err != nil {
+		return blockblob.CommitBlockListResponse{}, err
+	}
+	id := up.blockID(0, sum)
+	if _, err := bb.StageBlock(ctx, id, streaming.NopCloser(bytes.NewReader(data)), &blockblob.StageBlockOptions{
+		TransactionalValidation: blob.TransferValidationTypeMD5(sum[:]),
+	}); err != nil {
+		return blockblob.CommitBlockListResponse{}, fmt.Errorf("staging the object as one block: %w", err)
+	}
+	return s.commitBlocks(ctx, bb, []string{id}, opts)
 }
 
 // putBlocks stages r as blocks and commits them after verifying the stream. An
