@@ -96,7 +96,7 @@ func (w *chunkWork) stageOn(ctx context.Context, in wire.ChunkInput, job keyJob,
 	var res *wire.TransferResult
 	var err error
 	ok := d.lim.withSlot(ctx, func() {
-		for try := 0; try < chunkTries; try++ {
+		for r := newKeyRetry(w.p); r.next(ctx); {
 			switch {
 			case !job.sv.Exists && w.p.Mode != config.ModeMirror:
 				res = &wire.TransferResult{Outcome: wire.OutcomeSkipped}
@@ -112,7 +112,6 @@ func (w *chunkWork) stageOn(ctx context.Context, in wire.ChunkInput, job keyJob,
 			if err == nil || isPermanent(err) || ErrorClass(err) == wire.ErrSourceChanged {
 				return
 			}
-			sleep(ctx, try)
 		}
 	})
 	if !ok {
@@ -186,12 +185,12 @@ func (a *Activities) CommitChunk(ctx context.Context, in wire.CommitChunkInput) 
 				var out *wire.TransferResult
 				var err error
 				d.lim.withSlot(ctx, func() {
-					for try := 0; try < chunkTries; try++ {
+					for r := newKeyRetry(p); r.next(ctx); {
 						req := replica.WriteRequest{Key: k.Key, Source: k.Source, Journal: w.journal}
 						if in.Run != "" {
 							req.Undo = wire.UndoKey(k.Key, in.Run)
 						}
-						if try == 0 && j < len(k.Finals) {
+						if r.firstTry() && j < len(k.Finals) {
 							req.Seen = k.Finals[j]
 						}
 						out, err = a.Engine.Commit(ctx, d.t, req, wire.RunStagingKey(k.Key, k.Source.Version, in.Run))
@@ -201,7 +200,6 @@ func (a *Activities) CommitChunk(ctx context.Context, in wire.CommitChunkInput) 
 						if err == nil || isPermanent(err) {
 							return
 						}
-						sleep(ctx, try)
 					}
 				})
 				if err != nil && isPermanent(err) {

@@ -66,9 +66,56 @@ func (a *Activities) page(ctx context.Context, policy string, list state.KeyList
 	return p, st, src, keys, nil
 }
 
-// chunkTries is how often a chunk retries one key's transient failure before the key
-// becomes a dead letter; the chunk itself is not failed for one bad key.
+// chunkTries is the fewest times a chunk tries one key before a failure that may
+// pass makes the key a dead letter; the chunk itself is not failed for one bad key.
 const chunkTries = 3
+
+// keyRetry paces the attempts of one key inside a chunk as the policy's retry
+// settings pace an activity's: a failure that may pass (a server restarting, a
+// network blip) is tried again, backing off from 200ms up to max_interval, until
+// max_attempts attempts were made or expiration has passed since the first (and at
+// least chunkTries attempts). A fixed three quick tries turned every key in flight
+// into a dead letter when a server was down for ten seconds (the fault suite's MinIO
+// restart showed it). The chunk's heartbeats go on meanwhile.
+type keyRetry struct {
+	maxTries                int
+	maxInterval, expiration time.Duration
+	first                   time.Time
+	tries                   int
+}
+
+func newKeyRetry(p *config.Policy) *keyRetry {
+	return &keyRetry{maxTries: max(chunkTries, p.Retry.MaxAttempts), maxInterval: time.Duration(p.Retry.MaxInterval), expiration: time.Duration(p.Retry.Expiration)}
+}
+
+// next waits before every attempt but the first and reports whether to make one.
+func (r *keyRetry) next(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if r.tries == 0 {
+		r.first = time.Now()
+		r.tries++
+		return true
+	}
+	if r.tries >= r.maxTries || (r.tries >= chunkTries && time.Since(r.first) >= r.expiration) {
+		return false
+	}
+	wait := time.Duration(200<<min(r.tries-1, 16)) * time.Millisecond
+	if r.maxInterval > 0 {
+		wait = min(wait, r.maxInterval)
+	}
+	select {
+	case <-time.After(wait):
+	case <-ctx.Done():
+		return false
+	}
+	r.tries++
+	return true
+}
+
+// firstTry reports whether the attempt under way is the first.
+func (r *keyRetry) firstTry() bool { return r.tries == 1 }
 
 // chunkDest is one destination of a chunk activity.
 type chunkDest struct {
@@ -198,7 +245,7 @@ func (w *chunkWork) eachKey(ctx context.Context, largeThreshold int64, fn func(k
 				w.mu.Unlock()
 			}()
 			job := keyJob{index: index, key: key, targets: targets}
-			for try := 0; try < chunkTries; try++ {
+			for r := newKeyRetry(w.p); r.next(ctx); {
 				var release func()
 				job.sv, job.data, release, job.readErr = w.a.readSource(ctx, w.p, w.src, key)
 				if job.readErr == nil || isPermanent(job.readErr) {
@@ -206,7 +253,6 @@ func (w *chunkWork) eachKey(ctx context.Context, largeThreshold int64, fn func(k
 					break
 				}
 				release()
-				sleep(ctx, try)
 			}
 			if job.readErr == nil && job.sv.Exists && job.sv.Size > largeThreshold {
 				w.mu.Lock()
@@ -259,7 +305,7 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 		var out *wire.TransferResult
 		var err error
 		ok := d.lim.withSlot(ctx, func() {
-			for try := 0; try < chunkTries; try++ {
+			for r := newKeyRetry(p); r.next(ctx); {
 				if !sv.Exists {
 					if p.Mode != config.ModeMirror {
 						out = &wire.TransferResult{Outcome: wire.OutcomeSkipped}
@@ -283,7 +329,6 @@ func (a *Activities) ReplicateChunk(ctx context.Context, in wire.ChunkInput) (*w
 				} else if isPermanent(err) {
 					break
 				}
-				sleep(ctx, try)
 			}
 		})
 		if !ok {
@@ -404,11 +449,4 @@ func isPermanent(err error) bool {
 	}
 	typ := replica.FailureType(err)
 	return typ != "" && typ != wire.ErrSourceChanged
-}
-
-func sleep(ctx context.Context, try int) {
-	select {
-	case <-time.After(time.Duration(200<<try) * time.Millisecond):
-	case <-ctx.Done():
-	}
 }
