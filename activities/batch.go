@@ -89,16 +89,16 @@ func newKeyRetry(p *config.Policy) *keyRetry {
 }
 
 // next waits before every attempt but the first and reports whether to make one.
+// The first attempt is always made, even when ctx has ended: the loops it drives
+// must end with a result or an error (an ended context fails the attempt), never
+// with neither, which reads as "no source" or "nothing done".
 func (r *keyRetry) next(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return false
-	}
 	if r.tries == 0 {
 		r.first = time.Now()
 		r.tries++
 		return true
 	}
-	if r.tries >= r.maxTries || (r.tries >= chunkTries && time.Since(r.first) >= r.expiration) {
+	if ctx.Err() != nil || r.tries >= r.maxTries || (r.tries >= chunkTries && time.Since(r.first) >= r.expiration) {
 		return false
 	}
 	wait := time.Duration(200<<min(r.tries-1, 16)) * time.Millisecond
