@@ -1,7 +1,7 @@
 # The two commands of the README are `make run` and `make test`.
 SHELL := /bin/bash
 
-.PHONY: run test unit bench bench-transfers bench-reconcile bench-lag stack-up stack-down stack-health tools lint fuzz
+.PHONY: run test unit bench bench-transfers bench-reconcile bench-lag bench-scale stack-up stack-down stack-health tools lint fuzz chaos
 
 ## run: the demo on the embedded default: local stack, worker, replication of samples.
 run:
@@ -26,6 +26,10 @@ bench-reconcile:
 bench-lag:
 	bash deploy/bench/lag.sh
 
+## bench-scale: 10,000 to 1,000,000 files of 1 KiB to MinIO and a directory, beside rclone (hours at a million); writes deploy/bench/scale.md.
+bench-scale:
+	bash deploy/bench/scale.sh
+
 ## unit: the fast tests that need no server.
 unit:
 	go test ./...
@@ -46,6 +50,10 @@ stack-health:
 ## fuzz: every fuzz target (policy parser, key and driver name rules, key lists, the reconcile and bidirectional merges, event payloads) for FUZZTIME each (default 60s).
 fuzz:
 	bash deploy/local/fuzz.sh
+
+## chaos: the fault suite at full length on a stack of its own (workers killed, emulators frozen and restarted, Temporal restarted, buckets removed, disks full, a 5.5 GiB file); writes deploy/chaos/results.md.
+chaos:
+	bash deploy/local/chaos.sh
 
 ## lint: gofmt, go vet, and shellcheck on every deploy/**/*.sh (fails when shellcheck is missing).
 lint:

@@ -15,6 +15,7 @@ if [[ -n "$unformatted" ]]; then
 	exit 1
 fi
 go vet -tags integration ./...
+go vet -tags "integration chaos" ./internal/e2e/
 go vet -tags faultinject ./worker
 (cd deploy/validate && go vet ./...)
 (cd deploy/compose && go vet ./...)
@@ -26,6 +27,10 @@ echo "test: go test -race ./... (unit tests)"
 go test -race -count=1 -timeout 20m ./...
 echo "test: go test -tags integration ./..."
 go test -tags integration -count=1 -timeout 45m "$@" ./...
+# The fault suite stops, freezes and restarts this stack's servers, so it runs alone,
+# after everything else that uses them; shortened here (make chaos runs it in full).
+echo "test: fault suite, shortened (make chaos runs it in full)"
+REPLICATOR_CHAOS=fast go test -tags 'integration chaos' -count=1 -timeout 30m -run TestChaos "$@" ./internal/e2e/
 # The deployment artifacts, checked with the parsers of the tools that read them
 # (a module of its own: their dependencies stay out of the replicator's).
 echo "test: deploy/compose (Dockerfile, Compose, sample policy, static binaries)"

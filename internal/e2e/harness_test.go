@@ -99,6 +99,8 @@ type world struct {
 	extraEnv   []string
 	// workerArgs are extra worker flags.
 	workerArgs []string
+	// bucket is the S3 destination's bucket.
+	bucket string
 }
 
 // destinationsYAML are the three clouds, with per-test overrides.
@@ -117,6 +119,9 @@ type worldOptions struct {
 	gcsExtra string
 	s3Extra  string
 	extra    string
+	// retry replaces the tests' short retry policy (three attempts), e.g. for faults
+	// that last longer than three quick attempts.
+	retry string
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
@@ -129,6 +134,9 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	if o.mode == "" {
 		o.mode = "copy"
 	}
+	if o.retry == "" {
+		o.retry = "{max_attempts: 3, max_interval: 1s, heartbeat_timeout: 5s}"
+	}
 	if o.s3Bucket == "" {
 		o.s3Bucket = s3Bucket
 	}
@@ -139,6 +147,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	_, _ = rand.Read(b[:])
 	w := &world{t: t, dir: t.TempDir(), prefix: strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")) + "-" + hex.EncodeToString(b[:])}
 	w.policy = "p-" + hex.EncodeToString(b[:])
+	w.bucket = o.s3Bucket
 	w.src = filepath.Join(w.dir, "source")
 	must(t, os.MkdirAll(w.src, 0o755))
 	must(t, os.MkdirAll(filepath.Join(w.dir, "state"), 0o755))
@@ -156,7 +165,7 @@ policies:
     source: file://%s
     mode: %s
     consistency: %s
-    retry: {max_attempts: 3, max_interval: 1s, heartbeat_timeout: 5s}
+    retry: %s
     destinations:
       - name: s3
         url: s3://%s/%s?region=us-east-1&endpoint=%s%s%s
@@ -165,7 +174,7 @@ policies:
       - name: azure
         url: azblob://devstoreaccount1/%s/%s?endpoint=%s
         credentials: {azure_connection_string_env: %s}%s
-%s`, w.dir, w.policy, w.src, o.mode, o.consistency, o.s3Bucket, w.prefix, os.Getenv("REPLICATOR_S3_ENDPOINT"), s3creds, o.s3Extra,
+%s`, w.dir, w.policy, w.src, o.mode, o.consistency, o.retry, o.s3Bucket, w.prefix, os.Getenv("REPLICATOR_S3_ENDPOINT"), s3creds, o.s3Extra,
 		gcsBucket, w.prefix, o.gcsExtra, azContainer, w.prefix, os.Getenv("REPLICATOR_AZURE_ENDPOINT"), o.azureConnEnv, dedicated, o.extra)
 	w.configPath = filepath.Join(w.dir, "replicator.yaml")
 	must(t, os.WriteFile(w.configPath, []byte(cfg), 0o644))
@@ -324,7 +333,7 @@ func (w *world) destination(name string) store.Store {
 	opts := store.Options{Name: name}
 	switch name {
 	case "s3":
-		rawURL = fmt.Sprintf("s3://%s/%s?region=us-east-1&endpoint=%s", s3Bucket, w.prefix, os.Getenv("REPLICATOR_S3_ENDPOINT"))
+		rawURL = fmt.Sprintf("s3://%s/%s?region=us-east-1&endpoint=%s", w.bucket, w.prefix, os.Getenv("REPLICATOR_S3_ENDPOINT"))
 	case "s3v":
 		rawURL = fmt.Sprintf("s3://%s/%s?region=us-east-1&endpoint=%s", s3VersionedBucket, w.prefix, os.Getenv("REPLICATOR_S3_ENDPOINT"))
 	case "gcs":
