@@ -59,8 +59,12 @@ type chaosSuite struct {
 // with the reason fn gave.
 func (s *chaosSuite) scenario(t *testing.T, name, mode string, fn func(t *testing.T) (checked string)) {
 	var checked string
+	ran := false
 	start := time.Now()
-	ok := t.Run(name+" ("+mode+")", func(t *testing.T) { checked = fn(t) })
+	ok := t.Run(name+" ("+mode+")", func(t *testing.T) { ran = true; checked = fn(t) })
+	if !ran {
+		return // left out by -run
+	}
 	row := chaosRow{Scenario: name, Mode: mode, Checked: checked, Took: time.Since(start).Round(time.Second)}
 	switch {
 	case !ok:
@@ -101,6 +105,11 @@ func TestChaos(t *testing.T) {
 	for _, consistency := range []string{"eventual", "atomic"} {
 		s.scenario(t, "a destination fails for good: its bucket removed mid-batch", consistency, func(t *testing.T) string {
 			return chaosBucketRemoved(t, consistency)
+		})
+	}
+	for _, consistency := range []string{"eventual", "atomic"} {
+		s.scenario(t, "a destination fails for good: access denied (wrong S3 credentials)", consistency, func(t *testing.T) string {
+			return chaosAccessDenied(t, consistency)
 		})
 	}
 	for _, change := range []string{"rewritten", "truncated", "deleted"} {
@@ -386,20 +395,32 @@ func chaosTemporalRestartDuringReconcile(t *testing.T) string {
 
 func chaosBucketRemoved(t *testing.T, consistency string) string {
 	bucket := fmt.Sprintf("chaos-removed-%d", time.Now().UnixNano())
-	c := s3Client(t)
-	ctx := context.Background()
-	_, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
+	_, err := s3Client(t).CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)})
 	must(t, err)
 	w := chaosWorld(t, worldOptions{consistency: consistency, s3Bucket: bucket, extra: "    limits: {bandwidth: 16MiB/s}\n"})
-	// A short retry: a removed bucket answers NoSuchBucket, which is permanent.
 	want := writeSet(w, 60, 48<<20)
 	p := w.startWorker()
 	id := startBatch(t, w, slices.Sorted(maps.Keys(want)))
 	waitBytes(t, p, 8<<20)
 	removeBucket(t, bucket)
+	return checkS3FailedForGood(t, w, consistency, want, id, p)
+}
+
+func chaosAccessDenied(t *testing.T, consistency string) string {
+	w := chaosWorld(t, worldOptions{consistency: consistency, s3Profile: "refused"})
+	writeAWSProfiles(t, w)
+	want := writeSet(w, 30, 16<<20)
+	p := w.startWorker()
+	id := startBatch(t, w, slices.Sorted(maps.Keys(want)))
+	return checkS3FailedForGood(t, w, consistency, want, id, p)
+}
+
+// checkS3FailedForGood waits for a batch whose S3 destination failed for good and
+// checks what each mode promises: eventual finishes GCS and Azure, atomic leaves a
+// key failed on S3 on neither; the failures are dead letters and counted.
+func checkS3FailedForGood(t *testing.T, w *world, consistency string, want map[string]string, id string, p *proc) string {
 	var sum wire.BatchSummary
-	err = waitResult(t, id, 10*time.Minute, &sum)
-	if err != nil {
+	if err := waitResult(t, id, 10*time.Minute, &sum, p); err != nil {
 		t.Fatalf("the batch did not end with a summary: %v", err)
 	}
 	letters := deadLetters(t, w)
@@ -410,7 +431,7 @@ func chaosBucketRemoved(t *testing.T, consistency string) string {
 		}
 	}
 	if len(failedOnS3) == 0 || failedCount(&sum) == 0 {
-		t.Fatalf("the removed bucket left no visible failure: %d dead letters, summary %+v", len(letters), sum)
+		t.Fatalf("no visible failure: %d dead letters, summary %+v", len(letters), sum)
 	}
 	gcs, az := w.destination("gcs"), w.destination("azure")
 	for key, sha := range want {
@@ -431,9 +452,9 @@ func chaosBucketRemoved(t *testing.T, consistency string) string {
 	noLeftovers(t, w, "gcs", "azure")
 	if consistency == "eventual" {
 		rcloneCheck(t, w, "gcs", "azure")
-		return fmt.Sprintf("%d keys dead-lettered for S3, the batch summary counts them; GCS and Azure hold every file (rclone check --download); no stage left there", len(failedOnS3))
+		return fmt.Sprintf("dead letters for S3: %d of %d keys, counted in the batch summary; GCS and Azure hold every file (rclone check --download); no stage left there", len(failedOnS3), len(want))
 	}
-	return fmt.Sprintf("%d keys dead-lettered for S3 are on neither GCS nor Azure (rolled back or never committed); what GCS and Azure hold reads back with the source's SHA-256; no stage or undo copy left there", len(failedOnS3))
+	return fmt.Sprintf("dead letters for S3: %d of %d keys, and those are on neither GCS nor Azure (rolled back or never committed); what GCS and Azure hold reads back with the source's SHA-256; no stage or undo copy left there", len(failedOnS3), len(want))
 }
 
 // removeBucket empties and deletes an S3 bucket while the replicator writes to it.
