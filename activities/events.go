@@ -146,6 +146,10 @@ func keyEvents(ctx context.Context, p *config.Policy, key string, sv wire.Source
 	case failed > 0:
 		outcome = wire.RunPartial
 	}
-	info := activity.GetInfo(ctx).WorkflowExecution
-	return wire.KeyEvents(wire.EventRun{Policy: p.Name, WorkflowID: info.ID, RunID: info.RunID}, key, sv, outcome, results, allRoutes, time.Now().UTC())
+	ai := activity.GetInfo(ctx)
+	info := ai.WorkflowExecution
+	// An attempt after one that timed out (its writes done, its result lost) finds
+	// those writes in place: their events must still go out, at least once.
+	run := wire.EventRun{Policy: p.Name, WorkflowID: info.ID, RunID: info.RunID, Retried: ai.Attempt > 1}
+	return wire.KeyEvents(run, key, sv, outcome, results, allRoutes, time.Now().UTC())
 }

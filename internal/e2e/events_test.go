@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -168,4 +169,54 @@ func checkBatchEvents(t *testing.T, o worldOptions, n int, id string) *world {
 		delete(sums, e.Subject) // a second event for one key finds no sum
 	}
 	return w
+}
+
+// TestEventsOutOfARetriedChunk: a worker dies right after a chunk's first write (the
+// key's only destination holds it), before the chunk could report; the chunk's next
+// attempt, on another worker, finds every key in place. Each key must still reach the
+// sink as one replicated event: the first key's write would otherwise never be told.
+func TestEventsOutOfARetriedChunk(t *testing.T) {
+	sink := &eventSink{secret: []byte("retried-secret")}
+	srv := httptest.NewServer(sink)
+	t.Cleanup(srv.Close)
+	w := newWorld(t, worldOptions{extra: "    events_out: [{url: \"" + srv.URL + "\", secret_env: E2E_SINK_SECRET}]\n    rules: [{match: \"**\", to: [azure]}]\n    limits: {concurrency: 1}\n"})
+	w.extraEnv = append(w.extraEnv, "E2E_SINK_SECRET=retried-secret")
+	sums := map[string]string{}
+	var keys []string
+	for i := range 4 {
+		k := fmt.Sprintf("retried/file-%d.txt", i)
+		sums[k] = w.writeFile(k, randomBytes(2000+i))
+		keys = append(keys, k)
+	}
+	list := w.dir + "/keys.txt"
+	must(t, os.WriteFile(list, []byte(strings.Join(keys, "\n")+"\n"), 0o644))
+	crashing := w.startWorker("REPLICATOR_FAULTS=crash@azure")
+	if _, code := w.starter("batch", list, "--id", "retried"); code != 0 {
+		t.Fatal("starting the batch failed")
+	}
+	select {
+	case <-crashing.done:
+	case <-time.After(time.Minute):
+		t.Fatal("the worker did not crash after its first write")
+	}
+	w.startWorker()
+	var sum wire.BatchSummary
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	must(t, temporalClient(t).GetWorkflow(ctx, wire.BatchWorkflowID(w.policy, "retried"), "").Get(ctx, &sum))
+	deadline := time.Now().Add(time.Minute)
+	for len(sink.received()) < len(keys) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a duplicate would arrive by now
+	got := sink.received()
+	if len(got) != len(keys) || sink.bad != 0 {
+		t.Fatalf("sink received %d events (%d badly signed), want %d: %+v", len(got), sink.bad, len(keys), got)
+	}
+	for _, e := range got {
+		if e.Type != wire.EventReplicated || sums[e.Subject] == "" || e.Data.SHA256 != sums[e.Subject] {
+			t.Errorf("event %+v", e)
+		}
+		delete(sums, e.Subject)
+	}
 }

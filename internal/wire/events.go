@@ -68,6 +68,12 @@ func EventID(run, typ, key, version, destination string) string {
 // EventRun names the run whose events are built: its policy, workflow and run ID.
 type EventRun struct {
 	Policy, WorkflowID, RunID string
+	// Retried says an earlier attempt of the same activity may have written what
+	// this one finds in place and ended before it could report it: a key every
+	// destination holds then gets its replicated event although nothing was written
+	// now (its ID is the one the earlier attempt would have given it, so a sink
+	// that saw both keeps one).
+	Retried bool
 }
 
 // KeyEvents builds the outbound events of one key a run handled, the same way wherever
@@ -88,7 +94,7 @@ func KeyEvents(run EventRun, key string, sv SourceVersion, outcome RunOutcome, d
 		holds = holds && (d.Outcome == OutcomeCopied || d.Outcome == OutcomeSkipped)
 	}
 	var events []ObjectEvent
-	if allRoutes && wrote && holds {
+	if allRoutes && (wrote || run.Retried) && holds {
 		d := data()
 		d.Destinations = summary
 		events = append(events, ObjectEvent{ID: EventID(run.RunID, EventReplicated, key, sv.Version, ""), Type: EventReplicated, Time: at, Data: d})

@@ -33,6 +33,21 @@ func TestKeyEvents(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
+	// A retried attempt finds the earlier attempt's writes in place: the event is
+	// still due, with the ID the earlier attempt would have given it.
+	retried := run
+	retried.Retried = true
+	skipped := []DestinationOutcome{{Destination: "a", Outcome: OutcomeSkipped}, {Destination: "b", Outcome: OutcomeSkipped}}
+	if got := types(KeyEvents(retried, "k", sv, RunOK, skipped, true, at)); len(got) != 1 || got[0] != EventReplicated+":" {
+		t.Errorf("retried attempt, everything in place: %v, want one replicated event", got)
+	}
+	first := KeyEvents(run, "k", sv, RunOK, []DestinationOutcome{{Destination: "a", Outcome: OutcomeCopied}, {Destination: "b", Outcome: OutcomeCopied}}, true, at)
+	if again := KeyEvents(retried, "k", sv, RunOK, skipped, true, at); again[0].ID != first[0].ID {
+		t.Errorf("the retried attempt's event has ID %s, the first attempt's %s", again[0].ID, first[0].ID)
+	}
+	if got := types(KeyEvents(retried, "k", sv, RunOK, []DestinationOutcome{{Destination: "a", Outcome: OutcomeSkipped}, {Destination: "b", Outcome: OutcomeFailed, ErrorClass: "Permission"}}, true, at)); len(got) != 1 || got[0] != EventFailed+":b" {
+		t.Errorf("retried attempt with a failure: %v, want only the failed event", got)
+	}
 	a := KeyEvents(run, "k", sv, RunOK, []DestinationOutcome{{Destination: "a", Outcome: OutcomeCopied}}, true, at)
 	b := KeyEvents(run, "k", sv, RunOK, []DestinationOutcome{{Destination: "a", Outcome: OutcomeCopied}}, true, at.Add(time.Hour))
 	if a[0].ID != b[0].ID || a[0].Data.SHA256 != "abc" {
