@@ -132,6 +132,9 @@ func scaleRun(t *testing.T, n int) []scaleStep {
 	t.Logf("%d files written in %s", n, time.Since(start).Round(time.Second))
 	state := filepath.Join(w.dir, "state")
 	local := filepath.Join(w.dir, "local")
+	for _, d := range []string{"batch", "reconcile"} {
+		must(t, os.MkdirAll(filepath.Join(local, d), 0o755))
+	}
 	endpoint := os.Getenv("REPLICATOR_S3_ENDPOINT")
 	// One policy per destination and way of copying, so each row's requests and
 	// workflows are its own.
@@ -150,6 +153,7 @@ func scaleRun(t *testing.T, n int) []scaleStep {
 		policy("dir", "dir", "file://"+local+"/reconcile", "mirror")
 	must(t, os.WriteFile(w.configPath, []byte(cfg), 0o644))
 	wk := w.startWorker()
+	defer wk.stop(t) // workers share the task queue: the next size brings its own
 	base := wk.metricsURL(t)
 	pid := wk.cmd.Process.Pid
 
