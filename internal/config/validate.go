@@ -270,7 +270,11 @@ func (c *checker) eventSink(at string, sink EventSink) {
 	}
 }
 
-// encryption checks a destination's server-side encryption: only S3 takes it, and a
+// cloudKMSKey is the form of a Cloud KMS key name.
+var cloudKMSKey = regexp.MustCompile(`^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$`)
+
+// encryption checks a destination's server-side encryption: S3 takes sse and a KMS
+// key, GCS a KMS key (CMEK), and a
 // setting a driver would ignore is refused so nobody believes data is encrypted with a
 // key it is not.
 func (c *checker) encryption(dat string, d Destination) {
@@ -285,8 +289,15 @@ func (c *checker) encryption(dat string, d Destination) {
 			c.add(dat+"."+f.name, "Azure Storage always encrypts blobs at rest with Microsoft-managed keys; customer-managed keys are not supported yet: remove "+f.name,
 				"%s on Azure destination %s is not supported", f.name, d.Name)
 		case "gs":
-			c.add(dat+"."+f.name, "Cloud Storage always encrypts objects at rest with Google-managed keys; customer-managed keys are not supported yet: remove "+f.name,
-				"%s on GCS destination %s is not supported", f.name, d.Name)
+			// Cloud Storage encrypts every object; a customer-managed key (CMEK) is
+			// chosen with sse_kms_key_id alone, which the driver checks and sends.
+			if f.name == "sse" {
+				c.add(dat+".sse", "Cloud Storage always encrypts objects at rest: remove sse, and set sse_kms_key_id to a Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) for a customer-managed key",
+					"sse on GCS destination %s is not supported", d.Name)
+			} else if !cloudKMSKey.MatchString(f.value) {
+				c.add(dat+".sse_kms_key_id", "a Cloud KMS key name: projects/P/locations/L/keyRings/R/cryptoKeys/K",
+					"sse_kms_key_id %q of GCS destination %s is not a Cloud KMS key", f.value, d.Name)
+			}
 		case "file":
 			c.add(dat+"."+f.name, "a directory has no server-side encryption: remove "+f.name+" (encrypt the file system instead)",
 				"%s on directory destination %s is not supported", f.name, d.Name)
