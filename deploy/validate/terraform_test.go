@@ -209,6 +209,13 @@ func checkModule(files []*tfFile) []string {
 			}
 		}
 	}
+	if len(resources(files, "resource", "azurerm_storage_encryption_scope")) > 0 {
+		for _, r := range resources(files, "resource", "azurerm_storage_container") {
+			if attr(r.f, r.b, "default_encryption_scope") == "" || !strings.Contains(attr(r.f, r.b, "encryption_scope_override_enabled"), "false") {
+				add("Azure: container %s does not enforce the encryption scope (default_encryption_scope, encryption_scope_override_enabled = false): copies would not use it", r.b.Labels[1])
+			}
+		}
+	}
 	for _, r := range resources(files, "resource", "azurerm_role_definition") {
 		if strings.Contains(attr(r.f, r.b, "permissions.actions")+attr(r.f, r.b, "permissions.data_actions"), "*") {
 			add("Azure: wildcard action in role %s", r.b.Labels[1])

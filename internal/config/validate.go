@@ -286,7 +286,7 @@ func (c *checker) encryption(dat string, d Destination) {
 		}
 		switch scheme {
 		case "azblob":
-			c.add(dat+"."+f.name, "Azure Storage always encrypts blobs at rest with Microsoft-managed keys; customer-managed keys are not supported yet: remove "+f.name,
+			c.add(dat+"."+f.name, "Azure Storage always encrypts blobs at rest; for a customer-managed key give the container a default encryption scope that requests cannot override (deploy/terraform's azure-destination module: encryption_key_vault_key_id), which covers server-side copies too, and remove "+f.name,
 				"%s on Azure destination %s is not supported", f.name, d.Name)
 		case "gs":
 			// Cloud Storage encrypts every object; a customer-managed key (CMEK) is

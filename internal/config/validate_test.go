@@ -63,7 +63,7 @@ func TestServerSideEncryptionOnlyWhereItApplies(t *testing.T) {
 		{"s3 dsse", `{name: s3, url: "s3://b/p", sse: "aws:kms:dsse"}`, nil},
 		{"s3 AES256", `{name: s3, url: "s3://b/p", sse: AES256}`, nil},
 		{"azure sse", `{name: azure-we, url: "azblob://acct/c/p", sse: AES256}`,
-			[]string{"policies[0].destinations[0].sse:", "destination azure-we", "encrypts", "customer-managed keys are not supported yet"}},
+			[]string{"policies[0].destinations[0].sse:", "destination azure-we", "encrypts", "default encryption scope"}},
 		{"azure kms key", `{name: azure-we, url: "azblob://acct/c/p", sse_kms_key_id: k}`,
 			[]string{"policies[0].destinations[0].sse_kms_key_id:", "destination azure-we", "not supported"}},
 		{"gcs sse", `{name: gcs, url: "gs://b/p", sse: aws:kms}`,

@@ -22,10 +22,26 @@ resource "azurerm_storage_account" "this" {
   }
 }
 
+# With a Key Vault key, every blob of the container is encrypted under it through an
+# encryption scope that is the container's default and cannot be overridden per
+# request: writes, server-side copies (trash, undo, atomic commits) and the
+# replicator's own objects alike, with no setting on the replicator's side (Azure's
+# Start Copy From URL, which those copies use, takes no scope of its own).
+resource "azurerm_storage_encryption_scope" "this" {
+  count                              = var.encryption_key_vault_key_id == null ? 0 : 1
+  name                               = "replicator"
+  storage_account_id                 = azurerm_storage_account.this.id
+  source                             = "Microsoft.KeyVault"
+  key_vault_key_id                   = var.encryption_key_vault_key_id
+  infrastructure_encryption_required = true
+}
+
 resource "azurerm_storage_container" "this" {
-  name                  = var.container
-  storage_account_id    = azurerm_storage_account.this.id
-  container_access_type = "private"
+  name                              = var.container
+  storage_account_id                = azurerm_storage_account.this.id
+  container_access_type             = "private"
+  default_encryption_scope          = var.encryption_key_vault_key_id == null ? null : azurerm_storage_encryption_scope.this[0].name
+  encryption_scope_override_enabled = var.encryption_key_vault_key_id == null ? null : false
 }
 
 resource "azurerm_storage_management_policy" "this" {

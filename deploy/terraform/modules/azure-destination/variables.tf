@@ -41,3 +41,10 @@ variable "noncurrent_version_days" {
   type        = number
   default     = 90
 }
+
+variable "encryption_key_vault_key_id" {
+  description = "A Key Vault key ID: every blob of the container is then encrypted under it through an encryption scope the container enforces (customer-managed keys). Null keeps Microsoft-managed keys (with infrastructure encryption)."
+  type        = string
+  default     = null
+}
+
