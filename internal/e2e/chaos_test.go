@@ -499,7 +499,7 @@ func chaosSourceChanged(t *testing.T, change string, size int) string {
 		must(t, os.Truncate(path, 1<<20))
 		b, err := os.ReadFile(path)
 		must(t, err)
-		final = sha256Hex(b)
+		final = sha(b)
 	case "deleted":
 		must(t, os.Remove(path))
 	}
@@ -663,7 +663,7 @@ func chaosDestinationDiskFull(t *testing.T) string {
 		for _, e := range entries {
 			b, err := os.ReadFile(filepath.Join(dst, "scans", e.Name()))
 			must(t, err)
-			if want["scans/"+e.Name()] != sha256Hex(b) {
+			if want["scans/"+e.Name()] != sha(b) {
 				t.Errorf("the full disk holds %s, which is no whole source file (%d bytes)", e.Name(), len(b))
 			}
 		}
@@ -710,9 +710,9 @@ func chaosStateDiskFull(t *testing.T) string {
 	if r, code := w.reconcile(); code != 0 || r.Result.Outcome != string(wire.RunOK) {
 		t.Fatalf("reconcile with room again: exit %d %+v", code, r.Result)
 	}
-	for key, sha := range want {
+	for key, sum := range want {
 		b, err := os.ReadFile(filepath.Join(w.dir, "copy", key))
-		if err != nil || sha256Hex(b) != sha {
+		if err != nil || sha(b) != sum {
 			t.Errorf("%s on the local copy: %v", key, err)
 		}
 	}
@@ -778,11 +778,6 @@ func exists(t *testing.T, s store.Store, key string) bool {
 	}
 	must(t, err)
 	return true
-}
-
-func sha256Hex(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
 }
 
 func fileSHA(t *testing.T, path string) string {
