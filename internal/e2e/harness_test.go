@@ -53,6 +53,16 @@ var (
 // stamps the output of git describe, so that --version is checked end to end.
 const e2eVersion = "v0.0.0-e2e"
 
+// TestMain removes the binaries the run built: each is 170 MiB, and a machine that
+// runs the suites all day would otherwise fill its temporary directory.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 // binaries builds the worker and starter once per test run.
 func binaries(t *testing.T) (worker, starter string) {
 	t.Helper()
