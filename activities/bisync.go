@@ -61,6 +61,7 @@ func (a *Activities) planBidirectional(ctx context.Context, p *config.Policy, in
 		if err != nil {
 			return nil, asActivityError(err)
 		}
+		defer j.Close()
 		mw, err := st.NewManifest(p.Name, name)
 		if err != nil {
 			return nil, err

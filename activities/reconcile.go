@@ -76,6 +76,7 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 		if err != nil {
 			return nil, asActivityError(err)
 		}
+		defer j.Close()
 		mw, err := st.NewManifest(p.Name, d.Name)
 		if err != nil {
 			return nil, err

@@ -10,8 +10,6 @@ import (
 	"io"
 	"iter"
 	"os"
-	"slices"
-	"strings"
 
 	"github.com/cloudrepl/replicator/internal/store"
 )
@@ -47,96 +45,6 @@ func (st *State) Manifest(ctx context.Context, policy, destination string) iter.
 		}
 		if err := sc.Err(); err != nil {
 			yield(ManifestEntry{}, fmt.Errorf("read manifest of %s/%s: %w", policy, destination, err))
-		}
-	}
-}
-
-// Journal is a snapshot of a destination's journal: the latest entry per key, sorted,
-// and the journal objects it was read from (removed once folded into the manifest).
-type Journal struct {
-	Entries []ManifestEntry
-	objects []string
-}
-
-// ReadJournal reads the destination's journal entries written so far. Entries are
-// held in memory: the journal holds only what changed since the last reconcile.
-func (st *State) ReadJournal(ctx context.Context, policy, destination string) (*Journal, error) {
-	j := &Journal{}
-	latest := map[string]ManifestEntry{}
-	for obj, err := range st.s.List(ctx, store.ListOptions{Prefix: fmt.Sprintf("manifests/%s/%s/journal/", policy, destination)}) {
-		if err != nil {
-			return nil, err
-		}
-		var raw json.RawMessage
-		if _, err := st.getJSON(ctx, obj.Key, &raw); err != nil {
-			return nil, err
-		}
-		entries, err := journalEntries(raw)
-		if err != nil {
-			return nil, fmt.Errorf("decode %s: %w", obj.Key, err)
-		}
-		j.objects = append(j.objects, obj.Key)
-		for _, e := range entries {
-			if old, ok := latest[e.Key]; !ok || !e.Time.Before(old.Time) {
-				latest[e.Key] = e
-			}
-		}
-	}
-	for _, e := range latest {
-		j.Entries = append(j.Entries, e)
-	}
-	slices.SortFunc(j.Entries, func(a, b ManifestEntry) int { return strings.Compare(a.Key, b.Key) })
-	return j, nil
-}
-
-// journalEntries decodes a journal object: an array of entries, or the single entry
-// that journals written before batching hold.
-func journalEntries(raw json.RawMessage) ([]ManifestEntry, error) {
-	var entries []ManifestEntry
-	if err := json.Unmarshal(raw, &entries); err == nil {
-		return entries, nil
-	}
-	var e ManifestEntry
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return nil, err
-	}
-	return []ManifestEntry{e}, nil
-}
-
-// Merged yields the manifest with the journal applied: a journal entry replaces the
-// manifest's record of its key, and a delete removes it.
-func (j *Journal) Merged(manifest iter.Seq2[ManifestEntry, error]) iter.Seq2[ManifestEntry, error] {
-	return func(yield func(ManifestEntry, error) bool) {
-		i := 0
-		emitJournal := func(upTo string, inclusive bool) bool {
-			for i < len(j.Entries) && (j.Entries[i].Key < upTo || inclusive && j.Entries[i].Key == upTo) {
-				e := j.Entries[i]
-				i++
-				if !e.Deleted && !yield(e, nil) {
-					return false
-				}
-			}
-			return true
-		}
-		for m, err := range manifest {
-			if err != nil {
-				yield(ManifestEntry{}, err)
-				return
-			}
-			if !emitJournal(m.Key, false) {
-				return
-			}
-			if i < len(j.Entries) && j.Entries[i].Key == m.Key {
-				continue // replaced (or deleted) by the journal, emitted next round
-			}
-			if !yield(m, nil) {
-				return
-			}
-		}
-		for ; i < len(j.Entries); i++ {
-			if e := j.Entries[i]; !e.Deleted && !yield(e, nil) {
-				return
-			}
 		}
 	}
 }
