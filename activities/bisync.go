@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"os"
@@ -57,16 +58,16 @@ func (a *Activities) planBidirectional(ctx context.Context, p *config.Policy, in
 	records := map[bisync.Side]iter.Seq2[bisync.Synced, error]{}
 	for _, side := range []bisync.Side{bisync.SideA, bisync.SideB} {
 		name := replica.SideManifest(side)
+		mw, err := st.NewManifest(ctx, p.Name, name)
+		if err != nil {
+			return nil, asActivityError(err)
+		}
+		defer mw.Discard()
 		j, err := st.ReadJournal(ctx, p.Name, name)
 		if err != nil {
 			return nil, asActivityError(err)
 		}
 		defer j.Close()
-		mw, err := st.NewManifest(p.Name, name)
-		if err != nil {
-			return nil, err
-		}
-		defer mw.Discard()
 		sides[side] = &sideState{journal: j, manifest: mw}
 		records[side] = reconcilePrefetch(syncedEntries(j.Merged(st.Manifest(ctx, p.Name, name))))
 	}
@@ -172,7 +173,9 @@ func (a *Activities) planBidirectional(ctx context.Context, p *config.Policy, in
 		return res, nil
 	}
 	for _, s := range sides {
-		if err := s.manifest.Commit(ctx, s.journal); err != nil {
+		if err := s.manifest.Commit(ctx, s.journal); errors.Is(err, state.ErrManifestMoved) {
+			activity.GetLogger(ctx).Info("another run stored the records first; this plan's are dropped", "policy", p.Name)
+		} else if err != nil {
 			return nil, asActivityError(err)
 		}
 	}

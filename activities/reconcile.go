@@ -72,16 +72,16 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 		if err != nil {
 			return nil, err
 		}
+		mw, err := st.NewManifest(ctx, p.Name, d.Name)
+		if err != nil {
+			return nil, asActivityError(err)
+		}
+		defer mw.Discard()
 		j, err := st.ReadJournal(ctx, p.Name, d.Name)
 		if err != nil {
 			return nil, asActivityError(err)
 		}
 		defer j.Close()
-		mw, err := st.NewManifest(p.Name, d.Name)
-		if err != nil {
-			return nil, err
-		}
-		defer mw.Discard()
 		ds := &destState{cfg: d, s: t.Store, journal: j, manifest: mw,
 			deletes: st.NewKeyList(p.Name, in.PlanID+"/delete-"+d.Name, reconcilePageSize), plan: wire.DestinationPlan{Destination: d.Name}}
 		dests[i] = ds
@@ -216,7 +216,9 @@ func (a *Activities) PlanReconcile(ctx context.Context, in wire.PlanInput) (*wir
 		return res, nil // manifests stay as they were: nothing changes
 	}
 	for _, ds := range dests {
-		if err := ds.manifest.Commit(ctx, ds.journal); err != nil {
+		if err := ds.manifest.Commit(ctx, ds.journal); errors.Is(err, state.ErrManifestMoved) {
+			activity.GetLogger(ctx).Info("another run stored the manifest first; this plan's is dropped", "policy", p.Name, "destination", ds.cfg.Name)
+		} else if err != nil {
 			return nil, asActivityError(err)
 		}
 	}
@@ -446,6 +448,13 @@ func (a *Activities) FinishReconcile(ctx context.Context, in wire.FinishReconcil
 	if in.PlanID != "" {
 		if err := a.State.RemovePlan(ctx, p.Name, in.PlanID); err != nil {
 			return nil, asActivityError(err)
+		}
+	}
+	if in.PlanID != "" && (in.Outcome == wire.RunOK || in.Outcome == wire.RunPartial) && p.Mode != config.ModeBidirectional {
+		for _, d := range p.Destinations {
+			if _, err := a.State.CompactManifest(ctx, p.Name, d.Name); err != nil {
+				return nil, asActivityError(err)
+			}
 		}
 	}
 	res := &wire.FinishReconcileResult{}

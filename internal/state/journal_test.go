@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -46,7 +47,7 @@ func TestJournalSpillsToSortedRuns(t *testing.T) {
 		// Objects are read in name order: name them so that obj is that order.
 		must(t, st.putJSON(ctx, fmt.Sprintf("manifests/p/d/journal/%020d-x.json", obj), entries))
 	}
-	w, err := st.NewManifest("p", "d")
+	w, err := st.NewManifest(ctx, "p", "d")
 	must(t, err)
 	for k := 0; k < 130; k += 2 {
 		must(t, w.Add(ManifestEntry{Key: fmt.Sprintf("k%03d", k), ETag: "manifest"}))
@@ -101,5 +102,50 @@ func TestJournalSpillsToSortedRuns(t *testing.T) {
 	}
 	if !slices.Equal(mergedMem, mergedRuns) || len(mergedRuns) == 0 {
 		t.Fatalf("merged differ: %q vs %q", mergedMem, mergedRuns)
+	}
+}
+
+// Two runs folding the same journal: the one that stores its manifest second drops
+// it and removes nothing, so an entry only the first one read is never lost.
+func TestManifestCommitLosesNoFoldedEntry(t *testing.T) {
+	ctx := context.Background()
+	st := newState(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	must(t, st.AppendManifest(ctx, "p", "d", ManifestEntry{Key: "a", ETag: "1", Time: t0}))
+	slow, err := st.NewManifest(ctx, "p", "d")
+	must(t, err)
+	defer slow.Discard()
+	slowJournal, err := st.ReadJournal(ctx, "p", "d")
+	must(t, err)
+	// Another run folds a and a newer b first.
+	must(t, st.AppendManifest(ctx, "p", "d", ManifestEntry{Key: "b", ETag: "2", Time: t0}))
+	n, err := st.CompactManifest(ctx, "p", "d")
+	must(t, err)
+	if n != 2 {
+		t.Fatalf("folded %d journal objects, want 2", n)
+	}
+	for e, err := range slowJournal.Merged(st.Manifest(ctx, "p", "d")) {
+		must(t, err)
+		must(t, slow.Add(e))
+	}
+	if err := slow.Commit(ctx, slowJournal); !errors.Is(err, ErrManifestMoved) {
+		t.Fatalf("commit over a newer manifest: %v, want ErrManifestMoved", err)
+	}
+	var got []string
+	for e, err := range st.Manifest(ctx, "p", "d") {
+		must(t, err)
+		got = append(got, e.Key+"="+e.ETag)
+	}
+	if want := []string{"a=1", "b=2"}; !slices.Equal(got, want) {
+		t.Fatalf("manifest %q, want %q", got, want)
+	}
+	j, err := st.ReadJournal(ctx, "p", "d")
+	must(t, err)
+	if keys := journalKeys(t, j); len(keys) != 0 {
+		t.Fatalf("journal left %q", keys)
+	}
+	// With nothing in the journal, compaction stores nothing.
+	if n, err := st.CompactManifest(ctx, "p", "d"); err != nil || n != 0 {
+		t.Fatalf("compact an empty journal: %d, %v", n, err)
 	}
 }

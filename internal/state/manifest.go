@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -57,15 +58,32 @@ type ManifestWriter struct {
 	f                   *os.File
 	w                   *bufio.Writer
 	n                   int
+	// base is the manifest this one replaces, as it was before anything was read.
+	base store.Precondition
 }
 
-// NewManifest starts a new manifest for the destination.
-func (st *State) NewManifest(policy, destination string) (*ManifestWriter, error) {
+// ErrManifestMoved is what Commit returns when another run stored the destination's
+// manifest since this one was started: that run folded the journal too, and this
+// manifest is dropped so that no journal entry folded by the other is lost.
+var ErrManifestMoved = errors.New("the manifest was replaced by another run since this one read it")
+
+// NewManifest starts a new manifest for the destination. Call it before reading the
+// manifest and the journal it replaces: its Commit succeeds only if no other run has
+// stored the destination's manifest in between.
+func (st *State) NewManifest(ctx context.Context, policy, destination string) (*ManifestWriter, error) {
+	base := store.Precondition{IfNoneMatch: true}
+	switch cur, err := st.s.Stat(ctx, manifestKey(policy, destination)); {
+	case store.IsNotFound(err):
+	case err != nil:
+		return nil, fmt.Errorf("manifest of %s/%s: %w", policy, destination, err)
+	default:
+		base = store.Precondition{IfMatch: cur.ETag}
+	}
 	f, err := os.CreateTemp("", "replicator-manifest-*.jsonl")
 	if err != nil {
 		return nil, fmt.Errorf("new manifest: %w", err)
 	}
-	return &ManifestWriter{st: st, policy: policy, destination: destination, f: f, w: bufio.NewWriter(f)}, nil
+	return &ManifestWriter{st: st, policy: policy, destination: destination, f: f, w: bufio.NewWriter(f), base: base}, nil
 }
 
 // Add appends an entry; entries must come in key order.
@@ -84,7 +102,8 @@ func (m *ManifestWriter) Add(e ManifestEntry) error {
 // Len is the number of entries added.
 func (m *ManifestWriter) Len() int { return m.n }
 
-// Commit stores the manifest and removes the journal objects folded into it.
+// Commit stores the manifest and removes the journal objects folded into it; it
+// returns ErrManifestMoved, and removes nothing, when another run stored one first.
 func (m *ManifestWriter) Commit(ctx context.Context, folded *Journal) error {
 	defer m.Discard()
 	if err := m.w.Flush(); err != nil {
@@ -101,9 +120,13 @@ func (m *ManifestWriter) Commit(ctx context.Context, folded *Journal) error {
 	if _, err := m.f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	if _, err := m.st.s.Put(ctx, manifestKey(m.policy, m.destination), m.f, store.PutOptions{
-		SHA256: hex.EncodeToString(h.Sum(nil)), Size: size, ContentType: "application/x-ndjson",
-	}); err != nil {
+	_, err = m.st.s.Put(ctx, manifestKey(m.policy, m.destination), m.f, store.PutOptions{
+		SHA256: hex.EncodeToString(h.Sum(nil)), Size: size, ContentType: "application/x-ndjson", Precondition: m.base,
+	})
+	if store.IsPrecondition(err) {
+		return ErrManifestMoved
+	}
+	if err != nil {
 		return err
 	}
 	if folded != nil {
@@ -123,4 +146,40 @@ func (m *ManifestWriter) Discard() {
 		os.Remove(m.f.Name())
 		m.f = nil
 	}
+}
+
+// CompactManifest folds the destination's journal into its manifest and reports how
+// many journal objects it folded. A reconcile does it when it ends, so that the next
+// one, often with nothing to do, reads one sorted manifest instead of every record
+// the last run wrote. Another run storing the manifest first is not an error: it
+// folded the journal itself.
+func (st *State) CompactManifest(ctx context.Context, policy, destination string) (int, error) {
+	mw, err := st.NewManifest(ctx, policy, destination)
+	if err != nil {
+		return 0, err
+	}
+	defer mw.Discard()
+	j, err := st.ReadJournal(ctx, policy, destination)
+	if err != nil {
+		return 0, err
+	}
+	defer j.Close()
+	if len(j.objects) == 0 {
+		return 0, nil
+	}
+	for e, err := range j.Merged(st.Manifest(ctx, policy, destination)) {
+		if err != nil {
+			return 0, err
+		}
+		if err := mw.Add(e); err != nil {
+			return 0, err
+		}
+	}
+	switch err := mw.Commit(ctx, j); {
+	case errors.Is(err, ErrManifestMoved):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("compact manifest of %s/%s: %w", policy, destination, err)
+	}
+	return len(j.objects), nil
 }

@@ -109,7 +109,7 @@ func must(t *testing.T, err error) {
 func TestManifestCompaction(t *testing.T) {
 	ctx := context.Background()
 	st := newState(t)
-	w, err := st.NewManifest("p", "d")
+	w, err := st.NewManifest(ctx, "p", "d")
 	must(t, err)
 	for _, k := range []string{"a", "b", "c", "e"} {
 		must(t, w.Add(ManifestEntry{Key: k, ETag: "old-" + k}))
@@ -123,7 +123,7 @@ func TestManifestCompaction(t *testing.T) {
 	j, err := st.ReadJournal(ctx, "p", "d")
 	must(t, err)
 	var got []string
-	w2, err := st.NewManifest("p", "d")
+	w2, err := st.NewManifest(ctx, "p", "d")
 	must(t, err)
 	for e, err := range j.Merged(st.Manifest(ctx, "p", "d")) {
 		must(t, err)
