@@ -30,6 +30,8 @@ type Journal struct {
 	mem []ManifestEntry
 	// runs are sorted files of at most journalRunEntries entries each, in read order.
 	runs []*os.File
+	// read counts the entries read, before the latest of each key was kept.
+	read int
 }
 
 // ReadJournal reads the destination's journal entries written so far.
@@ -37,8 +39,8 @@ func (st *State) ReadJournal(ctx context.Context, policy, destination string) (*
 	return st.readJournal(ctx, policy, destination, journalRunEntries)
 }
 
-func (st *State) readJournal(ctx context.Context, policy, destination string, runEntries int) (j *Journal, err error) {
-	j = &Journal{}
+func (st *State) readJournal(ctx context.Context, policy, destination string, runEntries int) (_ *Journal, err error) {
+	j := &Journal{}
 	defer func() {
 		if err != nil {
 			j.Close()
@@ -58,6 +60,7 @@ func (st *State) readJournal(ctx context.Context, policy, destination string, ru
 			return nil, fmt.Errorf("decode %s: %w", obj.Key, err)
 		}
 		j.objects = append(j.objects, obj.Key)
+		j.read += len(entries)
 		buf = append(buf, entries...)
 		if len(buf) >= runEntries {
 			if err := j.spill(latestPerKey(buf)); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -119,7 +120,10 @@ func TestManifestCommitLosesNoFoldedEntry(t *testing.T) {
 	must(t, err)
 	// Another run folds a and a newer b first.
 	must(t, st.AppendManifest(ctx, "p", "d", ManifestEntry{Key: "b", ETag: "2", Time: t0}))
-	n, err := st.CompactManifest(ctx, "p", "d")
+	if n, err := st.CompactManifest(ctx, "p", "d"); err != nil || n != 0 {
+		t.Fatalf("a journal of two entries was folded (%d objects, %v): the next plan folds it", n, err)
+	}
+	n, err := st.compactManifest(ctx, "p", "d", 0)
 	must(t, err)
 	if n != 2 {
 		t.Fatalf("folded %d journal objects, want 2", n)
@@ -145,7 +149,26 @@ func TestManifestCommitLosesNoFoldedEntry(t *testing.T) {
 		t.Fatalf("journal left %q", keys)
 	}
 	// With nothing in the journal, compaction stores nothing.
-	if n, err := st.CompactManifest(ctx, "p", "d"); err != nil || n != 0 {
+	if n, err := st.compactManifest(ctx, "p", "d", 0); err != nil || n != 0 {
 		t.Fatalf("compact an empty journal: %d, %v", n, err)
+	}
+}
+
+// A long list of entries with the longest keys is stored in objects small enough to be
+// read back.
+func TestAppendManifestSplitsLongLists(t *testing.T) {
+	ctx := context.Background()
+	st := newState(t)
+	entries := make([]ManifestEntry, 3000)
+	for i := range entries {
+		entries[i] = ManifestEntry{Key: fmt.Sprintf("%04d/%s", i, strings.Repeat("k", 1019)), ETag: `"0123456789abcdef0123456789abcdef"`,
+			SHA256: strings.Repeat("a", 64), SourceVersion: strings.Repeat("v", 40), Size: 1 << 40}
+	}
+	must(t, st.AppendManifest(ctx, "p", "d", entries...))
+	j, err := st.ReadJournal(ctx, "p", "d")
+	must(t, err)
+	defer j.Close()
+	if keys := journalKeys(t, j); len(keys) != len(entries) {
+		t.Fatalf("read back %d of %d entries", len(keys), len(entries))
 	}
 }

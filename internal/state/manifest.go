@@ -148,12 +148,18 @@ func (m *ManifestWriter) Discard() {
 	}
 }
 
-// CompactManifest folds the destination's journal into its manifest and reports how
-// many journal objects it folded. A reconcile does it when it ends, so that the next
-// one, often with nothing to do, reads one sorted manifest instead of every record
-// the last run wrote. Another run storing the manifest first is not an error: it
-// folded the journal itself.
+// CompactManifest folds the destination's journal into its manifest, when the journal
+// is long enough for the next plan to sort it on disk, and reports how many journal
+// objects it folded. A reconcile does it when it ends, so that the next one, often
+// with nothing to do, reads one sorted manifest instead of every record a first copy
+// wrote; a short journal is left for the next plan, which rewrites the manifest
+// anyway. Another run storing the manifest first is not an error: it folded the
+// journal itself.
 func (st *State) CompactManifest(ctx context.Context, policy, destination string) (int, error) {
+	return st.compactManifest(ctx, policy, destination, journalRunEntries)
+}
+
+func (st *State) compactManifest(ctx context.Context, policy, destination string, minEntries int) (int, error) {
 	mw, err := st.NewManifest(ctx, policy, destination)
 	if err != nil {
 		return 0, err
@@ -164,7 +170,7 @@ func (st *State) CompactManifest(ctx context.Context, policy, destination string
 		return 0, err
 	}
 	defer j.Close()
-	if len(j.objects) == 0 {
+	if len(j.objects) == 0 || j.read < minEntries {
 		return 0, nil
 	}
 	for e, err := range j.Merged(st.Manifest(ctx, policy, destination)) {

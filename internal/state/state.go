@@ -136,11 +136,24 @@ func (st *State) AppendManifest(ctx context.Context, policy, destination string,
 			entries[i].Time = now
 		}
 	}
-	first := entries[0]
-	id := keyID(first.Key + "\x00" + first.ETag + "\x00" + strconv.Itoa(len(entries)))
-	name := fmt.Sprintf("manifests/%s/%s/journal/%020d-%s.json", policy, destination, first.Time.UnixNano(), id[:16])
-	return st.putJSON(ctx, name, entries)
+	// State objects are read back whole, up to 1 MiB each (getJSON): a long list
+	// goes in several objects.
+	for len(entries) > 0 {
+		n := min(len(entries), journalObjectEntries)
+		first := entries[0]
+		id := keyID(first.Key + "\x00" + first.ETag + "\x00" + strconv.Itoa(n))
+		name := fmt.Sprintf("manifests/%s/%s/journal/%020d-%s.json", policy, destination, first.Time.UnixNano(), id[:16])
+		if err := st.putJSON(ctx, name, entries[:n]); err != nil {
+			return err
+		}
+		entries = entries[n:]
+	}
+	return nil
 }
+
+// journalObjectEntries bounds the entries of one journal object: 256 entries with
+// keys of S3's longest (1,024 bytes) stay under the 1 MiB a state object may hold.
+const journalObjectEntries = 256
 
 // DeadLetter is a replication of one key to one destination that failed permanently.
 type DeadLetter struct {
