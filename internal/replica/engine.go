@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cloudrepl/replicator/internal/config"
@@ -29,6 +30,9 @@ type Engine struct {
 	State *state.State
 	// Now is the clock (trash dates, the delete window); time.Now when nil.
 	Now func() time.Time
+
+	// guesses holds a *createGuess per policy and destination.
+	guesses sync.Map
 }
 
 // New returns an engine over a state location.

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -531,5 +532,71 @@ func TestDirectWhoseRollbackFailsSaysUnfinished(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "roll back") {
 		t.Errorf("the error should say the rollback failed: %v", err)
+	}
+}
+
+// countingStore counts the puts and stats a destination receives.
+type countingStore struct {
+	store.Store
+	puts, stats atomic.Int32
+}
+
+func (c *countingStore) Put(ctx context.Context, key string, body io.Reader, opts store.PutOptions) (*store.Object, error) {
+	c.puts.Add(1)
+	return c.Store.Put(ctx, key, body, opts)
+}
+
+func (c *countingStore) Stat(ctx context.Context, key string) (*store.Attributes, error) {
+	c.stats.Add(1)
+	return c.Store.Stat(ctx, key)
+}
+
+func (c *countingStore) take() (puts, stats int32) { return c.puts.Swap(0), c.stats.Swap(0) }
+
+func TestSmallWritesLearnWhetherKeysAreNew(t *testing.T) {
+	d := newDirs(t)
+	cs := &countingStore{Store: d.dst}
+	target := Target{Policy: d.policy, Name: "dst", Store: cs}
+	write := func(key string, sv wire.SourceVersion) {
+		t.Helper()
+		res, err := d.engine.Write(context.Background(), target, WriteRequest{Key: key, Source: sv, Body: Body{Source: d.src}})
+		if err != nil || res.Outcome != wire.OutcomeCopied {
+			t.Fatalf("write %s: %v, %+v", key, err, res)
+		}
+	}
+	expect := func(what string, puts, stats int32) {
+		t.Helper()
+		if p, s := cs.take(); p != puts || s != stats {
+			t.Fatalf("%s: %d puts and %d stats, want %d and %d", what, p, s, puts, stats)
+		}
+	}
+	keys := []string{"a", "b", "c", "d", "e"}
+	for _, k := range keys {
+		write(k, d.writeSource(t, k, "v1 "+k, time.Time{}))
+	}
+	expect("new keys", 5, 0) // one create-only put each
+	for _, k := range keys {
+		write(k, d.writeSource(t, k, "v2 "+k, time.Time{}))
+	}
+	// The first two updates try create-only and are refused; the next look first.
+	expect("updates", 2+5, 5)
+	write("f", d.writeSource(t, "f", "new", time.Time{}))
+	expect("a new key among updates", 1, 1) // the look finds it missing: back to create-only
+	write("g", d.writeSource(t, "g", "new", time.Time{}))
+	expect("the next new key", 1, 0)
+	for _, k := range append(keys, "f", "g") {
+		if got, want := d.replica(t, k), map[bool]string{true: "new", false: "v2 " + k}[k == "f" || k == "g"]; got != want {
+			t.Fatalf("replica %s: %q, want %q", k, got, want)
+		}
+	}
+	// Another destination of the policy learns on its own.
+	other := &countingStore{Store: open(t, filepath.Join(d.root, "dst2"), "dst2")}
+	for _, k := range keys {
+		if _, err := d.engine.Write(context.Background(), Target{Policy: d.policy, Name: "dst2", Store: other}, WriteRequest{Key: k, Source: d.writeSource(t, k, "v3 "+k, time.Time{}), Body: Body{Source: d.src}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, s := other.take(); p != 5 || s != 0 {
+		t.Fatalf("a second destination: %d puts and %d stats, want 5 and 0", p, s)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/cloudrepl/replicator/internal/state"
 	"github.com/cloudrepl/replicator/internal/store"
@@ -42,16 +43,55 @@ type WriteRequest struct {
 // turns out to exist would have cost a large upload for nothing.
 const optimisticCreateMax = 1 << 20
 
+// lookFirstAfter is how many create-only puts in a row must find the key taken
+// before a destination's small writes look first. A reconcile that updates changed
+// files meets existing keys only; there the create-only try is a wasted request
+// (a third of an update's).
+const lookFirstAfter = 2
+
+// createGuess is whether a destination's writes are meeting new keys or existing
+// ones, learnt from the last writes: a first copy keeps it on create-only puts, a
+// run of updates turns it to looking first, and the first key a look finds missing
+// turns it back.
+type createGuess struct{ taken atomic.Int32 }
+
+func (g *createGuess) optimistic() bool { return g.taken.Load() < lookFirstAfter }
+
+func (g *createGuess) sawNew() { g.taken.Store(0) }
+
+func (g *createGuess) sawTaken() {
+	if g.taken.Load() < lookFirstAfter {
+		g.taken.Add(1)
+	}
+}
+
+func (e *Engine) guess(t Target) *createGuess {
+	var key string
+	if t.Policy != nil {
+		key = t.Policy.Name
+	}
+	key += "\x00" + t.Name
+	if g, ok := e.guesses.Load(key); ok {
+		return g.(*createGuess)
+	}
+	g, _ := e.guesses.LoadOrStore(key, &createGuess{})
+	return g.(*createGuess)
+}
+
 // Write makes the source version visible under its key on the destination, directly
 // (eventual mode): skipped when the destination holds the SHA-256, left when it holds
 // a later version or an unmanaged object the policy leaves, otherwise written
 // create-only or if-match on what it saw (the overwritten object kept in the trash
-// first), looking again when another writer came in between.
+// first), looking again when another writer came in between. A small source is put
+// create-only before any look while the destination's recent writes met new keys.
 func (e *Engine) Write(ctx context.Context, t Target, r WriteRequest) (*wire.TransferResult, error) {
-	if r.Source.Size <= optimisticCreateMax && !r.VerifyContent {
+	g, small := e.guess(t), r.Source.Size <= optimisticCreateMax
+	tried := small && !r.VerifyContent && g.optimistic()
+	if tried {
 		obj, err := e.put(ctx, t, r.Body, r.Key, r.Key, r.Source, store.Precondition{IfNoneMatch: true})
 		switch {
 		case err == nil:
+			g.sawNew()
 			if err := e.committed(ctx, t, r.Journal, r.Key, r.Source, obj); err != nil {
 				return nil, err
 			}
@@ -61,11 +101,19 @@ func (e *Engine) Write(ctx context.Context, t Target, r WriteRequest) (*wire.Tra
 		case !store.IsPrecondition(err):
 			return nil, err
 		}
+		g.sawTaken()
 	}
 	for looks := 1; ; looks++ {
 		current, err := e.current(ctx, t, r)
 		if err != nil {
 			return nil, err
+		}
+		if looks == 1 && small && !tried {
+			if current == nil {
+				g.sawNew()
+			} else {
+				g.sawTaken()
+			}
 		}
 		if v := decide(t.Policy, current, r.Source); v != write {
 			return e.settled(ctx, t, r, v, current)
