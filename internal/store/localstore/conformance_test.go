@@ -30,7 +30,7 @@ func newAt(base string) func(t *testing.T, prefix string) store.Store {
 	}
 }
 
-func mustNew(t *testing.T, name, rawURL string) store.Store {
+func mustNew(t testing.TB, name, rawURL string) store.Store {
 	t.Helper()
 	u, err := url.Parse(rawURL)
 	if err != nil {

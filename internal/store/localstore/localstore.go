@@ -688,22 +688,31 @@ func (w *walker) dir(dir string, top bool) bool {
 	if name == "" {
 		name = "."
 	}
-	f, err := w.root.Open(name)
+	// The directory is opened as a root of its own, so that each entry costs one
+	// stat beside it; through the share's root, a stat walks every parent again.
+	sub, err := w.root.OpenRoot(name)
 	if err != nil {
+		return w.unreadable(dir, top, err)
+	}
+	f, err := sub.Open(".")
+	if err != nil {
+		sub.Close()
 		return w.unreadable(dir, top, err)
 	}
 	dirents, err := f.ReadDir(-1)
 	f.Close()
 	if err != nil {
+		sub.Close()
 		// Part of a directory is a subtree of unknown state, like none of it.
 		return w.unreadable(dir, top, err)
 	}
 	entries := make([]entry, 0, len(dirents))
 	for _, d := range dirents {
-		if e, ok := w.entry(dir, d); ok {
+		if e, ok := w.entry(sub, dir, d); ok {
 			entries = append(entries, e)
 		}
 	}
+	sub.Close() // before the walk goes down: one open directory, not one per level
 	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
 	for _, e := range entries {
 		key := dir + e.name
@@ -756,7 +765,7 @@ func (w *walker) dir(dir string, top bool) bool {
 
 // entry describes the directory entry d of dir; ok is false for an entry that
 // vanished since the directory was read.
-func (w *walker) entry(dir string, d fs.DirEntry) (e entry, ok bool) {
+func (w *walker) entry(parent *os.Root, dir string, d fs.DirEntry) (e entry, ok bool) {
 	key := dir + d.Name()
 	if err := store.ValidateKey(key, 0); err != nil {
 		e.name = d.Name()
@@ -769,9 +778,12 @@ func (w *walker) entry(dir string, d fs.DirEntry) (e entry, ok bool) {
 		}
 		return e, true
 	}
-	// Stat (not Lstat) through the root: symlinks inside the root are followed, ones
-	// leading outside fail.
-	fi, err := w.root.Stat(key)
+	// Anything but a symlink is what it says beside it. A symlink is followed
+	// through the share's root: inside it, it is followed; leading outside, it fails.
+	fi, err := parent.Lstat(d.Name())
+	if err != nil || fi.Mode()&fs.ModeSymlink != 0 {
+		fi, err = w.root.Stat(key)
+	}
 	if err != nil {
 		lfi, lerr := w.root.Lstat(key)
 		switch {
