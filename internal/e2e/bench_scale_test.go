@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +66,10 @@ type scaleStep struct {
 	stateBytes        int64
 	rcloneWall        time.Duration
 	rcloneWhat        string
+	// listing is how long listing the MinIO prefix took just before the row: every
+	// MinIO row that lists is measured after one, so that MinIO's caches are in the
+	// same state at every size (a listing after minutes of rest was twice as slow).
+	listing time.Duration
 }
 
 func dirBytes(t *testing.T, dir string) int64 {
@@ -155,19 +161,42 @@ func scaleRun(t *testing.T, n int) []scaleStep {
 		policy("dir-batch", "dir-batch", "file://"+local+"/batch", "copy") +
 		policy("dir", "dir", "file://"+local+"/reconcile", "mirror")
 	must(t, os.WriteFile(w.configPath, []byte(cfg), 0o644))
+	profile := os.Getenv("REPLICATOR_BENCH_PROFILE") // a directory for CPU profiles of the reconciles
+	if profile != "" {
+		w.workerArgs = []string{"--pprof"}
+	}
 	wk := w.startWorker()
 	defer wk.stop(t) // workers share the task queue: the next size brings its own
 	base := wk.metricsURL(t)
 	pid := wk.cmd.Process.Pid
 
 	var rows []scaleStep
+	reconcilePrefix := w.prefix + "/reconcile/"
 	measure := func(dest, step, policy string, run func() int) {
+		var listing time.Duration
+		if dest == "MinIO" && step != "first copy, batch" {
+			listing = timeS3Listing(t, s3Bucket, reconcilePrefix)
+		}
 		peakRSS(t, pid) // resets the high-water mark
 		before, cpu0, since := scrape(t, base), cpuTime(t, pid), time.Now()
+		if profile != "" && !strings.HasPrefix(step, "first copy") {
+			// The profile covers the plan: 5 s per 100,000 files.
+			secs := max(1, n/20000)
+			go func() {
+				resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs))
+				if err != nil {
+					t.Logf("profile: %v", err)
+					return
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				_ = os.WriteFile(filepath.Join(profile, fmt.Sprintf("%d-%s-%s.pprof", n, dest, strings.NewReplacer(" ", "-", ",", "", "%", "pct").Replace(step))), b, 0o644)
+			}()
+		}
 		if code := run(); code != 0 {
 			t.Fatalf("%s %s at %d files: exit %d", dest, step, n, code)
 		}
-		row := scaleStep{size: n, destination: dest, step: step, wall: time.Since(since), cpu: cpuTime(t, pid) - cpu0, rss: peakRSS(t, pid), requests: -1}
+		row := scaleStep{size: n, destination: dest, step: step, wall: time.Since(since), cpu: cpuTime(t, pid) - cpu0, rss: peakRSS(t, pid), requests: -1, listing: listing}
 		after := scrape(t, base)
 		storeName := strings.TrimPrefix(policy, w.policy+"-")
 		var reqs float64
@@ -195,10 +224,22 @@ func scaleRun(t *testing.T, n int) []scaleStep {
 	}
 	list := filepath.Join(w.dir, "keys.txt")
 	must(t, os.WriteFile(list, []byte(strings.Join(keys, "\n")+"\n"), 0o644))
-	for _, d := range []struct{ dest, batchPolicy, policy string }{
+	// REPLICATOR_SCALE_ROWS=minio-reconcile measures only the reconciles to MinIO and
+	// rclone's dry run: the rows MinIO's listing decides, in a third of the time.
+	minioReconcileOnly := os.Getenv("REPLICATOR_SCALE_ROWS") == "minio-reconcile"
+	dests := []struct{ dest, batchPolicy, policy string }{
 		{"MinIO", w.policy + "-s3-batch", w.policy + "-s3"},
 		{"directory", w.policy + "-dir-batch", w.policy + "-dir"},
-	} {
+	}
+	if minioReconcileOnly {
+		dests = dests[:1]
+	}
+	for _, d := range dests {
+		if minioReconcileOnly {
+			measure(d.dest, "first copy, reconcile", d.policy, func() int { return starter("reconcile", "--policy", d.policy, "--wait") })
+			measure(d.dest, "no-op reconcile", d.policy, func() int { return starter("reconcile", "--policy", d.policy, "--wait") })
+			continue
+		}
 		measure(d.dest, "first copy, batch", d.batchPolicy, func() int { return starter("batch", "--policy", d.batchPolicy, "--wait", list) })
 		// The batch's copies are not used again. At a million files each is 8 GiB on
 		// disk (a 4 KiB block for the file and one for its metadata), and the machine
@@ -216,13 +257,13 @@ func scaleRun(t *testing.T, n int) []scaleStep {
 		p := filepath.Join(w.src, keys[i])
 		must(t, os.WriteFile(p, []byte(fmt.Sprintf("touched %d\n", i)), 0o644))
 	}
-	for _, d := range []struct{ dest, policy string }{{"MinIO", w.policy + "-s3"}, {"directory", w.policy + "-dir"}} {
+	for _, d := range dests {
 		measure(d.dest, "reconcile after touching 1%", d.policy, func() int { return starter("reconcile", "--policy", d.policy, "--wait") })
 	}
 	for i := 1; i < n; i += 100 {
 		must(t, os.Remove(filepath.Join(w.src, keys[i])))
 	}
-	for _, d := range []struct{ dest, policy string }{{"MinIO", w.policy + "-s3"}, {"directory", w.policy + "-dir"}} {
+	for _, d := range dests {
 		measure(d.dest, "mirror reconcile after deleting 1%", d.policy, func() int { return starter("reconcile", "--policy", d.policy, "--wait") })
 	}
 
@@ -230,6 +271,10 @@ func scaleRun(t *testing.T, n int) []scaleStep {
 	// as it now is against what the reconciles left (nothing to do).
 	rclone := filepath.Join(os.Getenv("REPLICATOR_TOOLS_BIN"), "rclone")
 	run := func(what string, args ...string) time.Duration {
+		var listing time.Duration
+		if strings.Contains(what, "dry-run") {
+			listing = timeS3Listing(t, s3Bucket, reconcilePrefix)
+		}
 		cmd := exec.Command(rclone, args...)
 		cmd.Env = append(os.Environ(), rcloneEnv()...)
 		start := time.Now()
@@ -237,12 +282,27 @@ func scaleRun(t *testing.T, n int) []scaleStep {
 			t.Fatalf("rclone %s: %v\n%s", what, err, out)
 		}
 		el := time.Since(start)
-		rows = append(rows, scaleStep{size: n, destination: "MinIO", step: what, rcloneWall: el, rcloneWhat: "rclone"})
+		rows = append(rows, scaleStep{size: n, destination: "MinIO", step: what, rcloneWall: el, rcloneWhat: "rclone", listing: listing})
 		return el
 	}
-	run("rclone copy (first copy)", "copy", "--transfers", "16", "--checkers", "16", w.src, "s3:"+s3Bucket+"/"+w.prefix+"/rclone")
+	if !minioReconcileOnly {
+		run("rclone copy (first copy)", "copy", "--transfers", "16", "--checkers", "16", w.src, "s3:"+s3Bucket+"/"+w.prefix+"/rclone")
+	}
 	run("rclone sync --dry-run (no-op)", "sync", "--dry-run", "--size-only", "--checkers", "16", "--exclude", ".replicator/**", w.src, "s3:"+s3Bucket+"/"+w.prefix+"/reconcile")
 	return rows
+}
+
+// timeS3Listing lists every object under prefix, a thousand to a request, and
+// returns how long that took.
+func timeS3Listing(t *testing.T, bucket, prefix string) time.Duration {
+	c := s3Client(t)
+	start := time.Now()
+	pages := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	for pages.HasMorePages() {
+		_, err := pages.NextPage(context.Background())
+		must(t, err)
+	}
+	return time.Since(start)
 }
 
 // emptyS3Prefix deletes every object under prefix, a thousand to a request.
@@ -270,22 +330,29 @@ func emptyS3Prefix(t *testing.T, bucket, prefix string) {
 
 func writeScaleTable(t *testing.T, rows []scaleStep) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Scale: from ten thousand files to a million\n\n%s\n`make bench-scale` (REPLICATOR_SCALE_SIZES to choose sizes). Files of 1 KiB; two directories hold a tenth of the files each (at most 50,000), the rest are in directories of 100. One worker; requests are per file and destination (`replicator_backend_requests_total`); runs and events are the workflow runs the step started (continued runs included) and the longest history among them; state is the bytes in the state location after the step.\n\n", machine())
-	fmt.Fprintf(&b, "| files | destination | step | wall | per file | worker peak RSS | worker CPU | requests/file | runs | max events | state |\n| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "# Scale: from ten thousand files to a million\n\n%s\n`make bench-scale` (REPLICATOR_SCALE_SIZES to choose sizes). Files of 1 KiB; two directories hold a tenth of the files each (at most 50,000), the rest are in directories of 100. One worker; requests are per file and destination (`replicator_backend_requests_total`); runs and events are the workflow runs the step started (continued runs included) and the longest history among them; state is the bytes in the state location after the step. MinIO listing is a listing of the reconcile prefix made just before the row, outside its time, so that every MinIO row finds MinIO's caches in the same state.\n\n", machine())
+	fmt.Fprintf(&b, "| files | destination | step | wall | per file | worker peak RSS | worker CPU | requests/file | runs | max events | state | MinIO listing |\n| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range rows {
 		if r.rcloneWhat != "" {
-			fmt.Fprintf(&b, "| %d | %s | %s | %.1f s | %.0f µs | | | | | | |\n", r.size, r.destination, r.step, r.rcloneWall.Seconds(), float64(r.rcloneWall.Microseconds())/float64(r.size))
+			fmt.Fprintf(&b, "| %d | %s | %s | %.1f s | %.0f µs | | | | | | | %s |\n", r.size, r.destination, r.step, r.rcloneWall.Seconds(), float64(r.rcloneWall.Microseconds())/float64(r.size), listingCell(r.listing))
 			continue
 		}
 		reqs := "-"
 		if r.requests >= 0 {
 			reqs = fmt.Sprintf("%.3f", r.requests)
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %.1f s | %.0f µs | %d MiB | %.1f s | %s | %d | %d | %.1f MiB |\n", r.size, r.destination, r.step, r.wall.Seconds(),
-			float64(r.wall.Microseconds())/float64(r.size), r.rss>>20, r.cpu.Seconds(), reqs, r.runs, r.maxEvents, float64(r.stateBytes)/(1<<20))
+		fmt.Fprintf(&b, "| %d | %s | %s | %.1f s | %.0f µs | %d MiB | %.1f s | %s | %d | %d | %.1f MiB | %s |\n", r.size, r.destination, r.step, r.wall.Seconds(),
+			float64(r.wall.Microseconds())/float64(r.size), r.rss>>20, r.cpu.Seconds(), reqs, r.runs, r.maxEvents, float64(r.stateBytes)/(1<<20), listingCell(r.listing))
 	}
 	fmt.Println(b.String())
 	if out := os.Getenv("REPLICATOR_BENCH_OUT"); out != "" {
 		must(t, os.WriteFile(out, []byte(b.String()), 0o644))
 	}
+}
+
+func listingCell(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f s", d.Seconds())
 }
