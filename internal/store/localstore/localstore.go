@@ -688,31 +688,11 @@ func (w *walker) dir(dir string, top bool) bool {
 	if name == "" {
 		name = "."
 	}
-	// The directory is opened as a root of its own, so that each entry costs one
-	// stat beside it; through the share's root, a stat walks every parent again.
-	sub, err := w.root.OpenRoot(name)
+	entries, err := w.entries(dir, name)
 	if err != nil {
-		return w.unreadable(dir, top, err)
-	}
-	f, err := sub.Open(".")
-	if err != nil {
-		sub.Close()
-		return w.unreadable(dir, top, err)
-	}
-	dirents, err := f.ReadDir(-1)
-	f.Close()
-	if err != nil {
-		sub.Close()
 		// Part of a directory is a subtree of unknown state, like none of it.
 		return w.unreadable(dir, top, err)
 	}
-	entries := make([]entry, 0, len(dirents))
-	for _, d := range dirents {
-		if e, ok := w.entry(sub, dir, d); ok {
-			entries = append(entries, e)
-		}
-	}
-	sub.Close() // before the walk goes down: one open directory, not one per level
 	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
 	for _, e := range entries {
 		key := dir + e.name
@@ -761,6 +741,34 @@ func (w *walker) dir(dir string, top bool) bool {
 		}
 	}
 	return true
+}
+
+// entries describes the entries of the directory dir (name, in the share's root).
+// The directory is opened as a root of its own, so that each entry costs one stat
+// beside it (through the share's root, a stat walks every parent again), and closed
+// before the walk goes down: one open directory at a time, not one per level.
+func (w *walker) entries(dir, name string) ([]entry, error) {
+	sub, err := w.root.OpenRoot(name)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Close()
+	f, err := sub.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	dirents, err := f.ReadDir(-1)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]entry, 0, len(dirents))
+	for _, d := range dirents {
+		if e, ok := w.entry(sub, dir, d); ok {
+			entries = append(entries, e)
+		}
+	}
+	return entries, nil
 }
 
 // entry describes the directory entry d of dir; ok is false for an entry that
