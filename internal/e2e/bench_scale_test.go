@@ -6,9 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -181,17 +179,8 @@ func scaleRun(t *testing.T, n int) []scaleStep {
 		before, cpu0, since := scrape(t, base), cpuTime(t, pid), time.Now()
 		if profile != "" && !strings.HasPrefix(step, "first copy") {
 			// The profile covers the plan: 5 s per 100,000 files.
-			secs := max(1, n/20000)
-			go func() {
-				resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs))
-				if err != nil {
-					t.Logf("profile: %v", err)
-					return
-				}
-				defer resp.Body.Close()
-				b, _ := io.ReadAll(resp.Body)
-				_ = os.WriteFile(filepath.Join(profile, fmt.Sprintf("%d-%s-%s.pprof", n, dest, strings.NewReplacer(" ", "-", ",", "", "%", "pct").Replace(step))), b, 0o644)
-			}()
+			name := fmt.Sprintf("%d-%s-%s.pprof", n, dest, strings.NewReplacer(" ", "-", ",", "", "%", "pct").Replace(step))
+			go saveCPUProfile(t, base, strconv.Itoa(max(1, n/20000)), filepath.Join(profile, name))
 		}
 		if code := run(); code != 0 {
 			t.Fatalf("%s %s at %d files: exit %d", dest, step, n, code)
@@ -235,19 +224,16 @@ func scaleRun(t *testing.T, n int) []scaleStep {
 		dests = dests[:1]
 	}
 	for _, d := range dests {
-		if minioReconcileOnly {
-			measure(d.dest, "first copy, reconcile", d.policy, func() int { return starter("reconcile", "--policy", d.policy, "--wait") })
-			measure(d.dest, "no-op reconcile", d.policy, func() int { return starter("reconcile", "--policy", d.policy, "--wait") })
-			continue
-		}
-		measure(d.dest, "first copy, batch", d.batchPolicy, func() int { return starter("batch", "--policy", d.batchPolicy, "--wait", list) })
-		// The batch's copies are not used again. At a million files each is 8 GiB on
-		// disk (a 4 KiB block for the file and one for its metadata), and the machine
-		// could not hold them all.
-		if d.dest == "MinIO" {
-			emptyS3Prefix(t, s3Bucket, w.prefix+"/batch/")
-		} else {
-			must(t, os.RemoveAll(filepath.Join(local, "batch")))
+		if !minioReconcileOnly {
+			measure(d.dest, "first copy, batch", d.batchPolicy, func() int { return starter("batch", "--policy", d.batchPolicy, "--wait", list) })
+			// The batch's copies are not used again. At a million files each is 8 GiB
+			// on disk (a 4 KiB block for the file and one for its metadata), and the
+			// machine could not hold them all.
+			if d.dest == "MinIO" {
+				emptyS3Prefix(t, s3Bucket, w.prefix+"/batch/")
+			} else {
+				must(t, os.RemoveAll(filepath.Join(local, "batch")))
+			}
 		}
 		measure(d.dest, "first copy, reconcile", d.policy, func() int { return starter("reconcile", "--policy", d.policy, "--wait") })
 		measure(d.dest, "no-op reconcile", d.policy, func() int { return starter("reconcile", "--policy", d.policy, "--wait") })

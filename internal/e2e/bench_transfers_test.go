@@ -178,14 +178,7 @@ func runReplicator(t *testing.T, c benchCase, data string, keys []string, consis
 		secs := cmp.Or(os.Getenv("REPLICATOR_BENCH_PROFILE_SECONDS"), "10")
 		go func() {
 			defer close(profiled)
-			resp, err := http.Get(wk.metricsURL(t) + "/debug/pprof/profile?seconds=" + secs)
-			if err != nil {
-				t.Logf("profile: %v", err)
-				return
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			_ = os.WriteFile(filepath.Join(profile, fmt.Sprintf("%s-%s-%d.pprof", c.name, consistency, time.Now().Unix())), b, 0o644)
+			saveCPUProfile(t, wk.metricsURL(t), secs, filepath.Join(profile, fmt.Sprintf("%s-%s-%d.pprof", c.name, consistency, time.Now().Unix())))
 		}()
 	}
 	start := time.Now()
@@ -414,4 +407,23 @@ func runsOf(cs []benchCase) string {
 		parts = append(parts, fmt.Sprintf("%d runs of %s", c.runs, c.name))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// saveCPUProfile takes a CPU profile of secs seconds from a worker started with
+// --pprof (base is its metrics address) and writes it to path; a failure is logged,
+// since a benchmark's numbers do not depend on its profile.
+func saveCPUProfile(t *testing.T, base, secs, path string) {
+	resp, err := http.Get(base + "/debug/pprof/profile?seconds=" + secs)
+	if err != nil {
+		t.Logf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(path, b, 0o644)
+	}
+	if err != nil {
+		t.Logf("profile %s: %v", path, err)
+	}
 }
